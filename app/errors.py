@@ -1,0 +1,105 @@
+"""The one error tree of the service.
+
+Every failure a client can see is a `ProblemError`; the API renders each as an RFC 9457
+problem document. Backend adapters translate their own exceptions into these at their boundary,
+so nothing above the store ever sees a boto3 or sqlite3 error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ProblemError(Exception):
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal Server Error"
+    slug: ClassVar[str] = "internal"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class BadRequest(ProblemError):
+    status = 400
+    title = "Bad Request"
+    slug = "bad-request"
+
+
+class Unauthorized(ProblemError):
+    status = 401
+    title = "Unauthorized"
+    slug = "unauthorized"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="statestore"'}
+
+
+class StateNotFound(ProblemError):
+    status = 404
+    title = "Not Found"
+    slug = "not-found"
+
+
+class VersionConflict(ProblemError):
+    """The monotonic version guard refused a write that does not move the version forward."""
+
+    status = 409
+    title = "Version Conflict"
+    slug = "version-conflict"
+
+
+class PreconditionFailed(ProblemError):
+    status = 412
+    title = "Precondition Failed"
+    slug = "precondition-failed"
+
+
+class PayloadTooLarge(ProblemError):
+    status = 413
+    title = "Content Too Large"
+    slug = "too-large"
+
+
+class UnsupportedMediaType(ProblemError):
+    status = 415
+    title = "Unsupported Media Type"
+    slug = "unsupported-media-type"
+
+
+class InvalidState(ProblemError):
+    status = 422
+    title = "Unprocessable Content"
+    slug = "invalid"
+
+
+class BackendUnavailable(ProblemError):
+    """The backend is throttling, unreachable, too slow, or missing its table; retrying later may work."""
+
+    status = 503
+    title = "Service Unavailable"
+    slug = "backend-unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class TableMissing(BackendUnavailable):
+    slug = "table-missing"
+
+    def __init__(self, table: str) -> None:
+        super().__init__(
+            f"DynamoDB table {table!r} does not exist; create it with `statestore create-table`",
+            retry_after=30,
+        )
