@@ -1,0 +1,24 @@
+"""Storage backends behind one port (`app.store.port.StateStore`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from app.settings import Settings
+from app.store.port import StateStore
+
+
+@asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[StateStore]:
+    """The backend the settings name, open for the life of the process."""
+    if settings.backend == "dynamodb":
+        from app.store.dynamodb import DynamoDBStore
+
+        async with DynamoDBStore.open(settings.dynamodb_table, settings.endpoint_url) as dynamodb:
+            yield dynamodb
+    else:
+        from app.store.sqlite import SQLiteStore
+
+        async with SQLiteStore.open(settings.sqlite_path) as sqlite:
+            yield sqlite

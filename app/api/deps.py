@@ -1,0 +1,80 @@
+"""The dependencies routes declare, as named `Annotated` aliases."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, TypedDict
+from urllib.parse import unquote_to_bytes
+
+from fastapi import Depends, Header, Path, Request
+
+from app.errors import InvalidState
+from app.settings import Settings
+from app.store.port import StateStore
+
+MAX_ID_BYTES = 2048
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_STATES_PREFIX = b"/states/"
+
+
+class LifespanState(TypedDict):
+    """What the lifespan opens once per process and every request shares."""
+
+    settings: Settings
+    store: StateStore
+
+
+def _store(request: Request) -> StateStore:
+    store: StateStore = request.state.store
+    return store
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.state.settings
+    return settings
+
+
+def check_persistence_id(value: str, loc: list[str | int]) -> str:
+    problem = None
+    if not value:
+        problem = "must not be empty"
+    elif len(value.encode()) > MAX_ID_BYTES:
+        problem = f"must be at most {MAX_ID_BYTES} bytes of UTF-8"
+    elif _CONTROL_CHARACTERS.search(value):
+        problem = "must not contain control characters"
+    if problem:
+        raise InvalidState(f"persistence_id {problem}", errors=[{"loc": loc, "msg": problem}])
+    return value
+
+
+def _path_persistence_id(
+    request: Request,
+    persistence_id: Annotated[
+        str,
+        Path(
+            description="Percent-encoded persistence id: 1 to 2048 bytes of UTF-8, no control characters.",
+            examples=["account-42"],
+        ),
+    ],
+) -> str:
+    # The server's decoded path replaces invalid UTF-8 silently; decode the raw path strictly instead.
+    raw_path: bytes = request.scope.get("raw_path") or b""
+    _, found, encoded = raw_path.partition(_STATES_PREFIX)
+    if found:
+        try:
+            persistence_id = unquote_to_bytes(encoded).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidState(
+                "persistence_id must be percent-encoded UTF-8",
+                errors=[{"loc": ["path", "persistence_id"], "msg": "must be UTF-8"}],
+            ) from None
+    return check_persistence_id(persistence_id, ["path", "persistence_id"])
+
+
+StoreDep = Annotated[StateStore, Depends(_store)]
+SettingsDep = Annotated[Settings, Depends(_settings)]
+PersistenceIdDep = Annotated[str, Depends(_path_persistence_id)]
+IfMatch = Annotated[
+    str | None, Header(description='Entity tags (`"3"`, a list, or `*`); also a bare version such as `3`.')
+]
+IfNoneMatch = Annotated[str | None, Header(description='`*`, or entity tags such as `"3"`.')]

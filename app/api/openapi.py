@@ -1,0 +1,40 @@
+"""The OpenAPI document: FastAPI's, plus the problem schema every error response refers to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from app.api.problems import Problem
+
+DESCRIPTION = """\
+Keeps the latest durable state of each persistence id, the way eGo's durable state store does:
+a protobuf message (base64 `payload` plus its `manifest`, the message's full name) with a version number.
+
+Conditional requests use the version as a strong ETag (`"3"`): `If-Match` for compare-and-set writes and
+deletes, `If-None-Match: *` to create only, `If-None-Match` on reads for `304`. Every error is an
+RFC 9457 `application/problem+json` document.
+"""
+
+
+def build_openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        document = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=DESCRIPTION,
+            routes=app.routes,
+            tags=[
+                {"name": "states", "description": "The latest state of one persistence id."},
+                {"name": "health", "description": "Probes for orchestrators."},
+            ],
+        )
+        document["info"]["license"] = {"name": "Apache 2.0", "identifier": "Apache-2.0"}
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(problem_schema.pop("$defs", {}))
+        schemas["Problem"] = problem_schema
+        app.openapi_schema = document
+    return app.openapi_schema

@@ -1,0 +1,84 @@
+"""The request and response bodies, one schema per use."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+from app.api._base64 import decode_base64
+
+MAX_UINT64 = 2**64 - 1
+MAX_INT64 = 2**63 - 1
+MANIFEST_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+
+Uint64 = Annotated[StrictInt, Field(ge=0, le=MAX_UINT64)]
+EpochMillis = Annotated[StrictInt, Field(ge=0, le=MAX_INT64, description="Unix epoch milliseconds.")]
+Manifest = Annotated[
+    str,
+    StringConstraints(strict=True, max_length=512, pattern=MANIFEST_PATTERN),
+    Field(description="Fully qualified protobuf message name.", examples=["acme.billing.v1.AccountState"]),
+]
+
+
+def _payload_from_base64(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise ValueError("payload must be a base64 string")  # noqa: TRY004 - pydantic wants ValueError
+    return decode_base64(value)
+
+
+Base64Payload = Annotated[
+    bytes,
+    BeforeValidator(_payload_from_base64),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "byte",
+            "description": "Serialized message, base64 (standard or URL-safe, padded or not).",
+            "examples": ["CgphY2NvdW50LTQyEGg="],
+        }
+    ),
+]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PutStateRequest(_Body):
+    manifest: Manifest
+    payload: Base64Payload
+    version_number: Uint64
+    timestamp: EpochMillis | None = Field(
+        None, description="Server time (Unix epoch milliseconds) when omitted."
+    )
+    shard: Uint64 = 0
+    persistence_id: str | None = Field(
+        None, description="When present, must equal the path's persistence id."
+    )
+
+
+class _StateFields(BaseModel):
+    persistence_id: str = Field(examples=["account-42"])
+    version_number: Uint64
+    manifest: Manifest
+    timestamp: int = Field(description="As written: Unix epoch milliseconds, or nanoseconds from eGo actors.")
+    shard: Uint64
+
+
+class StateWritten(_StateFields):
+    """What a write stored, without the payload the client already has."""
+
+
+class State(_StateFields):
+    payload: str = Field(
+        description="Serialized message, standard padded base64.", json_schema_extra={"format": "byte"}
+    )

@@ -1,0 +1,164 @@
+"""`/states/{persistence_id}`: read, write and delete one state, with conditional requests."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter
+from starlette.convertors import PathConvertor, register_url_convertor
+from starlette.responses import Response
+
+from app.api._base64 import encode_base64
+from app.api.conditions import etag, precondition_from_headers
+from app.api.deps import IfMatch, IfNoneMatch, PersistenceIdDep, SettingsDep, StoreDep
+from app.api.problems import problem_responses
+from app.api.schemas import PutStateRequest, State, StateWritten
+from app.errors import InvalidState, PayloadTooLarge, PreconditionFailed, StateNotFound
+from app.store.item_size import MAX_ITEM_BYTES, item_size
+from app.store.port import StateRecord
+
+
+class _AnyPathConvertor(PathConvertor):
+    """Like `path`, but also matches line breaks, so an id holding one gets a 422, not a 404."""
+
+    regex = r"[\s\S]*"
+
+
+register_url_convertor("any_path", _AnyPathConvertor())
+
+router = APIRouter(prefix="/states", tags=["states"])
+
+_PATH = "/{persistence_id:any_path}"
+_CACHE_HEADERS = {"Cache-Control": "no-cache"}
+_ETAG_HEADER = {"ETag": {"description": "The version number, quoted.", "schema": {"type": "string"}}}
+
+
+def _resource(record: StateRecord, *, with_payload: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "persistence_id": record.persistence_id,
+        "version_number": record.version_number,
+        "manifest": record.manifest,
+        "timestamp": record.timestamp,
+        "shard": record.shard,
+    }
+    if with_payload:
+        body["payload"] = encode_base64(record.payload)
+    return body
+
+
+def _json(body: dict[str, Any], status: int, headers: dict[str, str]) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False), status, headers, media_type="application/json")
+
+
+def _record_to_write(persistence_id: str, request: PutStateRequest) -> StateRecord:
+    if request.persistence_id is not None and request.persistence_id != persistence_id:
+        raise InvalidState(
+            "the body's persistence_id differs from the path's",
+            errors=[{"loc": ["body", "persistence_id"], "msg": "must equal the persistence id in the path"}],
+        )
+    record = StateRecord(
+        persistence_id=persistence_id,
+        version_number=request.version_number,
+        manifest=request.manifest,
+        payload=request.payload,
+        timestamp=time.time_ns() // 1_000_000 if request.timestamp is None else request.timestamp,
+        shard=request.shard,
+    )
+    size = item_size(record)
+    if size > MAX_ITEM_BYTES:
+        raise PayloadTooLarge(
+            f"the state would take {size} bytes as a DynamoDB item; the limit is {MAX_ITEM_BYTES}"
+        )
+    return record
+
+
+@router.get(
+    _PATH,
+    operation_id="get_state",
+    summary="Read the latest state",
+    response_model=State,
+    responses={
+        200: {"headers": _ETAG_HEADER},
+        304: {"description": "Not Modified: `If-None-Match` matches the stored version."},
+        **problem_responses(400, 404, 412, 422, 503),
+    },
+)
+@router.head(
+    _PATH,
+    operation_id="head_state",
+    summary="Check a state's existence and version",
+    response_model=State,
+    responses={
+        200: {"headers": _ETAG_HEADER},
+        304: {"description": "Not Modified: `If-None-Match` matches the stored version."},
+        **problem_responses(400, 404, 412, 422, 503),
+    },
+)
+async def get_state(
+    store: StoreDep,
+    persistence_id: PersistenceIdDep,
+    if_match: IfMatch = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    precondition = precondition_from_headers(if_match, None)
+    not_modified_if = precondition_from_headers(None, if_none_match)
+    record = await store.get(persistence_id)
+    stored_version = None if record is None else record.version_number
+    if not precondition.allows(stored_version):
+        raise PreconditionFailed("If-Match does not match the stored state", current_version=stored_version)
+    if record is None:
+        raise StateNotFound("no state is stored under this persistence id")
+    headers = {"ETag": etag(record.version_number), **_CACHE_HEADERS}
+    if if_none_match is not None and not not_modified_if.allows(stored_version):
+        return Response(status_code=304, headers=headers)
+    return _json(_resource(record, with_payload=True), 200, headers)
+
+
+@router.put(
+    _PATH,
+    operation_id="put_state",
+    summary="Write the latest state",
+    response_model=StateWritten,
+    responses={
+        200: {"headers": _ETAG_HEADER, "description": "Stored."},
+        201: {"model": StateWritten, "headers": _ETAG_HEADER, "description": "Created (`If-None-Match: *`)."},
+        **problem_responses(400, 409, 412, 413, 415, 422, 503),
+    },
+)
+async def put_state(
+    store: StoreDep,
+    settings: SettingsDep,
+    persistence_id: PersistenceIdDep,
+    body: PutStateRequest,
+    if_match: IfMatch = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    precondition = precondition_from_headers(if_match, if_none_match)
+    record = _record_to_write(persistence_id, body)
+    if settings.version_guard == "monotonic":
+        precondition = precondition.with_guard(record.version_number)
+    stored = await store.put(record, precondition)
+    headers = {"ETag": etag(stored.version_number)}
+    if precondition.absent:
+        headers["Location"] = f"/states/{quote(persistence_id, safe='')}"
+    return _json(_resource(stored, with_payload=False), 201 if precondition.absent else 200, headers)
+
+
+@router.delete(
+    _PATH,
+    operation_id="delete_state",
+    summary="Delete a state",
+    status_code=204,
+    responses=problem_responses(400, 412, 422, 503),
+)
+async def delete_state(
+    store: StoreDep,
+    persistence_id: PersistenceIdDep,
+    if_match: IfMatch = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    await store.delete(persistence_id, precondition_from_headers(if_match, if_none_match))
+    return Response(status_code=204)

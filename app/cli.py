@@ -1,0 +1,84 @@
+"""`statestore`: serve the API, create the DynamoDB table, print the OpenAPI document."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from app.errors import ProblemError
+from app.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+
+
+def _serve(settings: Settings, workers: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "app.main:app",
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        log_level=settings.log_level,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+async def _create_table(settings: Settings) -> str:
+    from app.store.dynamodb import DynamoDBStore
+
+    async with DynamoDBStore.open(settings.dynamodb_table, settings.endpoint_url) as store:
+        created = await store.create_table()
+    return f"table {settings.dynamodb_table} {'created' if created else 'already exists'} and is ACTIVE"
+
+
+def _openapi(settings: Settings) -> str:
+    from app.main import create_app
+
+    return json.dumps(create_app(settings).openapi(), indent=2, ensure_ascii=False) + "\n"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="statestore", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", help="bind address (STATESTORE_HOST)")
+    serve.add_argument("--port", type=int, help="bind port (STATESTORE_PORT)")
+    serve.add_argument("--backend", choices=["sqlite", "dynamodb"], help="STATESTORE_BACKEND")
+    serve.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], help="STATESTORE_LOG_LEVEL"
+    )
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    commands.add_parser("create-table", help="create the DynamoDB table and wait until it is ACTIVE")
+    commands.add_parser("openapi", help="print the OpenAPI document")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    arguments = _parser().parse_args(argv)
+    overrides = {
+        name: value
+        for name in ("host", "port", "backend", "log_level")
+        if (value := getattr(arguments, name, None)) is not None
+    }
+    # Workers re-read the environment, so flags travel there rather than as arguments.
+    os.environ.update({f"{ENV_PREFIX}{name.upper()}": str(value) for name, value in overrides.items()})
+    try:
+        settings = load_settings()
+        if arguments.command == "serve":
+            _serve(settings, arguments.workers)
+        elif arguments.command == "create-table":
+            print(asyncio.run(_create_table(settings)))
+        else:
+            sys.stdout.write(_openapi(settings))
+    except SettingsError as exc:
+        sys.exit(f"statestore: {exc}")
+    except ProblemError as exc:
+        sys.exit(f"statestore: {exc.detail}")
+
+
+if __name__ == "__main__":
+    main()

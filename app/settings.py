@@ -1,0 +1,64 @@
+"""Every setting of the service, read from `STATESTORE_*` environment variables.
+
+Region and credentials are deliberately absent: they come from the standard AWS SDK chain.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, HttpUrl, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "STATESTORE_"
+
+CommaSeparated = Annotated[tuple[str, ...], NoDecode]
+
+
+class SettingsError(Exception):
+    """A bad setting; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    backend: Literal["sqlite", "dynamodb"] = "sqlite"
+    sqlite_path: Path = Path("./data/statestore.db")
+    dynamodb_table: str = Field("states_store", min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
+    dynamodb_endpoint_url: HttpUrl | None = None
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8080, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    api_keys: CommaSeparated = ()
+    descriptor_sets: Annotated[tuple[Path, ...], NoDecode] = ()
+    manifest_policy: Literal["permissive", "strict"] = "permissive"
+    version_guard: Literal["off", "monotonic"] = "off"
+
+    @field_validator("api_keys", "descriptor_sets", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("log_level", "backend", "manifest_policy", "version_guard", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def endpoint_url(self) -> str | None:
+        return None if self.dynamodb_endpoint_url is None else str(self.dynamodb_endpoint_url).rstrip("/")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment (and explicit overrides), or a `SettingsError` naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = f"{ENV_PREFIX}{field}".upper()
+        shown = "" if field == "api_keys" else f" (got {error['input']!r})"
+        raise SettingsError(f"invalid setting {name}: {error['msg']}{shown}") from None

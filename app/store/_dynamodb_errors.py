@@ -1,0 +1,62 @@
+"""Translate what aiobotocore raises into the service's errors, at the adapter's boundary."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from app.errors import BackendUnavailable, PayloadTooLarge, ProblemError, TableMissing
+
+logger = logging.getLogger("statestore.dynamodb")
+
+_RETRYABLE = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionConflictException",
+        "TransactionInProgressException",
+    }
+)
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def translate_client_error(exc: ClientError, table: str, operation: str) -> ProblemError:
+    code = error_code(exc)
+    message = str(exc.response.get("Error", {}).get("Message", ""))
+    if code == "ResourceNotFoundException":
+        return TableMissing(table)
+    if code in _RETRYABLE:
+        return BackendUnavailable(f"DynamoDB is throttling or busy ({code}); retry later", retry_after=1)
+    if code == "ValidationException" and "size" in message.lower() and "exceeded" in message.lower():
+        return PayloadTooLarge("the state exceeds DynamoDB's item size limit")
+    logger.error("DynamoDB refused %s on table %s: %s %s", operation, table, code, message)
+    return BackendUnavailable(
+        f"DynamoDB refused the {operation} call ({code or 'unknown error'})", retry_after=5
+    )
+
+
+@asynccontextmanager
+async def dynamodb_call(table: str, operation: str, deadline: float) -> AsyncIterator[None]:
+    """Bound one call (SDK retries included) by `deadline` seconds and translate its failures."""
+    try:
+        async with asyncio.timeout(deadline):
+            yield
+    except ClientError as exc:
+        raise translate_client_error(exc, table, operation) from exc
+    except TimeoutError as exc:
+        raise BackendUnavailable(f"DynamoDB did not answer {operation} within {deadline:g} s") from exc
+    except NoCredentialsError as exc:
+        raise BackendUnavailable("no AWS credentials are configured for DynamoDB", retry_after=30) from exc
+    except BotoCoreError as exc:
+        logger.warning("DynamoDB %s failed: %s", operation, exc)
+        raise BackendUnavailable(f"DynamoDB cannot be reached for {operation}") from exc

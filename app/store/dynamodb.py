@@ -1,0 +1,120 @@
+"""The production backend: DynamoDB (or any compatible endpoint) through one aioboto3 client.
+
+Items keep ego-contrib's Go layout, so Go actors and HTTP clients can share a table. Every
+precondition is a `ConditionExpression`, and a refused write gets the stored item back in the same
+call (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so telling a retry from a conflict costs no
+second read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import aioboto3
+from botocore.config import Config
+from botocore.exceptions import ClientError, WaiterError
+
+from app.errors import BackendUnavailable, TableMissing
+from app.store._dynamodb_codec import condition_arguments, from_item, key_of, to_item
+from app.store._dynamodb_errors import dynamodb_call, error_code
+from app.store.port import Precondition, StateRecord, refusal, settle_refused_write
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+CALL_DEADLINE_SECONDS = 5.0
+CLIENT_CONFIG = Config(
+    connect_timeout=1,
+    read_timeout=2,
+    retries={"mode": "adaptive", "max_attempts": 3},
+    max_pool_connections=64,
+    tcp_keepalive=True,
+    parameter_validation=False,
+)
+
+
+class DynamoDBStore:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, table: str, endpoint_url: str | None = None) -> AsyncIterator[DynamoDBStore]:
+        session = aioboto3.Session()
+        async with session.client("dynamodb", endpoint_url=endpoint_url, config=CLIENT_CONFIG) as client:
+            yield cls(client, table)
+
+    @property
+    def description(self) -> str:
+        return f"dynamodb table {self._table} at {self._client.meta.endpoint_url}"
+
+    def _call(self, operation: str) -> Any:
+        return dynamodb_call(self._table, operation, CALL_DEADLINE_SECONDS)
+
+    async def get(self, persistence_id: str) -> StateRecord | None:
+        async with self._call("GetItem"):
+            response = await self._client.get_item(
+                TableName=self._table, Key=key_of(persistence_id), ConsistentRead=True
+            )
+        item = response.get("Item")
+        return None if item is None else from_item(item)
+
+    async def put(self, record: StateRecord, precondition: Precondition) -> StateRecord:
+        async with self._call("PutItem"):
+            try:
+                await self._client.put_item(
+                    TableName=self._table, Item=to_item(record), **condition_arguments(precondition)
+                )
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                return settle_refused_write(precondition, record, _old_record(exc))
+        return record
+
+    async def delete(self, persistence_id: str, precondition: Precondition) -> None:
+        async with self._call("DeleteItem"):
+            try:
+                await self._client.delete_item(
+                    TableName=self._table, Key=key_of(persistence_id), **condition_arguments(precondition)
+                )
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                raise refusal(precondition, _old_record(exc)) from None
+
+    async def ping(self) -> None:
+        async with self._call("DescribeTable"):
+            response = await self._client.describe_table(TableName=self._table)
+        status = response["Table"].get("TableStatus")
+        if status not in ("ACTIVE", "UPDATING"):
+            raise BackendUnavailable(f"DynamoDB table {self._table!r} is {status}")
+
+    async def create_table(self) -> bool:
+        """Create the table unless it exists, then wait until it is ACTIVE. True when it was created."""
+        async with self._call("CreateTable"):
+            try:
+                await self._client.create_table(
+                    TableName=self._table,
+                    AttributeDefinitions=[{"AttributeName": "PersistenceID", "AttributeType": "S"}],
+                    KeySchema=[{"AttributeName": "PersistenceID", "KeyType": "HASH"}],
+                    BillingMode="PAY_PER_REQUEST",
+                )
+                created = True
+            except ClientError as exc:
+                if error_code(exc) != "ResourceInUseException":
+                    raise
+                created = False
+        waiter = self._client.get_waiter("table_exists")
+        try:
+            await waiter.wait(TableName=self._table, WaiterConfig={"Delay": 1, "MaxAttempts": 300})
+        except WaiterError as exc:
+            raise TableMissing(self._table) from exc
+        return created
+
+
+def _old_record(exc: ClientError) -> StateRecord | None:
+    item: Mapping[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+    return None if item is None else from_item(item)

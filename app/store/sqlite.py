@@ -1,0 +1,160 @@
+"""The embedded backend: one SQLite file in WAL mode, shared safely by several processes.
+
+Every write is one `BEGIN IMMEDIATE` transaction that checks the precondition and writes, so the
+check and the write are atomic across processes too. `synchronous=FULL` makes an acknowledged write
+survive a crash of the process or of the machine. All calls run on one thread that owns the
+connection, which keeps the event loop free while SQLite waits on the disk or on a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from app.errors import BackendUnavailable
+from app.store.port import Precondition, StateRecord, refusal, settle_refused_write
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 5_000
+_UINT64_OFFSET = 2**64
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS states (
+    persistence_id TEXT PRIMARY KEY NOT NULL,
+    version_number INTEGER NOT NULL,
+    manifest TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    timestamp INTEGER NOT NULL,
+    shard INTEGER NOT NULL
+)
+"""
+_SELECT = (
+    "SELECT persistence_id, version_number, manifest, payload, timestamp, shard"
+    " FROM states WHERE persistence_id = ?"
+)
+_UPSERT = (
+    "INSERT OR REPLACE INTO states (persistence_id, version_number, manifest, payload, timestamp, shard)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def _to_signed(value: int) -> int:
+    """SQLite integers are signed 64-bit; uint64 values above 2^63-1 wrap around and back."""
+    return value - _UINT64_OFFSET if value >= 2**63 else value
+
+
+def _to_unsigned(value: int) -> int:
+    return value + _UINT64_OFFSET if value < 0 else value
+
+
+def _row_to_record(row: tuple[str, int, str, bytes, int, int]) -> StateRecord:
+    persistence_id, version, manifest, payload, timestamp, shard = row
+    return StateRecord(
+        persistence_id, _to_unsigned(version), manifest, bytes(payload), timestamp, _to_unsigned(shard)
+    )
+
+
+def _record_to_row(record: StateRecord) -> tuple[str, int, str, bytes, int, int]:
+    return (
+        record.persistence_id,
+        _to_signed(record.version_number),
+        record.manifest,
+        record.payload,
+        record.timestamp,
+        _to_signed(record.shard),
+    )
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+    )
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute(_SCHEMA)
+    return connection
+
+
+class SQLiteStore:
+    def __init__(self, connection: sqlite3.Connection, executor: ThreadPoolExecutor, path: Path) -> None:
+        self._connection = connection
+        self._executor = executor
+        self._path = path
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, path: Path) -> AsyncIterator[SQLiteStore]:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite") as executor:
+            loop = asyncio.get_running_loop()
+            try:
+                connection = await loop.run_in_executor(executor, _connect, path)
+            except (sqlite3.Error, OSError) as exc:
+                raise BackendUnavailable(f"cannot open the SQLite file {path}: {exc}") from exc
+            try:
+                yield cls(connection, executor, path)
+            finally:
+                await loop.run_in_executor(executor, connection.close)
+
+    @property
+    def description(self) -> str:
+        return f"sqlite file {self._path.resolve()}"
+
+    async def _run(self, call: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call, self._connection)
+        except sqlite3.OperationalError as exc:
+            raise BackendUnavailable(f"the SQLite file is busy or unavailable: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise BackendUnavailable(f"the SQLite file cannot be used: {exc}") from exc
+
+    async def get(self, persistence_id: str) -> StateRecord | None:
+        return await self._run(lambda connection: _read(connection, persistence_id))
+
+    async def put(self, record: StateRecord, precondition: Precondition) -> StateRecord:
+        def write(connection: sqlite3.Connection) -> StateRecord:
+            with _transaction(connection):
+                if not precondition.is_unconditional:
+                    stored = _read(connection, record.persistence_id)
+                    if not precondition.allows(None if stored is None else stored.version_number):
+                        return settle_refused_write(precondition, record, stored)
+                connection.execute(_UPSERT, _record_to_row(record))
+            return record
+
+        return await self._run(write)
+
+    async def delete(self, persistence_id: str, precondition: Precondition) -> None:
+        def remove(connection: sqlite3.Connection) -> None:
+            with _transaction(connection):
+                if not precondition.is_unconditional:
+                    stored = _read(connection, persistence_id)
+                    if not precondition.allows(None if stored is None else stored.version_number):
+                        raise refusal(precondition, stored)
+                connection.execute("DELETE FROM states WHERE persistence_id = ?", (persistence_id,))
+
+        await self._run(remove)
+
+    async def ping(self) -> None:
+        await self._run(lambda connection: connection.execute("SELECT 1 FROM states LIMIT 1").fetchall())
+
+
+def _read(connection: sqlite3.Connection, persistence_id: str) -> StateRecord | None:
+    row = connection.execute(_SELECT, (persistence_id,)).fetchone()
+    return None if row is None else _row_to_record(row)
+
+
+@contextmanager
+def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction that takes the file's write lock at once, so its reads see the latest state."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")

@@ -1,0 +1,106 @@
+"""Fixtures: a moto server process, the service on each backend over real HTTP, and clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from support.processes import moto_server
+from support.uvicorn_thread import serving
+
+from app.main import create_app
+from app.settings import Settings
+
+# Tests never reach AWS: fixed fake credentials, and every DynamoDB client gets a local endpoint.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_REGION="us-east-1",
+)
+for _name in [name for name in os.environ if name.startswith("STATESTORE_")]:
+    del os.environ[_name]
+
+BACKENDS = ["sqlite", "dynamodb"]
+TABLE = "states_store"
+
+ServiceFactory = Callable[..., AbstractContextManager[str]]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+def create_table(endpoint: str, table: str) -> None:
+    from app.store.dynamodb import DynamoDBStore
+
+    async def create() -> None:
+        async with DynamoDBStore.open(table, endpoint) as store:
+            await store.create_table()
+
+    asyncio.run(create())
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint(moto_endpoint: str) -> str:
+    """moto, with the default table created."""
+    create_table(moto_endpoint, TABLE)
+    return moto_endpoint
+
+
+@pytest.fixture(scope="session")
+def settings_for(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Settings]:
+    def settings(backend: str, **overrides: Any) -> Settings:
+        if backend == "dynamodb":
+            endpoint = request.getfixturevalue("dynamodb_endpoint")
+            overrides = {"dynamodb_endpoint_url": endpoint, "dynamodb_table": TABLE, **overrides}
+        else:
+            overrides = {"sqlite_path": tmp_path_factory.mktemp("sqlite") / "states.db", **overrides}
+        return Settings(backend=backend, **overrides)
+
+    return settings
+
+
+@pytest.fixture(scope="session")
+def start_service(settings_for: Callable[..., Settings]) -> ServiceFactory:
+    """Runs the app with some settings on a real socket; use as `with start_service("sqlite", ...) as url`."""
+
+    @contextmanager
+    def start(backend: str, **overrides: Any) -> Iterator[str]:
+        with serving(create_app(settings_for(backend, **overrides))) as url:
+            yield url
+
+    return start
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="session")
+def service_url(backend: str, start_service: ServiceFactory) -> Iterator[str]:
+    with start_service(backend) as url:
+        yield url
+
+
+@pytest.fixture
+async def client(service_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=service_url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+def state_id() -> str:
+    return f"test-{uuid.uuid4()}"

@@ -1,0 +1,86 @@
+"""Start and stop the separate processes that tests talk to."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+SUPPORT = Path(__file__).resolve().parent
+REPO = SUPPORT.parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until_answers(
+    url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1.0)
+        except httpx.TransportError:
+            time.sleep(0.05)
+        else:
+            return
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+@contextmanager
+def running_process(
+    command: Sequence[str], *, ready_url: str, env: dict[str, str] | None = None, timeout: float = 20.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        list(command),
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        wait_until_answers(ready_url, timeout, process)
+        yield process
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stderr is not None:
+        process.stderr.close()
+    return process.returncode
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A serialised moto server on 127.0.0.1; yields its endpoint URL."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    with running_process([sys.executable, str(SUPPORT / "serial_moto.py"), str(port)], ready_url=endpoint):
+        yield endpoint
+
+
+def service_command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "app.cli", *arguments]
