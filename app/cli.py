@@ -5,17 +5,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
-from app.errors import ProblemError
+from app.errors import BackendUnavailable, ProblemError, TableMissing
 from app.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
 
 def _serve(settings: Settings, workers: int) -> None:
     import uvicorn
 
+    from app.store import check_backend
+
+    try:
+        asyncio.run(check_backend(settings))
+    except TableMissing:
+        raise
+    except BackendUnavailable as exc:
+        # An outage now may pass; /readyz reports it until then. A missing table will not pass.
+        print(f"statestore: warning: {exc.detail}; starting anyway", file=sys.stderr)
+
+    # uvicorn re-raises the stop signal once it has shut down cleanly; a requested stop is a success.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
     uvicorn.run(
         "app.main:app",
         host=settings.host,
@@ -39,6 +54,12 @@ def _openapi(settings: Settings) -> str:
     from app.main import create_app
 
     return json.dumps(create_app(settings).openapi(), indent=2, ensure_ascii=False) + "\n"
+
+
+def _is_connection_failure(error: BaseException | None) -> bool:
+    from botocore.exceptions import BotoCoreError
+
+    return isinstance(error, BotoCoreError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,13 +92,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         if arguments.command == "serve":
             _serve(settings, arguments.workers)
         elif arguments.command == "create-table":
+            logging.basicConfig(level=logging.ERROR, format="statestore: %(message)s")
             print(asyncio.run(_create_table(settings)))
         else:
             sys.stdout.write(_openapi(settings))
     except SettingsError as exc:
         sys.exit(f"statestore: {exc}")
     except ProblemError as exc:
-        sys.exit(f"statestore: {exc.detail}")
+        # Say which endpoint failed to connect; the HTTP API never shows this, an operator needs it.
+        cause = f" ({exc.__cause__})" if _is_connection_failure(exc.__cause__) else ""
+        sys.exit(f"statestore: {exc.detail}{cause}")
 
 
 if __name__ == "__main__":

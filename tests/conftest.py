@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from support.processes import moto_server
-from support.uvicorn_thread import serving
 
 from app.main import create_app
 from app.settings import Settings
+from support.processes import moto_server
+from support.uvicorn_thread import serving
 
 # Tests never reach AWS: fixed fake credentials, and every DynamoDB client gets a local endpoint.
 os.environ.update(

@@ -7,6 +7,7 @@ import time
 
 import httpx
 import pytest
+
 from support.api import MANIFEST, assert_problem, state_body, state_path
 
 MAX_UINT64 = 2**64 - 1

@@ -22,3 +22,9 @@ async def open_store(settings: Settings) -> AsyncIterator[StateStore]:
 
         async with SQLiteStore.open(settings.sqlite_path) as sqlite:
             yield sqlite
+
+
+async def check_backend(settings: Settings) -> None:
+    """Open the backend once and ping it, so a misconfiguration stops start-up with one line."""
+    async with open_store(settings) as store:
+        await store.ping()

@@ -8,6 +8,7 @@ second read.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, WaiterError
 
 from app.errors import BackendUnavailable, TableMissing
+from app.settings import SettingsError
 from app.store._dynamodb_codec import condition_arguments, from_item, key_of, to_item
 from app.store._dynamodb_errors import dynamodb_call, error_code
 from app.store.port import Precondition, StateRecord, refusal, settle_refused_write
@@ -43,7 +45,10 @@ class DynamoDBStore:
     @classmethod
     @asynccontextmanager
     async def open(cls, table: str, endpoint_url: str | None = None) -> AsyncIterator[DynamoDBStore]:
-        session = aioboto3.Session()
+        # botocore reads only AWS_DEFAULT_REGION; AWS_REGION is what the other AWS SDKs and Lambda set.
+        session = aioboto3.Session(region_name=os.environ.get("AWS_REGION") or None)
+        if session.region_name is None:
+            raise SettingsError("no AWS region is configured: set AWS_REGION (or a profile with a region)")
         async with session.client("dynamodb", endpoint_url=endpoint_url, config=CLIENT_CONFIG) as client:
             yield cls(client, table)
 

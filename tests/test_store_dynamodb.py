@@ -1,0 +1,196 @@
+"""The DynamoDB adapter against a moto server: eGo's item layout, missing tables, table creation."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from google.protobuf import any_pb2, wrappers_pb2
+
+from conftest import TABLE, ServiceFactory
+from support.api import assert_problem, state_body, state_path
+from support.processes import free_port, service_command
+
+
+@pytest.fixture(scope="module")
+def raw_table(dynamodb_endpoint: str) -> Any:
+    return boto3.client("dynamodb", endpoint_url=dynamodb_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture(scope="module")
+def dynamodb_url(start_service: ServiceFactory) -> Iterator[str]:
+    with start_service("dynamodb") as url:
+        yield url
+
+
+@pytest.fixture
+async def dynamodb_client(dynamodb_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=dynamodb_url, timeout=30) as http:
+        yield http
+
+
+def go_item(persistence_id: str) -> tuple[dict[str, Any], bytes]:
+    """An item exactly as ego-contrib's Go store writes it: the state wrapped in an Any."""
+    wrapped = any_pb2.Any()
+    wrapped.Pack(wrappers_pb2.StringValue(value="account-42 open"))
+    payload = wrapped.SerializeToString()
+    item = {
+        "PersistenceID": {"S": persistence_id},
+        "VersionNumber": {"N": "7"},
+        "StatePayload": {"B": payload},
+        "StateManifest": {"S": "google.protobuf.Any"},
+        "Timestamp": {"N": "1764115200123456789"},
+        "ShardNumber": {"N": "3"},
+    }
+    return item, payload
+
+
+async def test_an_item_written_by_the_go_store_reads_back_unchanged(
+    raw_table: Any, dynamodb_client: httpx.AsyncClient, state_id: str
+) -> None:
+    item, payload = go_item(state_id)
+    raw_table.put_item(TableName=TABLE, Item=item)
+    response = await dynamodb_client.get(state_path(state_id))
+    assert response.status_code == 200
+    assert response.headers["etag"] == '"7"'
+    state = response.json()
+    assert state["manifest"] == "google.protobuf.Any"
+    assert state["version_number"] == 7
+    assert state["timestamp"] == 1764115200123456789
+    assert state["shard"] == 3
+    assert base64.b64decode(state["payload"]) == payload
+
+
+async def test_a_put_writes_the_go_stores_exact_layout(
+    raw_table: Any, dynamodb_client: httpx.AsyncClient, state_id: str
+) -> None:
+    item, payload = go_item(state_id)
+    body = state_body(7, payload, manifest="google.protobuf.Any", timestamp=1764115200123456789, shard=3)
+    assert (await dynamodb_client.put(state_path(state_id), json=body)).status_code == 200
+    stored = raw_table.get_item(TableName=TABLE, Key={"PersistenceID": {"S": state_id}}, ConsistentRead=True)
+    assert stored["Item"] == item
+
+
+async def test_extra_attributes_and_missing_numbers_are_tolerated(
+    raw_table: Any, dynamodb_client: httpx.AsyncClient, state_id: str
+) -> None:
+    raw_table.put_item(
+        TableName=TABLE,
+        Item={
+            "PersistenceID": {"S": state_id},
+            "StatePayload": {"B": b"\x01"},
+            "StateManifest": {"S": "acme.State"},
+            "ExpiresAt": {"N": "1900000000"},
+            "Owner": {"S": "someone else"},
+        },
+    )
+    state = (await dynamodb_client.get(state_path(state_id))).json()
+    assert (state["version_number"], state["timestamp"], state["shard"]) == (0, 0, 0)
+    assert (
+        await dynamodb_client.get(state_path(state_id), headers={"If-None-Match": '"0"'})
+    ).status_code == 304
+    written = await dynamodb_client.put(state_path(state_id), json=state_body(1), headers={"If-Match": '"0"'})
+    assert written.status_code == 200
+
+
+async def test_a_missing_version_attribute_counts_as_zero_in_conditions(
+    raw_table: Any, dynamodb_client: httpx.AsyncClient, state_id: str
+) -> None:
+    raw_table.put_item(
+        TableName=TABLE, Item={"PersistenceID": {"S": state_id}, "StateManifest": {"S": "a.B"}}
+    )
+    refused = await dynamodb_client.put(
+        state_path(state_id), json=state_body(1), headers={"If-None-Match": '"0"'}
+    )
+    assert assert_problem(refused, 412)["current_version"] == 0
+    stale = await dynamodb_client.delete(state_path(state_id), headers={"If-Match": '"5"'})
+    assert assert_problem(stale, 412)["current_version"] == 0
+
+
+async def test_a_missing_table_is_a_503_that_says_what_to_do(
+    start_service: ServiceFactory, state_id: str
+) -> None:
+    table = f"missing-{uuid.uuid4().hex[:8]}"
+    with start_service("dynamodb", dynamodb_table=table) as url:
+        async with httpx.AsyncClient(base_url=url) as http:
+            for response in (
+                await http.get(state_path(state_id)),
+                await http.put(state_path(state_id), json=state_body(1)),
+                await http.delete(state_path(state_id)),
+                await http.get("/readyz"),
+            ):
+                problem = assert_problem(response, 503)
+                assert table in problem["detail"]
+                assert "statestore create-table" in problem["detail"]
+                assert int(response.headers["retry-after"]) > 0
+            assert (await http.get("/healthz")).status_code == 200
+
+
+def run_cli(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        service_command(*arguments),
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_create_table_is_idempotent_and_the_table_serves(
+    dynamodb_endpoint: str, raw_table: Any, start_service: ServiceFactory
+) -> None:
+    table = f"created-{uuid.uuid4().hex[:8]}"
+    env = {
+        "STATESTORE_BACKEND": "dynamodb",
+        "STATESTORE_DYNAMODB_TABLE": table,
+        "STATESTORE_DYNAMODB_ENDPOINT_URL": dynamodb_endpoint,
+    }
+    first = run_cli("create-table", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "created" in first.stdout
+    second = run_cli("create-table", env=env)
+    assert second.returncode == 0, second.stderr
+    assert "already exists" in second.stdout
+    description = raw_table.describe_table(TableName=table)["Table"]
+    assert description["TableStatus"] == "ACTIVE"
+    assert description["KeySchema"] == [{"AttributeName": "PersistenceID", "KeyType": "HASH"}]
+    assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    with start_service("dynamodb", dynamodb_table=table) as url:
+        assert httpx.get(f"{url}/readyz").status_code == 200
+
+
+def test_create_table_without_a_backend_fails_in_one_line() -> None:
+    result = run_cli(
+        "create-table",
+        env={
+            "STATESTORE_BACKEND": "dynamodb",
+            "STATESTORE_DYNAMODB_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+        },
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert "cannot be reached" in result.stderr
+
+
+def test_serve_refuses_to_start_without_its_table(dynamodb_endpoint: str) -> None:
+    table = f"absent-{uuid.uuid4().hex[:8]}"
+    env = {
+        "STATESTORE_BACKEND": "dynamodb",
+        "STATESTORE_DYNAMODB_TABLE": table,
+        "STATESTORE_DYNAMODB_ENDPOINT_URL": dynamodb_endpoint,
+        "STATESTORE_PORT": str(free_port()),
+    }
+    result = run_cli("serve", env=env)
+    assert result.returncode != 0
+    assert result.stderr.strip() == (
+        f"statestore: DynamoDB table '{table}' does not exist; create it with `statestore create-table`"
+    )
