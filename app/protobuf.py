@@ -1,0 +1,401 @@
+"""The protobuf type registry: which manifests the service understands, and how payloads map to JSON.
+
+A registry knows the well-known types (`google.protobuf.*`, as the installed protobuf runtime defines
+them) and every message of the `FileDescriptorSet` files it is loaded from (`protoc --include_imports
+--descriptor_set_out`, `buf build -o`). It keeps a descriptor pool of its own, never protobuf's global one.
+
+Loading
+    A file that is missing, unreadable, corrupt or empty raises `DescriptorSetError`. The same `.proto`
+    file (same path name, e.g. an import that `--include_imports` bundled into several sets) may appear
+    more than once if its top-level definitions are identical (source info and file options are not
+    compared); the first copy is used. A full name defined differently by two copies of a file, or
+    defined by two different `.proto` files, is refused. Copies of the well-known types inside a set are
+    ignored, the runtime's definitions win, so sets built by an older or newer protoc load. A set built
+    without `--include_imports` loads when another set holds its imports.
+
+Valid payloads (`check_payload`)
+    A payload of a known type must parse as that type, set every proto2 `required` field, and carry no
+    field the type does not define (the JSON mapping would lose it). Zero bytes is a valid message. The
+    same holds for the message inside every `google.protobuf.Any` whose type the registry knows (eGo's Go
+    store writes each state as an Any); an Any of a type it does not know is accepted unchecked, as an
+    unknown manifest is.
+
+Reading (`to_json`)
+    Protobuf's canonical JSON mapping: lowerCamelCase names, 64-bit integers as strings, bytes as base64,
+    enums by name, default values left out, an Any as `{"@type": url, ...}` with its message's fields.
+    None when the registry cannot know the state's shape: an unknown manifest, or an Any anywhere in the
+    message whose type it does not know (rendering part of a state would pass for all of it). Stored
+    bytes that are not a valid message of their known type (written opaquely before the descriptor set
+    was loaded, or by a writer with a newer schema) raise `InvalidState` naming the manifest: a decoded
+    state that silently dropped what did not fit would not be the stored state. The raw payload stays
+    readable without decoding.
+
+Writing (`from_json`)
+    Serializes deterministically, Any contents included, so payload -> JSON -> payload gives back the
+    same bytes for every payload that was itself serialized deterministically. The JSON mapping cannot
+    carry NaN payload bits, nor tell an unset `google.protobuf.Value` from a JSON null; and protobuf's
+    Python JSON parser refuses ±3.4028235e38, the JSON form of a float field's largest finite values.
+
+Messages nested more than 100 levels deep, counted through Any, are refused, as protobuf's own parsers
+refuse them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from google.protobuf import (
+    any_pb2,
+    api_pb2,
+    descriptor_pb2,
+    duration_pb2,
+    empty_pb2,
+    field_mask_pb2,
+    json_format,
+    message_factory,
+    source_context_pb2,
+    struct_pb2,
+    timestamp_pb2,
+    type_pb2,
+    wrappers_pb2,
+)
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, FileDescriptor
+from google.protobuf.descriptor_pool import DescriptorPool
+from google.protobuf.message import DecodeError, EncodeError, Message
+
+from app.errors import InvalidState
+
+_ANY = "google.protobuf.Any"
+_MAX_DEPTH = 100
+_MAX_SUMMARY = 300
+_RUNTIME = "the protobuf runtime"
+_WELL_KNOWN_FILES: tuple[FileDescriptor, ...] = (
+    any_pb2.DESCRIPTOR,
+    api_pb2.DESCRIPTOR,
+    descriptor_pb2.DESCRIPTOR,
+    duration_pb2.DESCRIPTOR,
+    empty_pb2.DESCRIPTOR,
+    field_mask_pb2.DESCRIPTOR,
+    source_context_pb2.DESCRIPTOR,
+    struct_pb2.DESCRIPTOR,
+    timestamp_pb2.DESCRIPTOR,
+    type_pb2.DESCRIPTOR,
+    wrappers_pb2.DESCRIPTOR,
+)
+_NON_OBJECT_JSON_TYPES = frozenset(
+    f"google.protobuf.{name}"
+    for name in (
+        "Duration",
+        "Timestamp",
+        "FieldMask",
+        "Value",
+        "ListValue",
+        "DoubleValue",
+        "FloatValue",
+        "Int64Value",
+        "UInt64Value",
+        "Int32Value",
+        "UInt32Value",
+        "BoolValue",
+        "StringValue",
+        "BytesValue",
+    )
+)
+
+
+class DescriptorSetError(Exception):
+    """A descriptor set that cannot be loaded; the message is one line naming the file and what is wrong."""
+
+
+class TypeRegistry:
+    """The message types the service knows, each reachable by its full name (the manifest)."""
+
+    def __init__(self, pool: DescriptorPool, files: Sequence[FileDescriptor]) -> None:
+        descriptors = _message_descriptors(files)
+        self._pool = pool
+        self._descriptors = {descriptor.full_name: descriptor for descriptor in descriptors}
+        self._classes: dict[str, type[Message]] = {}
+        self._any_holders = _types_that_can_hold_any([*_fields(descriptors), *_file_extensions(files)])
+
+    @classmethod
+    def load(cls, paths: Sequence[Path]) -> TypeRegistry:
+        loader = _DescriptorSetLoader()
+        for path in paths:
+            loader.read(path)
+        pool = loader.build_pool()
+        return cls(pool, [pool.FindFileByName(name) for name in loader.file_names])
+
+    def knows(self, manifest: str) -> bool:
+        return manifest in self._descriptors
+
+    def check_payload(self, manifest: str, payload: bytes) -> None:
+        message_class = self._message_class(manifest)
+        if message_class is None:
+            return
+        try:
+            self._unpack_anys(_parse(message_class, payload))
+        except _Unfit as unfit:
+            raise InvalidState(f"payload is not a valid {manifest}: {unfit}") from unfit
+
+    def to_json(self, manifest: str, payload: bytes) -> Any | None:
+        message_class = self._message_class(manifest)
+        if message_class is None:
+            return None
+        try:
+            message = _parse(message_class, payload)
+            if any(inner is None for _, inner in self._unpack_anys(message)):
+                return None
+        except _Unfit as unfit:
+            raise InvalidState(f"the stored payload is not a valid {manifest}: {unfit}") from unfit
+        try:
+            return json_format.MessageToDict(message, descriptor_pool=self._pool)
+        except (json_format.SerializeToJsonError, ValueError) as error:
+            raise InvalidState(f"the stored {manifest} has no JSON form: {error}") from error
+
+    def from_json(self, manifest: str, state: Any) -> bytes:
+        message_class = self._message_class(manifest)
+        if message_class is None:
+            raise InvalidState(
+                f"a JSON state needs a known manifest; {manifest} is neither a well-known type"
+                " nor in the loaded descriptor sets"
+            )
+        if not isinstance(state, dict) and manifest not in _NON_OBJECT_JSON_TYPES:
+            raise InvalidState(f"state does not fit {manifest}: it must be a JSON object")
+        message = message_class()
+        try:
+            json_format.ParseDict(state, message, descriptor_pool=self._pool)
+        except (json_format.ParseError, EncodeError, TypeError, ValueError, AttributeError) as error:
+            raise InvalidState(f"state does not fit {manifest}: {_summary(error)}") from error
+        if not message.IsInitialized():
+            raise InvalidState(f"state does not fit {manifest}: {_missing_required_fields(message)}")
+        try:
+            anys = self._unpack_anys(message)
+        except _Unfit as unfit:
+            raise InvalidState(f"state does not fit {manifest}: {unfit}") from unfit
+        for any_message, inner in anys:
+            if inner is not None:
+                cast(any_pb2.Any, any_message).value = inner.SerializeToString(deterministic=True)
+        return message.SerializeToString(deterministic=True)
+
+    def _message_class(self, manifest: str) -> type[Message] | None:
+        message_class = self._classes.get(manifest)
+        if message_class is None and manifest in self._descriptors:
+            message_class = message_factory.GetMessageClass(self._descriptors[manifest])
+            self._classes[manifest] = message_class
+        return message_class
+
+    def _unpack_anys(self, message: Message, depth: int = 1) -> list[tuple[Message, Message | None]]:
+        """Every Any set in the message, innermost first, with its parsed content (None for an unknown type).
+
+        Raises `_Unfit` when the content of an Any of known type is not a valid message of that type.
+        """
+        if depth > _MAX_DEPTH:
+            raise _Unfit(f"messages are nested more than {_MAX_DEPTH} levels deep")
+        if message.DESCRIPTOR.full_name == _ANY:
+            return self._unpack_any(message, depth)
+        found: list[tuple[Message, Message | None]] = []
+        for field, value in message.ListFields():
+            if field.message_type is not None and field.message_type.full_name in self._any_holders:
+                for child in _child_messages(field, value):
+                    found += self._unpack_anys(child, depth + 1)
+        return found
+
+    def _unpack_any(self, message: Message, depth: int) -> list[tuple[Message, Message | None]]:
+        if not message.ListFields():
+            return []
+        # The class comes from this registry's pool, not any_pb2, but has the same fields.
+        any_message = cast(any_pb2.Any, message)
+        inner_class = self._message_class(any_message.type_url.rpartition("/")[2])
+        if inner_class is None:
+            return [(message, None)]
+        try:
+            inner = _parse(inner_class, any_message.value)
+        except _Unfit as unfit:
+            raise _Unfit(f"its {_ANY} holding {inner_class.DESCRIPTOR.full_name}: {unfit}") from unfit
+        return [*self._unpack_anys(inner, depth + 1), (message, inner)]
+
+
+class _Unfit(Exception):
+    """Bytes that are not a valid message of their type; the message says why."""
+
+
+def _parse(message_class: type[Message], data: bytes) -> Message:
+    message = message_class()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as error:
+        raise _Unfit(str(error).rpartition(": ")[2]) from error
+    if not message.IsInitialized():
+        raise _Unfit(_missing_required_fields(message))
+    size_with_unknown_fields = message.ByteSize()
+    message.DiscardUnknownFields()
+    if message.ByteSize() != size_with_unknown_fields:
+        raise _Unfit(f"it carries fields that {message.DESCRIPTOR.full_name} does not define")
+    return message
+
+
+def _summary(error: Exception) -> str:
+    """The first line of a JSON parse error, cut short: protobuf's messages may quote the whole value."""
+    first_line = str(error).partition("\n")[0].rstrip(".")
+    return first_line if len(first_line) <= _MAX_SUMMARY else first_line[: _MAX_SUMMARY - 1] + "…"
+
+
+def _missing_required_fields(message: Message) -> str:
+    missing: list[str] = message.FindInitializationErrors()  # type: ignore[attr-defined]  # not in the stubs
+    return f"required fields are missing: {', '.join(missing)}"
+
+
+def _child_messages(field: FieldDescriptor, value: Any) -> Iterable[Message]:
+    if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        return cast(Iterable[Message], value.values())
+    if field.is_repeated:
+        return cast(Iterable[Message], value)
+    return (cast(Message, value),)
+
+
+def _message_descriptors(files: Iterable[FileDescriptor]) -> list[Descriptor]:
+    found: list[Descriptor] = []
+    pending = [descriptor for file in files for descriptor in file.message_types_by_name.values()]
+    while pending:
+        descriptor = pending.pop()
+        found.append(descriptor)
+        pending += descriptor.nested_types
+    return found
+
+
+def _fields(descriptors: Iterable[Descriptor]) -> list[FieldDescriptor]:
+    """The fields of the messages, and the extensions declared inside them."""
+    return [field for descriptor in descriptors for field in (*descriptor.fields, *descriptor.extensions)]
+
+
+def _file_extensions(files: Iterable[FileDescriptor]) -> list[FieldDescriptor]:
+    return [extension for file in files for extension in file.extensions_by_name.values()]
+
+
+def _types_that_can_hold_any(fields: Iterable[FieldDescriptor]) -> frozenset[str]:
+    """Full names of the types from which a google.protobuf.Any can be reached through these fields."""
+    containers: dict[str, set[str]] = {}
+    for field in fields:
+        if field.message_type is not None and field.containing_type is not None:
+            container = field.containing_type.full_name
+            containers.setdefault(field.message_type.full_name, set()).add(container)
+    holders: set[str] = set()
+    pending = [_ANY]
+    while pending:
+        name = pending.pop()
+        if name not in holders:
+            holders.add(name)
+            pending += containers.get(name, ())
+    return frozenset(holders)
+
+
+@dataclass(frozen=True)
+class _SourcedFile:
+    proto: descriptor_pb2.FileDescriptorProto
+    origin: str
+
+
+class _DescriptorSetLoader:
+    """Gathers the files of several descriptor sets, refusing conflicts, then builds one pool from them."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, _SourcedFile] = {}
+        self._definers: dict[str, _SourcedFile] = {}
+        for file in _WELL_KNOWN_FILES:
+            self._merge(descriptor_pb2.FileDescriptorProto.FromString(file.serialized_pb), _RUNTIME)
+
+    @property
+    def file_names(self) -> list[str]:
+        return list(self._files)
+
+    def read(self, path: Path) -> None:
+        for proto in _read_descriptor_set(path).file:
+            self._merge(proto, str(path))
+
+    def build_pool(self) -> DescriptorPool:
+        pool = DescriptorPool()
+        added: set[str] = set()
+        for file in self._files.values():
+            self._add_with_imports(pool, file, added)
+        return pool
+
+    def _merge(self, proto: descriptor_pb2.FileDescriptorProto, origin: str) -> None:
+        file = _SourcedFile(proto, origin)
+        known = self._files.get(proto.name)
+        if known is None:
+            self._add_new_file(file)
+        elif known.origin != _RUNTIME:
+            _require_same_definitions(known, file)
+
+    def _add_new_file(self, file: _SourcedFile) -> None:
+        for name in _definitions(file.proto):
+            other = self._definers.get(name)
+            if other is not None:
+                raise DescriptorSetError(
+                    f"{file.origin}: {name} in {file.proto.name} is already defined"
+                    f" in {other.proto.name} from {other.origin}"
+                )
+            self._definers[name] = file
+        self._files[file.proto.name] = file
+
+    def _add_with_imports(self, pool: DescriptorPool, file: _SourcedFile, added: set[str]) -> None:
+        if file.proto.name in added:
+            return
+        added.add(file.proto.name)
+        for dependency in file.proto.dependency:
+            imported = self._files.get(dependency)
+            if imported is None:
+                raise DescriptorSetError(
+                    f"{file.origin}: {file.proto.name} imports {dependency}, which no descriptor set holds"
+                    " (build the set with --include_imports)"
+                )
+            self._add_with_imports(pool, imported, added)
+        try:
+            pool.Add(file.proto)
+        except TypeError as error:
+            raise DescriptorSetError(f"{file.origin}: {file.proto.name} does not load: {error}") from error
+
+
+def _read_descriptor_set(path: Path) -> descriptor_pb2.FileDescriptorSet:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DescriptorSetError(f"{path}: cannot read it: {error.strerror or error}") from error
+    try:
+        descriptor_set = descriptor_pb2.FileDescriptorSet.FromString(data)
+    except DecodeError as error:
+        raise DescriptorSetError(f"{path}: not a FileDescriptorSet, the bytes do not parse") from error
+    if not descriptor_set.file:
+        raise DescriptorSetError(f"{path}: not a FileDescriptorSet, it holds no .proto file")
+    return descriptor_set
+
+
+_Definition = (
+    descriptor_pb2.DescriptorProto
+    | descriptor_pb2.EnumDescriptorProto
+    | descriptor_pb2.ServiceDescriptorProto
+    | descriptor_pb2.FieldDescriptorProto
+)
+
+
+def _definitions(proto: descriptor_pb2.FileDescriptorProto) -> dict[str, bytes]:
+    """The file's top-level definitions by full name, each serialized; nested ones are inside their parent."""
+    prefix = f"{proto.package}." if proto.package else ""
+    definitions: list[_Definition] = [*proto.message_type, *proto.enum_type, *proto.service, *proto.extension]
+    return {
+        prefix + definition.name: definition.SerializeToString(deterministic=True)
+        for definition in definitions
+    }
+
+
+def _require_same_definitions(known: _SourcedFile, duplicate: _SourcedFile) -> None:
+    ours, theirs = _definitions(known.proto), _definitions(duplicate.proto)
+    for name in sorted(ours.keys() | theirs.keys()):
+        if ours.get(name) != theirs.get(name):
+            raise DescriptorSetError(
+                f"{duplicate.origin}: {name} in {duplicate.proto.name} differs from its definition"
+                f" in {known.origin}"
+            )
