@@ -18,8 +18,10 @@ from app.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 def _serve(settings: Settings, workers: int) -> None:
     import uvicorn
 
+    from app.main import load_types
     from app.store import check_backend
 
+    load_types(settings)
     try:
         asyncio.run(check_backend(settings))
     except TableMissing:

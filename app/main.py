@@ -15,6 +15,7 @@ from app.api.body_guard import BodyGuard
 from app.api.deps import LifespanState
 from app.api.openapi import build_openapi
 from app.api.problems import install_problem_handlers
+from app.protobuf import DescriptorSetError, TypeRegistry
 from app.settings import Settings, SettingsError, load_settings
 from app.store import open_store
 
@@ -23,13 +24,22 @@ VERSION = "1.0.0"
 logger = logging.getLogger("statestore")
 
 
+def load_types(settings: Settings) -> TypeRegistry:
+    try:
+        return TypeRegistry.load(settings.descriptor_sets)
+    except DescriptorSetError as exc:
+        raise SettingsError(f"invalid setting STATESTORE_DESCRIPTOR_SETS: {exc}") from None
+
+
 def create_app(settings: Settings) -> FastAPI:
+    types = load_types(settings)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
         async with AsyncExitStack() as resources:
             store = await resources.enter_async_context(open_store(settings))
             logger.info("statestore ready: backend %s, writing to %s", settings.backend, store.description)
-            yield LifespanState(settings=settings, store=store)
+            yield LifespanState(settings=settings, store=store, types=types)
         logger.info("statestore stopped: backend closed")
 
     app = FastAPI(title="durable-state-store", version=VERSION, lifespan=lifespan, redoc_url=None)

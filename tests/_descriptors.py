@@ -15,7 +15,6 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import Message
 
 SAMPLE_PROTO = Path(__file__).parent / "protos" / "sample.proto"
-ACCOUNT_STATE = "acme.billing.v1.AccountState"
 
 
 def build_descriptor_set(

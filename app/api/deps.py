@@ -6,9 +6,10 @@ import re
 from typing import Annotated, TypedDict
 from urllib.parse import unquote_to_bytes
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Header, Path, Query, Request
 
 from app.errors import InvalidState
+from app.protobuf import TypeRegistry
 from app.settings import Settings
 from app.store.port import StateStore
 
@@ -22,6 +23,7 @@ class LifespanState(TypedDict):
 
     settings: Settings
     store: StateStore
+    types: TypeRegistry
 
 
 def _store(request: Request) -> StateStore:
@@ -32,6 +34,11 @@ def _store(request: Request) -> StateStore:
 def _settings(request: Request) -> Settings:
     settings: Settings = request.state.settings
     return settings
+
+
+def _types(request: Request) -> TypeRegistry:
+    types: TypeRegistry = request.state.types
+    return types
 
 
 def check_persistence_id(value: str, loc: list[str | int]) -> str:
@@ -73,6 +80,11 @@ def _path_persistence_id(
 
 StoreDep = Annotated[StateStore, Depends(_store)]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+TypesDep = Annotated[TypeRegistry, Depends(_types)]
+DecodeQuery = Annotated[
+    bool,
+    Query(description="Add `state`: the message in protobuf's JSON mapping (null when its type is unknown)."),
+]
 PersistenceIdDep = Annotated[str, Depends(_path_persistence_id)]
 IfMatch = Annotated[
     str | None, Header(description='Entity tags (`"3"`, a list, or `*`); also a bare version such as `3`.')

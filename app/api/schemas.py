@@ -9,9 +9,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     StrictInt,
     StringConstraints,
     WithJsonSchema,
+    model_validator,
 )
 
 from app.api._base64 import decode_base64
@@ -54,8 +56,16 @@ class _Body(BaseModel):
 
 
 class PutStateRequest(_Body):
+    """A state to store: its serialized `payload`, or its `state` in protobuf's JSON mapping; exactly one."""
+
     manifest: Manifest
-    payload: Base64Payload
+    payload: Base64Payload | None = None
+    state: JsonValue = Field(
+        None,
+        description="Instead of `payload`: the message in protobuf's canonical JSON mapping;"
+        " needs a known manifest.",
+        examples=[{"accountId": "account-42", "balanceCents": "104"}],
+    )
     version_number: Uint64
     timestamp: EpochMillis | None = Field(
         None, description="Server time (Unix epoch milliseconds) when omitted."
@@ -64,6 +74,14 @@ class PutStateRequest(_Body):
     persistence_id: str | None = Field(
         None, description="When present, must equal the path's persistence id."
     )
+
+    @model_validator(mode="after")
+    def _payload_or_state(self) -> PutStateRequest:
+        if ("payload" in self.model_fields_set) == ("state" in self.model_fields_set):
+            raise ValueError("give exactly one of payload and state")
+        if self.payload is None and "payload" in self.model_fields_set:
+            raise ValueError("payload must be a base64 string; to send a JSON state, use state")
+        return self
 
 
 class _StateFields(BaseModel):
@@ -81,4 +99,9 @@ class StateWritten(_StateFields):
 class State(_StateFields):
     payload: str = Field(
         description="Serialized message, standard padded base64.", json_schema_extra={"format": "byte"}
+    )
+    state: JsonValue = Field(
+        None,
+        description="Only with `decode=true`: the message in protobuf's canonical JSON mapping;"
+        " null when its type is unknown.",
     )

@@ -11,10 +11,11 @@ from fastapi import APIRouter
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.responses import Response
 
-from app.api._base64 import encode_base64
 from app.api.conditions import etag, precondition_from_headers
-from app.api.deps import IfMatch, IfNoneMatch, PersistenceIdDep, SettingsDep, StoreDep
+from app.api.deps import DecodeQuery, IfMatch, IfNoneMatch, PersistenceIdDep, SettingsDep, StoreDep, TypesDep
+from app.api.payloads import payload_to_store
 from app.api.problems import problem_responses
+from app.api.resources import state_resource
 from app.api.schemas import PutStateRequest, State, StateWritten
 from app.errors import InvalidState, PayloadTooLarge, PreconditionFailed, StateNotFound
 from app.store.item_size import MAX_ITEM_BYTES, item_size
@@ -36,24 +37,11 @@ _CACHE_HEADERS = {"Cache-Control": "no-cache"}
 _ETAG_HEADER = {"ETag": {"description": "The version number, quoted.", "schema": {"type": "string"}}}
 
 
-def _resource(record: StateRecord, *, with_payload: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "persistence_id": record.persistence_id,
-        "version_number": record.version_number,
-        "manifest": record.manifest,
-        "timestamp": record.timestamp,
-        "shard": record.shard,
-    }
-    if with_payload:
-        body["payload"] = encode_base64(record.payload)
-    return body
-
-
 def _json(body: dict[str, Any], status: int, headers: dict[str, str]) -> Response:
     return Response(json.dumps(body, ensure_ascii=False), status, headers, media_type="application/json")
 
 
-def _record_to_write(persistence_id: str, request: PutStateRequest) -> StateRecord:
+def _record_to_write(persistence_id: str, request: PutStateRequest, payload: bytes) -> StateRecord:
     if request.persistence_id is not None and request.persistence_id != persistence_id:
         raise InvalidState(
             "the body's persistence_id differs from the path's",
@@ -63,7 +51,7 @@ def _record_to_write(persistence_id: str, request: PutStateRequest) -> StateReco
         persistence_id=persistence_id,
         version_number=request.version_number,
         manifest=request.manifest,
-        payload=request.payload,
+        payload=payload,
         timestamp=time.time_ns() // 1_000_000 if request.timestamp is None else request.timestamp,
         shard=request.shard,
     )
@@ -99,7 +87,9 @@ def _record_to_write(persistence_id: str, request: PutStateRequest) -> StateReco
 )
 async def get_state(
     store: StoreDep,
+    types: TypesDep,
     persistence_id: PersistenceIdDep,
+    decode: DecodeQuery = False,
     if_match: IfMatch = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
@@ -114,7 +104,7 @@ async def get_state(
     headers = {"ETag": etag(record.version_number), **_CACHE_HEADERS}
     if if_none_match is not None and not not_modified_if.allows(stored_version):
         return Response(status_code=304, headers=headers)
-    return _json(_resource(record, with_payload=True), 200, headers)
+    return _json(state_resource(record, decoded_by=types if decode else None), 200, headers)
 
 
 @router.put(
@@ -131,20 +121,22 @@ async def get_state(
 async def put_state(
     store: StoreDep,
     settings: SettingsDep,
+    types: TypesDep,
     persistence_id: PersistenceIdDep,
     body: PutStateRequest,
     if_match: IfMatch = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     precondition = precondition_from_headers(if_match, if_none_match)
-    record = _record_to_write(persistence_id, body)
+    payload = payload_to_store(body, types, settings.manifest_policy)
+    record = _record_to_write(persistence_id, body, payload)
     if settings.version_guard == "monotonic":
         precondition = precondition.with_guard(record.version_number)
     stored = await store.put(record, precondition)
     headers = {"ETag": etag(stored.version_number)}
     if precondition.absent:
         headers["Location"] = f"/states/{quote(persistence_id, safe='')}"
-    return _json(_resource(stored, with_payload=False), 201 if precondition.absent else 200, headers)
+    return _json(state_resource(stored, with_payload=False), 201 if precondition.absent else 200, headers)
 
 
 @router.delete(

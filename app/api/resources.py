@@ -1,0 +1,27 @@
+"""The JSON representation of a stored state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.api._base64 import encode_base64
+from app.protobuf import TypeRegistry
+from app.store.port import StateRecord
+
+
+def state_resource(
+    record: StateRecord, *, with_payload: bool = True, decoded_by: TypeRegistry | None = None
+) -> dict[str, Any]:
+    """The resource; with `decoded_by`, also `state`, the message in protobuf's JSON mapping (or null)."""
+    body: dict[str, Any] = {
+        "persistence_id": record.persistence_id,
+        "version_number": record.version_number,
+        "manifest": record.manifest,
+        "timestamp": record.timestamp,
+        "shard": record.shard,
+    }
+    if with_payload:
+        body["payload"] = encode_base64(record.payload)
+    if decoded_by is not None:
+        body["state"] = decoded_by.to_json(record.manifest, record.payload)
+    return body

@@ -1,0 +1,239 @@
+"""Protobuf awareness over HTTP: validation, the manifest policy, decoding and JSON-state writes."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from _descriptors import SAMPLE_PROTO, build_descriptor_set, message_classes
+from google.protobuf import timestamp_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import ServiceFactory
+from support.api import assert_problem, state_path
+from support.messages import ACCOUNT_STATE, ANY, Types, account_states, ego_envelope, packed, serialized
+from support.processes import free_port, service_command
+
+
+@pytest.fixture(scope="session")
+def descriptor_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_descriptor_set(SAMPLE_PROTO, tmp_path_factory.mktemp("descriptors") / "sample.binpb")
+
+
+@pytest.fixture(scope="session")
+def types(descriptor_set: Path) -> Types:
+    return message_classes(descriptor_set)
+
+
+@pytest.fixture(scope="module")
+def aware_url(backend: str, start_service: ServiceFactory, descriptor_set: Path) -> Iterator[str]:
+    with start_service(backend, descriptor_sets=(descriptor_set,)) as url:
+        yield url
+
+
+@pytest.fixture
+async def aware(aware_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=aware_url, timeout=30) as client:
+        yield client
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def account(types: Types) -> bytes:
+    message = types[ACCOUNT_STATE](account_id="account-42", revision=2**64 - 1, tags=["vip"])
+    message.balance.currency_code = "EUR"
+    message.balance.units = 104
+    return serialized(message)
+
+
+def put_body(manifest: str, version: int = 1, **fields: Any) -> dict[str, Any]:
+    return {"manifest": manifest, "version_number": version, **fields}
+
+
+async def test_a_valid_payload_of_a_known_type_is_stored_and_decoded(
+    aware: httpx.AsyncClient, types: Types, state_id: str
+) -> None:
+    payload = account(types)
+    assert (
+        await aware.put(state_path(state_id), json=put_body(ACCOUNT_STATE, payload=b64(payload)))
+    ).status_code == 200
+    plain = (await aware.get(state_path(state_id))).json()
+    assert "state" not in plain
+    decoded = (await aware.get(state_path(state_id), params={"decode": "true"})).json()
+    assert decoded["payload"] == b64(payload)
+    assert decoded["state"] == {
+        "accountId": "account-42",
+        "revision": "18446744073709551615",
+        "balance": {"currencyCode": "EUR", "units": "104"},
+        "tags": ["vip"],
+    }
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"\xff\xff\xff", b"\x0a\x05ab", b"\xa2\x06\x01x"],
+    ids=["garbage", "truncated", "unknown-field"],
+)
+async def test_an_invalid_payload_of_a_known_type_is_refused(
+    aware: httpx.AsyncClient, state_id: str, payload: bytes
+) -> None:
+    problem = assert_problem(
+        await aware.put(state_path(state_id), json=put_body(ACCOUNT_STATE, payload=b64(payload))), 422
+    )
+    assert ACCOUNT_STATE in problem["detail"]
+    assert problem["errors"][0]["loc"] == ["body", "payload"]
+    assert (await aware.get(state_path(state_id))).status_code == 404
+
+
+async def test_unknown_manifests_are_stored_opaquely_and_decode_to_null(
+    aware: httpx.AsyncClient, state_id: str
+) -> None:
+    body = put_body("acme.other.v1.Unknown", payload=b64(b"\x01\x02"))
+    assert (await aware.put(state_path(state_id), json=body)).status_code == 200
+    assert (await aware.get(state_path(state_id), params={"decode": "true"})).json()["state"] is None
+
+
+async def test_well_known_types_decode(aware: httpx.AsyncClient, state_id: str) -> None:
+    stamp = timestamp_pb2.Timestamp(seconds=1_764_115_200, nanos=5_000_000).SerializeToString()
+    await aware.put(state_path(state_id), json=put_body("google.protobuf.Timestamp", payload=b64(stamp)))
+    state = (await aware.get(state_path(state_id), params={"decode": "true"})).json()["state"]
+    assert state == "2025-11-26T00:00:00.005Z"
+
+
+async def test_an_ego_any_decodes_with_its_inner_message(
+    aware: httpx.AsyncClient, types: Types, state_id: str
+) -> None:
+    payload = ego_envelope(ACCOUNT_STATE, account(types))
+    assert (
+        await aware.put(state_path(state_id), json=put_body(ANY, payload=b64(payload)))
+    ).status_code == 200
+    state = (await aware.get(state_path(state_id), params={"decode": "true"})).json()["state"]
+    assert state["@type"] == f"type.googleapis.com/{ACCOUNT_STATE}"
+    assert state["accountId"] == "account-42"
+
+
+async def test_an_ego_any_of_an_unknown_type_is_stored_and_decodes_to_null(
+    aware: httpx.AsyncClient, state_id: str
+) -> None:
+    payload = ego_envelope("acme.other.v1.Unknown", b"\x08\x01")
+    assert (
+        await aware.put(state_path(state_id), json=put_body(ANY, payload=b64(payload)))
+    ).status_code == 200
+    assert (await aware.get(state_path(state_id), params={"decode": "true"})).json()["state"] is None
+
+
+async def test_a_json_state_is_stored_as_the_serialized_message(
+    aware: httpx.AsyncClient, types: Types, state_id: str
+) -> None:
+    state = {"accountId": "account-42", "revision": "18446744073709551615", "tags": ["vip"]}
+    state["balance"] = {"currencyCode": "EUR", "units": "104"}
+    written = await aware.put(state_path(state_id), json=put_body(ACCOUNT_STATE, state=state))
+    assert written.status_code == 200
+    assert "state" not in written.json()
+    read = (await aware.get(state_path(state_id), params={"decode": "true"})).json()
+    assert read["payload"] == b64(account(types))
+    assert read["state"] == state
+
+
+async def test_a_json_state_of_an_ego_any(aware: httpx.AsyncClient, types: Types, state_id: str) -> None:
+    state = {"@type": f"type.googleapis.com/{ACCOUNT_STATE}", "accountId": "account-7"}
+    assert (await aware.put(state_path(state_id), json=put_body(ANY, state=state))).status_code == 200
+    read = (await aware.get(state_path(state_id))).json()
+    assert read["payload"] == b64(
+        ego_envelope(ACCOUNT_STATE, serialized(types[ACCOUNT_STATE](account_id="account-7")))
+    )
+
+
+@pytest.mark.parametrize(
+    ("manifest", "state", "words"),
+    [
+        (ACCOUNT_STATE, {"accountId": 7}, "accountId"),
+        (ACCOUNT_STATE, {"noSuchField": 1}, "noSuchField"),
+        (ACCOUNT_STATE, {"status": "NOT_A_STATUS"}, "status"),
+        (ACCOUNT_STATE, [1, 2], "JSON object"),
+        ("acme.other.v1.Unknown", {}, "known manifest"),
+    ],
+)
+async def test_a_json_state_that_does_not_fit_is_refused(
+    aware: httpx.AsyncClient, state_id: str, manifest: str, state: object, words: str
+) -> None:
+    problem = assert_problem(await aware.put(state_path(state_id), json=put_body(manifest, state=state)), 422)
+    assert words in problem["detail"]
+    assert problem["errors"][0]["loc"] == ["body", "state"]
+    assert (await aware.get(state_path(state_id))).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "fields", [{}, {"payload": "", "state": {}}, {"payload": None}], ids=["neither", "both", "null-payload"]
+)
+async def test_exactly_one_of_payload_and_state(
+    aware: httpx.AsyncClient, state_id: str, fields: dict[str, Any]
+) -> None:
+    assert_problem(await aware.put(state_path(state_id), json=put_body(ACCOUNT_STATE, **fields)), 422)
+    assert (await aware.get(state_path(state_id))).status_code == 404
+
+
+async def test_the_strict_policy_refuses_unknown_manifests(
+    backend: str, start_service: ServiceFactory, descriptor_set: Path, types: Types, state_id: str
+) -> None:
+    with start_service(backend, descriptor_sets=(descriptor_set,), manifest_policy="strict") as url:
+        async with httpx.AsyncClient(base_url=url) as strict:
+            unknown = await strict.put(
+                state_path(state_id), json=put_body("acme.other.v1.Unknown", payload="")
+            )
+            problem = assert_problem(unknown, 422)
+            assert "acme.other.v1.Unknown" in problem["detail"]
+            assert problem["errors"][0]["loc"] == ["body", "manifest"]
+            known = await strict.put(
+                state_path(state_id), json=put_body(ACCOUNT_STATE, payload=b64(account(types)))
+            )
+            assert known.status_code == 200
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_any_account_state_survives_store_decode_and_json_write(
+    aware_url: str, types: Types, data: st.DataObject
+) -> None:
+    message = data.draw(account_states(types))
+    wrap = data.draw(st.booleans())
+    manifest, payload = (
+        (ANY, serialized(packed(types, message))) if wrap else (ACCOUNT_STATE, serialized(message))
+    )
+    with httpx.Client(base_url=aware_url, timeout=30) as client:
+        path = state_path(f"property-{data.draw(st.uuids())}")
+        assert client.put(path, json=put_body(manifest, payload=b64(payload))).status_code == 200
+        state = client.get(path, params={"decode": "true"}).json()["state"]
+        assert client.put(path, json=put_body(manifest, 2, state=state)).status_code == 200
+        assert client.get(path).json()["payload"] == b64(payload)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(None, "No such file"), (b"\xff\x00garbage", "do not parse"), (b"", "holds no .proto file")],
+    ids=["missing", "corrupt", "empty"],
+)
+def test_bad_descriptor_sets_stop_start_up_in_one_line(
+    tmp_path: Path, content: bytes | None, reason: str
+) -> None:
+    path = tmp_path / "states.binpb"
+    if content is not None:
+        path.write_bytes(content)
+    env = {**os.environ, "STATESTORE_DESCRIPTOR_SETS": str(path), "STATESTORE_PORT": str(free_port())}
+    env["STATESTORE_SQLITE_PATH"] = str(tmp_path / "s.db")
+    result = subprocess.run(
+        service_command("serve"), env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"statestore: invalid setting STATESTORE_DESCRIPTOR_SETS: {path}")
+    assert result.stderr.count("\n") == 1
+    assert reason in result.stderr
