@@ -69,3 +69,10 @@ def reset_peak_rss(pid: int) -> bool:
         except OSError:
             done = False
     return done
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all cores spent busy since boot: /proc/stat's `cpu` line less idle and iowait."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / _TICKS_PER_SECOND

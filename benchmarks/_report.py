@@ -23,14 +23,16 @@ def _size(payload: int) -> str:
 def _table(cells: Sequence[Cell]) -> list[str]:
     lines = [
         "| backend | op | payload | conc. | ops/s | p50 ms | p99 ms | CPU µs/op | peak RSS MB | errors "
-        "| note |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| others (cores) | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for c in cells:
         rss = "" if c.peak_rss_mb is None else f"{c.peak_rss_mb:.0f}"
+        others = f"{c.extra['background_cores']:.2f}" if "background_cores" in c.extra else ""
         lines.append(
             f"| {c.backend} | {c.op} | {_size(c.payload)} | {c.concurrency} | {c.ops_per_s:,.0f} | "
-            f"{c.p50_ms:.2f} | {c.p99_ms:.2f} | {c.cpu_us_per_op:,.0f} | {rss} | {c.errors} | {c.note} |"
+            f"{c.p50_ms:.2f} | {c.p99_ms:.2f} | {c.cpu_us_per_op:,.0f} | {rss} | {c.errors} | {others} | "
+            f"{c.note} |"
         )
     return lines
 

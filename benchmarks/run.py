@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from benchmarks import _dynalite, _environment, _report, _service, _wrk, aws_config
+from benchmarks._background import Background
 from benchmarks._floor import run_client_floor
 from benchmarks._meter import Meter
 from benchmarks._model import Cell, LoadSpec
@@ -27,6 +28,7 @@ from benchmarks._targets import evaluate
 
 BENCH_DIR = Path(__file__).resolve().parent
 SERVICE_OPS = ("PUT", "GET", "CPUT", "batchGet")
+BUSY_MACHINE_CORES = 0.15
 _MODES = {"GET": "get", "PUT": "put", "CPUT": "cput", "batchGet": "batch"}
 _ID_PREFIX = {"GET": "g", "PUT": "p", "CPUT": "c", "batchGet": "g"}
 
@@ -95,6 +97,7 @@ class Runner:
         self.peaks: dict[str, float] = {}
         self.notes: list[str] = []
         self.failed = False
+        self.background = Background()
         self.payload_files = {size: write_payload_file(tmp, size) for size in plan.sizes}
 
     def _spec(self, base: str, op: str, size: int, concurrency: int, prefix: str) -> LoadSpec:
@@ -136,19 +139,21 @@ class Runner:
             m.load.non_2xx + m.load.socket_errors,
             m.peak_rss_mb,
             note,
+            {"background_cores": m.background_cores},
         )
         self.cells.append(cell)
         print(
             f"  {group:8} {backend:9} {op:9} {size:>7} B c={spec.connections:<3} "
             f"{cell.ops_per_s:>9,.0f} ops/s  p50 {cell.p50_ms:7.2f} ms  p99 {cell.p99_ms:7.2f} ms  "
-            f"{cell.cpu_us_per_op:>7,.0f} CPU µs/op  RSS {m.peak_rss_mb:5.0f} MB  errors {cell.errors}",
+            f"{cell.cpu_us_per_op:>7,.0f} CPU µs/op  RSS {m.peak_rss_mb:5.0f} MB  errors {cell.errors}  "
+            f"others {m.background_cores:.2f} cores",
             flush=True,
         )
 
     def ceiling(self) -> None:
         print("1. HTTP ceiling: minimal endpoint", flush=True)
         server, base = _service.start_minimal(self.children, self.tmp)
-        meter = Meter(server)
+        meter = Meter(server, self.background)
         warm_up = self._spec(
             base, "GET", self.plan.sizes[0], max(self.plan.concurrencies), f"/min/{self.plan.sizes[0]}/"
         )
@@ -180,7 +185,7 @@ class Runner:
             self.children, argv, backend, self.tmp, dynamodb_endpoint, self.plan.service_log_level
         )
         port = urlsplit(base).port or 80
-        meter = Meter(server)
+        meter = Meter(server, self.background)
         try:
             for size in self.plan.sizes:
                 payload = self.payload_files[size].read_text()
@@ -240,7 +245,8 @@ def run(plan: Plan) -> int:
                 runner.notes.append(f"DynamoDB parts skipped: {why}")
             else:
                 meta["dynalite"] = _dynalite.version(cli)
-                _, dynamodb_endpoint = _dynalite.start(children, cli, Path(tmp_name))
+                dynalite, dynamodb_endpoint = _dynalite.start(children, cli, Path(tmp_name))
+                runner.background.own_pids.add(dynalite.pid)
                 _section(runner, "client floor", runner.floor, dynamodb_endpoint)
                 differences = aws_config.differences_from_service()
                 if differences:
@@ -258,6 +264,14 @@ def run(plan: Plan) -> int:
                     continue
                 _section(runner, f"service on {backend}", runner.service, argv, backend, dynamodb_endpoint)
     concurrency = 32 if 32 in plan.concurrencies else max(plan.concurrencies)
+    busy = max((c.extra.get("background_cores", 0.0) for c in runner.cells), default=0.0)
+    if busy > BUSY_MACHINE_CORES:
+        runner.notes.insert(
+            0,
+            f"WARNING: other programs on this machine used up to {busy:.2f} cores during the "
+            "cells (column 'others'): throughput and latency figures are skewed; rerun on a "
+            "quiet machine",
+        )
     verdicts = evaluate(runner.cells, runner.peaks, plan.concurrencies)
     meta["wall time"] = f"{time.monotonic() - started:.0f} s"
     report = _report.write(
