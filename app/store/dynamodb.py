@@ -26,11 +26,15 @@ from app.store.port import Precondition, StateRecord, refusal, settle_refused_wr
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
-CALL_DEADLINE_SECONDS = 5.0
+# A hung, dead or throttling DynamoDB becomes a 503 within CALL_DEADLINE_SECONDS (docs/reliability.md).
+# Single-item calls answer in milliseconds, so an attempt silent for a second is retried, three attempts
+# at most, with jittered exponential backoff. Not "adaptive" retries: once throttled, their client-side
+# rate limiter holds every later call of the process back for seconds after DynamoDB has recovered.
+CALL_DEADLINE_SECONDS = 3.0
 CLIENT_CONFIG = Config(
     connect_timeout=1,
-    read_timeout=2,
-    retries={"mode": "adaptive", "max_attempts": 3},
+    read_timeout=1,
+    retries={"mode": "standard", "max_attempts": 3},
     max_pool_connections=64,
     tcp_keepalive=True,
     parameter_validation=False,

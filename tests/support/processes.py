@@ -74,11 +74,18 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: f
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """A serialised moto server on 127.0.0.1; yields its endpoint URL."""
+def moto_process() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A serialised moto server on 127.0.0.1; yields its process and endpoint URL."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
-    with running_process([sys.executable, str(SUPPORT / "serial_moto.py"), str(port)], ready_url=endpoint):
+    command = [sys.executable, str(SUPPORT / "serial_moto.py"), str(port)]
+    with running_process(command, ready_url=endpoint) as process:
+        yield process, endpoint
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    with moto_process() as (_, endpoint):
         yield endpoint
 
 

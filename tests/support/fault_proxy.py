@@ -1,0 +1,188 @@
+"""A TCP proxy on 127.0.0.1 in front of a backend, whose faults a test switches while requests flow.
+
+Modes, read per chunk so that they also hit connections opened before the switch:
+- `pass`: forward both ways.
+- `hang`: accept and read, never forward nor answer (a backend that stopped answering).
+- `refuse`: nothing listens on the port any more (a dead backend); open connections are dropped.
+- `reset`: answer every request with a TCP reset.
+- `slow`: forward, but hold each chunk of every answer back for `delay` seconds.
+- `throttle`: answer each request with DynamoDB's throttling error, as DynamoDB sends it (HTTP 400).
+Besides the mode, `lose_answers(n)` forwards the next n requests but resets instead of answering: the
+backend acted, the client never heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Literal
+
+Mode = Literal["pass", "hang", "refuse", "reset", "slow", "throttle"]
+
+_CHUNK = 65536
+_THROTTLE_MESSAGES = {
+    "ProvisionedThroughputExceededException": "The level of configured provisioned throughput for the table "
+    "was exceeded. Consider increasing your provisioning level with the UpdateTable API.",
+    "ThrottlingException": "Rate of requests exceeds the allowed throughput.",
+}
+
+
+def _throttle_response(code: str) -> bytes:
+    body = json.dumps(
+        {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": _THROTTLE_MESSAGES[code]}
+    ).encode()
+    head = (
+        "HTTP/1.1 400 Bad Request\r\n"
+        "Content-Type: application/x-amz-json-1.0\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "x-amzn-RequestId: FAULTPROXY\r\n"
+        "Connection: close\r\n"
+        "\r\n"
+    )
+    return head.encode() + body
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with RST rather than FIN: SO_LINGER on, with a zero timeout."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bool:
+    """Read one whole HTTP request (head and Content-Length body); False when the client left."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        return False
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    try:
+        await reader.readexactly(length)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return False
+    return True
+
+
+class FaultProxy:
+    def __init__(self, upstream_port: int) -> None:
+        self.mode: Mode = "pass"
+        self.delay = 0.0
+        self.throttle_code = "ProvisionedThroughputExceededException"
+        self.answers_lost = 0
+        self._answers_to_lose = 0
+        self._upstream_port = upstream_port
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @contextmanager
+    def running(self) -> Iterator[FaultProxy]:
+        thread = threading.Thread(target=self._loop.run_forever, name="fault-proxy", daemon=True)
+        thread.start()
+        self._call(self._listen())
+        try:
+            yield self
+        finally:
+            self._call(self._close())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            thread.join(5)
+
+    def set(self, mode: Mode, *, delay: float = 0.0, code: str | None = None) -> None:
+        """Switch the fault; returns once the proxy acts on it."""
+        self._call(self._switch(mode, delay, code))
+
+    def lose_answers(self, count: int) -> None:
+        self._answers_to_lose = count
+
+    def _call(self, coroutine: object) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)  # type: ignore[arg-type]
+
+    async def _switch(self, mode: Mode, delay: float, code: str | None) -> None:
+        self.delay = delay
+        self.throttle_code = code or self.throttle_code
+        if mode == "refuse":
+            await self._close()
+        elif self._server is None:
+            await self._listen()
+        self.mode = mode
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            if self.mode in ("pass", "slow"):
+                await self._forward(reader, writer)
+            else:
+                await self._misbehave(reader, writer)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.transport.abort()
+
+    async def _misbehave(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One request per connection, so that a switch back to `pass` takes effect on the next one."""
+        if not await _read_request(reader):
+            return
+        if self.mode == "throttle":
+            writer.write(_throttle_response(self.throttle_code))
+            await writer.drain()
+        elif self.mode == "reset":
+            _reset(writer)
+        elif self.mode == "hang":
+            await reader.read()  # until the client gives up
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
+        try:
+            await asyncio.gather(
+                self._pipe(reader, upstream_writer, answers=False),
+                self._pipe(upstream_reader, writer, answers=True),
+            )
+        finally:
+            upstream_writer.transport.abort()
+
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, answers: bool) -> None:
+        while chunk := await source.read(_CHUNK):
+            if self.mode == "hang":
+                continue
+            if self.mode == "reset":
+                _reset(sink)
+                return
+            if answers and self._answers_to_lose > 0:
+                self._answers_to_lose -= 1
+                self.answers_lost += 1
+                _reset(sink)
+                return
+            if answers and self.mode == "slow":
+                await asyncio.sleep(self.delay)
+            sink.write(chunk)
+            await sink.drain()
+        if sink.can_write_eof():
+            sink.write_eof()

@@ -1,0 +1,180 @@
+"""DynamoDB misbehaving under the service: each fault gives a bounded 503, then the service recovers.
+
+moto runs behind a fault-injecting proxy (tests/support/fault_proxy.py). Every test writes states
+before the fault and checks them after it: nothing acknowledged may be lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+import httpx
+import pytest
+from conftest import ServiceFactory, create_table
+from support.api import assert_problem, state_body, state_path
+from support.fault_proxy import FaultProxy
+from support.processes import moto_process
+
+from app.store.dynamodb import CALL_DEADLINE_SECONDS
+
+TABLE = "faults_table"
+# The documented bound on time to a 503 (docs/reliability.md), with slack for a loaded 2-core machine.
+BOUND_SECONDS = CALL_DEADLINE_SECONDS + 1.0
+RECOVERY_SECONDS = 2.0
+
+
+@pytest.fixture(scope="module")
+def moto_with_endpoint() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    with moto_process() as (process, endpoint):
+        create_table(endpoint, TABLE)
+        yield process, endpoint
+
+
+@pytest.fixture(scope="module")
+def moto(moto_with_endpoint: tuple[subprocess.Popen[bytes], str]) -> subprocess.Popen[bytes]:
+    return moto_with_endpoint[0]
+
+
+@pytest.fixture(scope="module")
+def proxy(moto_with_endpoint: tuple[subprocess.Popen[bytes], str]) -> Iterator[FaultProxy]:
+    port = int(moto_with_endpoint[1].rsplit(":", 1)[1])
+    with FaultProxy(port).running() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def faulty_url(proxy: FaultProxy, start_service: ServiceFactory) -> Iterator[str]:
+    with start_service("dynamodb", dynamodb_endpoint_url=proxy.url, dynamodb_table=TABLE) as url:
+        yield url
+
+
+@pytest.fixture
+async def client(faulty_url: str, proxy: FaultProxy) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=faulty_url, timeout=30) as http:
+        yield http
+    proxy.set("pass")
+
+
+@contextmanager
+def stopped(process: subprocess.Popen[bytes]) -> Iterator[None]:
+    process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGCONT)
+
+
+@contextmanager
+def proxy_fault(proxy: FaultProxy, mode: str, **options: object) -> Iterator[None]:
+    proxy.set(mode, **options)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        proxy.set("pass")
+
+
+Fault = Callable[[FaultProxy, subprocess.Popen[bytes]], AbstractContextManager[None]]
+FAULTS: dict[str, Fault] = {
+    "hung: moto stopped with SIGSTOP": lambda _, moto: stopped(moto),
+    "hung: accepts and never answers": lambda proxy, _: proxy_fault(proxy, "hang"),
+    "dead: nothing listening": lambda proxy, _: proxy_fault(proxy, "refuse"),
+    "resets every connection": lambda proxy, _: proxy_fault(proxy, "reset"),
+    "slower than an attempt may take": lambda proxy, _: proxy_fault(proxy, "slow", delay=1.5),
+    "throttling: ProvisionedThroughputExceededException": lambda proxy, _: proxy_fault(
+        proxy, "throttle", code="ProvisionedThroughputExceededException"
+    ),
+    "throttling: ThrottlingException": lambda proxy, _: proxy_fault(
+        proxy, "throttle", code="ThrottlingException"
+    ),
+}
+
+
+def new_id() -> str:
+    return f"fault-{uuid.uuid4()}"
+
+
+async def write_acknowledged(client: httpx.AsyncClient, count: int) -> dict[str, int]:
+    """Write `count` states; the versions the service acknowledged, by id."""
+    written = {new_id(): version for version in range(1, count + 1)}
+    responses = await asyncio.gather(
+        *(client.put(state_path(key), json=state_body(version)) for key, version in written.items())
+    )
+    assert [response.status_code for response in responses] == [200] * count
+    return written
+
+
+async def assert_still_stored(client: httpx.AsyncClient, acknowledged: dict[str, int]) -> None:
+    for key, version in acknowledged.items():
+        response = await client.get(state_path(key))
+        assert response.status_code == 200, response.text
+        assert response.json()["version_number"] == version
+
+
+async def timed(request: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = await request
+    return response, time.monotonic() - started
+
+
+async def wait_until_ready(client: httpx.AsyncClient, within: float) -> float:
+    started = time.monotonic()
+    while (response := await client.get("/readyz")).status_code != 200:
+        assert_problem(response, 503)
+        assert time.monotonic() - started < within, "the service did not recover without a restart"
+        await asyncio.sleep(0.1)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("fault", FAULTS.values(), ids=FAULTS.keys())
+async def test_a_backend_fault_gives_a_bounded_503_then_recovery(
+    fault: Fault, client: httpx.AsyncClient, proxy: FaultProxy, moto: subprocess.Popen[bytes]
+) -> None:
+    acknowledged = await write_acknowledged(client, 5)
+    during = new_id()
+    with fault(proxy, moto):
+        answers = await asyncio.gather(
+            timed(client.put(state_path(during), json=state_body(1))),
+            timed(client.put(state_path(during), json=state_body(2), headers={"If-Match": '"1"'})),
+            timed(client.get(state_path(next(iter(acknowledged))))),
+            timed(client.delete(state_path(during))),
+            timed(client.get("/readyz")),
+        )
+    for response, elapsed in answers:
+        assert_problem(response, 503)
+        assert int(response.headers["retry-after"]) >= 1
+        assert elapsed <= BOUND_SECONDS, (
+            f"{response.request.method} {response.request.url} took {elapsed:.2f} s"
+        )
+    await wait_until_ready(client, RECOVERY_SECONDS)
+    assert (await client.put(state_path(new_id()), json=state_body(1))).status_code == 200
+    await assert_still_stored(client, acknowledged)
+
+
+async def test_a_slow_backend_within_the_bounds_only_slows_answers(
+    client: httpx.AsyncClient, proxy: FaultProxy
+) -> None:
+    with proxy_fault(proxy, "slow", delay=0.3):
+        answers = await asyncio.gather(
+            *(timed(client.put(state_path(new_id()), json=state_body(1))) for _ in range(5))
+        )
+    assert all(response.status_code == 200 and elapsed >= 0.3 for response, elapsed in answers)
+    await assert_still_stored(client, {response.json()["persistence_id"]: 1 for response, _ in answers})
+
+
+async def test_a_lost_answer_retried_by_the_sdk_is_no_false_precondition_failure(
+    client: httpx.AsyncClient, proxy: FaultProxy
+) -> None:
+    key = new_id()
+    assert (await client.put(state_path(key), json=state_body(1))).status_code == 200
+    proxy.lose_answers(1)  # DynamoDB writes version 2, the answer is lost, the SDK sends it again
+    response = await client.put(state_path(key), json=state_body(2), headers={"If-Match": '"1"'})
+    assert response.status_code == 200, response.text
+    assert response.headers["etag"] == '"2"'
+    assert proxy.answers_lost == 1
+    await assert_still_stored(client, {key: 2})
