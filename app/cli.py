@@ -18,6 +18,7 @@ from app.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 def _serve(settings: Settings, workers: int) -> None:
     import uvicorn
 
+    from app.http_limits import UVICORN_OPTIONS
     from app.main import load_types
     from app.store import check_backend
 
@@ -41,6 +42,7 @@ def _serve(settings: Settings, workers: int) -> None:
         log_level=settings.log_level,
         proxy_headers=False,
         server_header=False,
+        **UVICORN_OPTIONS,
     )
 
 

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from app.api import health, states
 from app.api.body_guard import BodyGuard
+from app.api.concurrency_limit import ConcurrencyLimit
 from app.api.deps import LifespanState
 from app.api.openapi import build_openapi
 from app.api.problems import install_problem_handlers
@@ -47,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     install_problem_handlers(app)
     app.add_middleware(BodyGuard)
+    app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
 

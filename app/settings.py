@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     descriptor_sets: Annotated[tuple[Path, ...], NoDecode] = ()
     manifest_policy: Literal["permissive", "strict"] = "permissive"
     version_guard: Literal["off", "monotonic"] = "off"
+    max_concurrent_requests: int = Field(256, ge=1)
 
     @field_validator("api_keys", "descriptor_sets", mode="before")
     @classmethod

@@ -6,15 +6,19 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
 
 @contextmanager
-def serving(app: FastAPI, timeout: float = 20.0) -> Iterator[str]:
-    """Yields the base URL while the app runs, with its lifespan, on an ephemeral port."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+def serving(app: FastAPI, timeout: float = 20.0, **options: Any) -> Iterator[str]:
+    """Yields the base URL while the app runs, with its lifespan, on an ephemeral port.
+
+    `options` are more `uvicorn.Config` arguments."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **options)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout

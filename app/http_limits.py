@@ -1,0 +1,99 @@
+"""The HTTP server's limits, so that idle, slow or hostile clients cannot take the service down.
+
+uvicorn's httptools parser keeps a request head in memory however long it grows (100 MB of one header
+cost 180 MB and 10 s of CPU), and uvicorn closes a connection that never completes a request head
+only when the client leaves. `BoundedHttpToolsProtocol` adds both bounds; `UVICORN_OPTIONS` sets the
+rest on purpose (each is explained in docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from http import HTTPStatus
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from app.api.problems import problem_response
+
+MAX_HEAD_BYTES = 64 * 1024
+HEAD_TIMEOUT_SECONDS = 10.0
+
+UVICORN_OPTIONS: dict[str, Any] = {
+    "http": "app.http_limits:BoundedHttpToolsProtocol",
+    # Longer than a load balancer's idle timeout (60 s on AWS ALB), so that it never sends a request
+    # on a connection we are closing; an idle connection costs a socket and a few KiB.
+    "timeout_keep_alive": 65,
+    # None: uvicorn's limit counts idle keep-alive connections too and answers in plain text;
+    # `ConcurrencyLimit` bounds requests in progress instead and answers problem+json.
+    "limit_concurrency": None,
+    # Connections waiting to be accepted; the event loop accepts at once unless it is stuck.
+    "backlog": 1024,
+    # Requests in progress get this long to finish on SIGTERM, within a 30 s Kubernetes grace period.
+    "timeout_graceful_shutdown": 20,
+}
+
+
+def _raw_problem(status: int, detail: str) -> bytes:
+    """A whole HTTP/1.1 problem response that closes the connection, for answers below the ASGI app."""
+    response = problem_response(status, detail, headers={"Connection": "close"})
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()]
+    lines += [name + b": " + value for name, value in response.raw_headers]
+    return b"\r\n".join([*lines, b"", bytes(response.body)])
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """httptools' protocol, with a bound on the size of a request head and on the time to send it."""
+
+    max_head_bytes = MAX_HEAD_BYTES
+    head_timeout = HEAD_TIMEOUT_SECONDS
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_bytes = 0
+        self._reading_head = True
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Counted once parsed: a chunk that leaves the head incomplete is all head, bar the tail of a
+        # previous request, so the count is exact to within one read.
+        if self._reading_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self._refuse(431, f"the request line and headers exceed {self.max_head_bytes} bytes")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading_head = True
+        self._head_bytes = 0
+        self._arm_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._disarm_head_timer()
+        super().on_headers_complete()
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        self._refuse(408, f"the request head did not arrive within {self.head_timeout:g} s")
+
+    def _refuse(self, status: int, detail: str) -> None:
+        self._disarm_head_timer()
+        if not self.transport.is_closing():
+            self.transport.write(_raw_problem(status, detail))
+            self.transport.close()

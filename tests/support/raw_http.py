@@ -1,0 +1,70 @@
+"""HTTP over a bare socket, for requests no well-behaved client library would send."""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    bytes_sent: int
+
+    def problem(self) -> dict[str, Any]:
+        assert self.headers["content-type"] == "application/problem+json", self.headers
+        document: dict[str, Any] = json.loads(self.body)
+        assert document["status"] == self.status
+        return document
+
+
+def connect(url: str) -> socket.socket:
+    address = urlsplit(url)
+    return socket.create_connection((address.hostname or "127.0.0.1", address.port or 80), timeout=30)
+
+
+def send_until_answered(url: str, head: bytes, body: Iterable[bytes] = ()) -> RawResponse:
+    """Send `head`, then `body` chunk by chunk until the server answers or hangs up; read the answer."""
+    with connect(url) as sock:
+        sock.sendall(head)
+        sent = 0
+        for chunk in body:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:
+                break
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+        return _read_response(sock, sent)
+
+
+def _read_response(sock: socket.socket, sent: int) -> RawResponse:
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass  # after the whole answer: the server closed with our unread body still in its buffer
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", len(body)))
+    return RawResponse(int(status_line.split()[1]), headers, body[:length], sent)
+
+
+def chunked(chunks: Iterable[bytes]) -> Iterable[bytes]:
+    """`Transfer-Encoding: chunked` framing, without the final empty chunk (the sender stops early)."""
+    for chunk in chunks:
+        yield f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
