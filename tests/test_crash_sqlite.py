@@ -83,7 +83,7 @@ async def test_kill_9_during_concurrent_writes_loses_no_acknowledged_write(tmp_p
 
 async def increment(
     read_from: httpx.AsyncClient, write_to: httpx.AsyncClient, key: str, writer: int, statuses: Counter[int]
-) -> int:
+) -> None:
     """Compare-and-set the counter one version forward, reading on one server and writing on the other.
 
     The payload names the writer: two writers racing with the same state would both succeed (a retry
@@ -91,7 +91,7 @@ async def increment(
     while True:
         read = await read_from.get(state_path(key))
         statuses[read.status_code] += 1
-        current = read.json()["version_number"]
+        current: int = read.json()["version_number"]
         written = await write_to.put(
             state_path(key),
             json=state_body(current + 1, payload_of(writer)),
@@ -101,7 +101,7 @@ async def increment(
         if written.status_code == 200:
             seen = (await read_from.get(state_path(key))).json()["version_number"]
             assert seen >= current + 1, "a write acknowledged by one process is not seen by the other"
-            return current + 1
+            return
         assert written.status_code == 412, written.text
 
 
