@@ -164,7 +164,8 @@ async def test_bad_base64_is_refused_never_cleaned(
     [
         ("version_number", -1),
         ("version_number", MAX_UINT64 + 1),
-        ("version_number", 1.0),
+        ("version_number", 1.5),
+        ("version_number", 2.0**53),  # a float from here on may not be the integer the client wrote
         ("version_number", "1"),
         ("version_number", True),
         ("version_number", None),
@@ -189,6 +190,21 @@ async def test_invalid_fields_are_refused(
     assert problem["errors"][0]["loc"] == ["body", field]
     assert "input" not in problem["errors"][0]
     await assert_absent(client, state_id)
+
+
+async def test_an_integral_number_written_with_a_fraction_is_that_integer(
+    client: httpx.AsyncClient, state_id: str
+) -> None:
+    # JSON Schema's `integer` (and protobuf's JSON mapping) count 3.0 as 3.
+    written = await put(
+        client, state_id, {**state_body(0), "version_number": 3.0, "timestamp": 5.0, "shard": 7.0}
+    )
+    assert written.status_code == 200, written.text
+    assert (written.json()["version_number"], written.json()["timestamp"], written.json()["shard"]) == (
+        3,
+        5,
+        7,
+    )
 
 
 async def test_a_512_character_manifest_is_accepted(client: httpx.AsyncClient, state_id: str) -> None:

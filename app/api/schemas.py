@@ -22,8 +22,22 @@ MAX_UINT64 = 2**64 - 1
 MAX_INT64 = 2**63 - 1
 MANIFEST_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 
-Uint64 = Annotated[StrictInt, Field(ge=0, le=MAX_UINT64)]
-EpochMillis = Annotated[StrictInt, Field(ge=0, le=MAX_INT64, description="Unix epoch milliseconds.")]
+_EXACT_FLOATS = 2**53
+
+
+def _integral(value: object) -> object:
+    """3.0 is the integer 3 to JSON Schema and protobuf's JSON mapping; accepted where a float is exact."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_FLOATS:
+        return int(value)
+    return value
+
+
+Uint64 = Annotated[StrictInt, Field(ge=0, le=MAX_UINT64), BeforeValidator(_integral)]
+EpochMillis = Annotated[
+    StrictInt,
+    Field(ge=0, le=MAX_INT64, description="Unix epoch milliseconds."),
+    BeforeValidator(_integral),
+]
 Manifest = Annotated[
     str,
     StringConstraints(strict=True, max_length=512, pattern=MANIFEST_PATTERN),
