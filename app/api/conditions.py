@@ -15,7 +15,13 @@ from app.store.port import Precondition
 MAX_UINT64 = 2**64 - 1
 MAX_TAGS = 100
 _NEVER_A_VERSION = -1
-_TAG = re.compile(r'\s*(?:(?P<weak>W/)?"(?P<opaque>[\x21\x23-\x7e\x80-\xff]*)"|(?P<bare>[0-9]+))\s*(?:,|$)')
+_TAG = r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"|([0-9]+)'
+# The whole header, as the OpenAPI document states it: `*`, or 1 to MAX_TAGS tags separated by commas.
+ENTITY_TAGS_PATTERN = (
+    rf"^[ \t]*(?:\*|(?:{_TAG})(?:[ \t]*,[ \t]*(?:{_TAG})){{0,{MAX_TAGS - 1}}}(?:[ \t]*,)?)[ \t]*$"
+)
+_TAGS = re.compile(ENTITY_TAGS_PATTERN)
+_ONE_TAG = re.compile(_TAG)
 
 
 def etag(version: int) -> str:
@@ -40,19 +46,11 @@ class _EntityTag:
 
 def _parse(header: str, value: str) -> list[_EntityTag] | None:
     """The tags of a header, or None for `*`."""
-    if value.strip() == "*":
-        return None
-    tags: list[_EntityTag] = []
-    position = 0
-    while position < len(value) and len(tags) <= MAX_TAGS:
-        found = _TAG.match(value, position)
-        if found is None or found.end() == position:
-            break
-        tags.append(_EntityTag(found["opaque"] or found["bare"], weak=bool(found["weak"])))
-        position = found.end()
-    if not tags or position < len(value) or len(tags) > MAX_TAGS:
+    if not _TAGS.fullmatch(value):
         raise BadRequest(f'{header} must be * or a list of at most {MAX_TAGS} entity tags such as "3"')
-    return tags
+    if value.strip(" \t") == "*":
+        return None
+    return [_EntityTag(opaque or bare, weak=bool(weak)) for weak, opaque, bare in _ONE_TAG.findall(value)]
 
 
 def _versions(tags: list[_EntityTag], *, weak_comparison: bool) -> frozenset[int]:

@@ -7,14 +7,19 @@ from typing import Annotated, TypedDict
 from urllib.parse import unquote_to_bytes
 
 from fastapi import Depends, Header, Path, Query, Request
+from pydantic import WithJsonSchema
 
+from app.api.conditions import ENTITY_TAGS_PATTERN
 from app.errors import InvalidState
 from app.protobuf import TypeRegistry
 from app.settings import Settings
 from app.store.port import StateStore
 
 MAX_ID_BYTES = 2048
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+_CONTROL_CHARACTERS = re.compile(rf"[{_CONTROL}]")
+# JSON Schema counts characters, not bytes: the document states what it can, the description the rest.
+_DOCUMENTED_ID = {"minLength": 1, "maxLength": MAX_ID_BYTES, "pattern": rf"^[^{_CONTROL}]+$"}
 _STATES_PREFIX = b"/states/"
 
 
@@ -61,6 +66,7 @@ def _path_persistence_id(
         Path(
             description="Percent-encoded persistence id: 1 to 2048 bytes of UTF-8, no control characters.",
             examples=["account-42"],
+            json_schema_extra=_DOCUMENTED_ID,
         ),
     ],
 ) -> str:
@@ -86,7 +92,14 @@ DecodeQuery = Annotated[
     Query(description="Add `state`: the message in protobuf's JSON mapping (null when its type is unknown)."),
 ]
 PersistenceIdDep = Annotated[str, Depends(_path_persistence_id)]
-IfMatch = Annotated[
-    str | None, Header(description='Entity tags (`"3"`, a list, or `*`); also a bare version such as `3`.')
-]
-IfNoneMatch = Annotated[str | None, Header(description='`*`, or entity tags such as `"3"`.')]
+
+
+def _documented_tags(description: str) -> WithJsonSchema:
+    # A header is absent or a string: FastAPI would document `str | None` as possibly `null`.
+    return WithJsonSchema({"type": "string", "pattern": ENTITY_TAGS_PATTERN, "description": description})
+
+
+_IF_MATCH = 'Entity tags (`"3"`, a list, or `*`); also a bare version such as `3`.'
+_IF_NONE_MATCH = '`*`, or entity tags such as `"3"`.'
+IfMatch = Annotated[str | None, Header(description=_IF_MATCH), _documented_tags(_IF_MATCH)]
+IfNoneMatch = Annotated[str | None, Header(description=_IF_NONE_MATCH), _documented_tags(_IF_NONE_MATCH)]
