@@ -1,0 +1,141 @@
+"""Properties of the validators: what they accept, they read back exactly; what they refuse is refused."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from app.api._base64 import decode_base64, encode_base64
+from app.api.conditions import ENTITY_TAGS_PATTERN, precondition_from_headers
+from app.api.deps import MAX_ID_BYTES, check_persistence_id
+from app.api.schemas import MANIFEST_PATTERN, MAX_UINT64, PutStateRequest
+from app.errors import BadRequest, InvalidState
+
+FORMS = {
+    "standard, padded": base64.b64encode,
+    "standard, unpadded": lambda data: base64.b64encode(data).rstrip(b"="),
+    "URL-safe, padded": base64.urlsafe_b64encode,
+    "URL-safe, unpadded": lambda data: base64.urlsafe_b64encode(data).rstrip(b"="),
+}
+CONTROL = st.characters(codec="utf-8", categories=["Cc"])
+NO_CONTROL = st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"])
+
+
+@pytest.mark.parametrize("form", FORMS.values(), ids=FORMS.keys())
+@given(data=st.binary(max_size=300))
+def test_any_bytes_in_any_accepted_form_decode_back(form: object, data: bytes) -> None:
+    assert decode_base64(form(data).decode()) == data  # type: ignore[operator]
+    assert decode_base64(encode_base64(data)) == data
+
+
+@given(
+    data=st.binary(min_size=1, max_size=300),
+    position=st.integers(min_value=0),
+    blank=st.sampled_from(" \t\n\r"),
+)
+def test_white_space_anywhere_is_refused(data: bytes, position: int, blank: str) -> None:
+    text = base64.b64encode(data).decode()
+    at = position % (len(text) + 1)
+    with pytest.raises(ValueError, match="payload"):
+        decode_base64(text[:at] + blank + text[at:])
+
+
+@given(data=st.binary(min_size=1, max_size=300).filter(lambda data: len(data) % 3), bit=st.integers(0, 3))
+def test_a_last_character_with_bits_beyond_the_data_is_refused(data: bytes, bit: int) -> None:
+    text = base64.b64encode(data).decode().rstrip("=")
+    unused_bits = 4 if len(data) % 3 == 1 else 2
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    tampered = alphabet[alphabet.index(text[-1]) | (1 << (bit % unused_bits))]
+    with pytest.raises(ValueError, match="payload"):
+        decode_base64(text[:-1] + tampered)
+
+
+@given(data=st.binary(max_size=300), extra=st.sampled_from(["=", "==", "===", "A", "A=", "===="]))
+def test_a_length_no_padding_completes_is_refused(data: bytes, extra: str) -> None:
+    with pytest.raises(ValueError, match="payload"):
+        decode_base64(base64.b64encode(data).decode() + extra)
+
+
+@given(data=st.binary(max_size=300), standard=st.sampled_from("+/"), url_safe=st.sampled_from("-_"))
+def test_mixed_alphabets_are_refused(data: bytes, standard: str, url_safe: str) -> None:
+    with pytest.raises(ValueError, match="payload"):
+        decode_base64(standard + url_safe + base64.b64encode(data).decode().rstrip("="))
+
+
+@given(text=st.text(alphabet=NO_CONTROL, min_size=1, max_size=600))
+def test_ids_without_control_characters_within_2048_bytes_are_accepted(text: str) -> None:
+    if len(text.encode()) <= MAX_ID_BYTES:
+        assert check_persistence_id(text, ["path"]) == text
+    else:
+        with pytest.raises(InvalidState):
+            check_persistence_id(text, ["path"])
+
+
+@given(before=st.text(alphabet=NO_CONTROL, max_size=20), control=CONTROL, after=st.text(max_size=20))
+def test_ids_with_a_control_character_are_refused(before: str, control: str, after: str) -> None:
+    with pytest.raises(InvalidState, match="control"):
+        check_persistence_id(before + control + after, ["path"])
+
+
+def put_request(**fields: object) -> PutStateRequest:
+    return PutStateRequest.model_validate({"manifest": "a.B", "payload": "", "version_number": 0, **fields})
+
+
+@given(manifest=st.from_regex(MANIFEST_PATTERN, fullmatch=True).filter(lambda name: len(name) <= 512))
+def test_every_protobuf_full_name_is_a_manifest(manifest: str) -> None:
+    assert put_request(manifest=manifest).manifest == manifest
+
+
+@given(manifest=st.text(max_size=40).filter(lambda name: not re.fullmatch(MANIFEST_PATTERN, name)))
+@example(manifest="acme..State")
+@example(manifest="acme.State\n")
+def test_anything_else_is_no_manifest(manifest: str) -> None:
+    with pytest.raises(ValidationError):
+        put_request(manifest=manifest)
+
+
+@given(number=st.integers(min_value=0, max_value=MAX_UINT64))
+@example(number=MAX_UINT64)
+def test_every_uint64_round_trips_exactly(number: int) -> None:
+    request = put_request(version_number=number, shard=number)
+    assert (request.version_number, request.shard) == (number, number)
+
+
+@given(number=st.one_of(st.integers(max_value=-1), st.integers(min_value=MAX_UINT64 + 1), st.booleans()))
+@example(number=MAX_UINT64 + 1)
+@example(number=-1)
+def test_numbers_outside_uint64_are_refused(number: int) -> None:
+    with pytest.raises(ValidationError):
+        put_request(version_number=number)
+
+
+@given(versions=st.lists(st.integers(min_value=0, max_value=MAX_UINT64), min_size=1, max_size=100))
+def test_entity_tag_lists_read_back_as_their_versions(versions: list[int]) -> None:
+    header = ", ".join(f'"{version}"' for version in versions)
+    assert re.fullmatch(ENTITY_TAGS_PATTERN, header)
+    assert precondition_from_headers(header, None).match == frozenset(versions)
+
+
+@given(header=st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=60))
+def test_a_conditional_header_is_read_exactly_when_it_matches_the_documented_pattern(header: str) -> None:
+    if re.fullmatch(ENTITY_TAGS_PATTERN, header):
+        precondition_from_headers(header, header)
+    else:
+        with pytest.raises(BadRequest):
+            precondition_from_headers(header, None)
+
+
+@settings(max_examples=5)
+@given(filler=st.sampled_from([" ", "\t", '"1",', "1 ,"]))
+def test_the_header_pattern_takes_linear_time_on_a_64_kib_header(filler: str) -> None:
+    header = '"1"' + filler * (65536 // len(filler)) + "x"
+    started = time.monotonic()
+    with pytest.raises(BadRequest):
+        precondition_from_headers(header, None)
+    assert time.monotonic() - started < 0.5
