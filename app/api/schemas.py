@@ -51,18 +51,15 @@ def _payload_from_base64(value: object) -> bytes:
     return decode_base64(value)
 
 
-Base64Payload = Annotated[
-    bytes,
-    BeforeValidator(_payload_from_base64),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "format": "byte",
-            "description": "Serialized message, base64 (standard or URL-safe, padded or not).",
-            "examples": ["CgphY2NvdW50LTQyEGg="],
-        }
-    ),
-]
+_BASE64_SCHEMA = WithJsonSchema(
+    {
+        "type": "string",
+        "format": "byte",
+        "description": "Serialized message, base64 (standard or URL-safe, padded or not).",
+        "examples": ["CgphY2NvdW50LTQyEGg="],
+    }
+)
+Base64Payload = Annotated[bytes, BeforeValidator(_payload_from_base64), _BASE64_SCHEMA]
 
 
 class _Body(BaseModel):
@@ -72,8 +69,13 @@ class _Body(BaseModel):
 class PutStateRequest(_Body):
     """A state to store: its serialized `payload`, or its `state` in protobuf's JSON mapping; exactly one."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["payload"]}, {"required": ["state"]}]}
+    )
+
     manifest: Manifest
-    payload: Base64Payload | None = None
+    # May be absent, never null: documented as the string alone.
+    payload: Annotated[Base64Payload | None, _BASE64_SCHEMA] = None
     state: JsonValue = Field(
         None,
         description="Instead of `payload`: the message in protobuf's canonical JSON mapping;"
