@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
 from support.api import state_body, state_path
 from support.processes import free_port, running_process, service_command
 

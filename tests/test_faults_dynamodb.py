@@ -16,12 +16,12 @@ from contextlib import AbstractContextManager, contextmanager
 
 import httpx
 import pytest
+
+from app.store.dynamodb import CALL_DEADLINE_SECONDS
 from conftest import ServiceFactory, create_table
 from support.api import assert_problem, state_body, state_path
 from support.fault_proxy import FaultProxy
 from support.processes import moto_process
-
-from app.store.dynamodb import CALL_DEADLINE_SECONDS
 
 TABLE = "faults_table"
 # The documented bound on time to a 503 (docs/reliability.md), with slack for a loaded 2-core machine.

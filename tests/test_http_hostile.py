@@ -14,15 +14,15 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+
+from app.http_limits import BoundedHttpToolsProtocol
+from app.main import create_app
+from app.settings import Settings
 from conftest import ServiceFactory
 from support.api import assert_problem, state_body, state_path
 from support.processes import free_port, running_process, service_command
 from support.raw_http import chunked, connect, send_until_answered
 from support.uvicorn_thread import serving
-
-from app.http_limits import BoundedHttpToolsProtocol
-from app.main import create_app
-from app.settings import Settings
 
 MiB = 2**20
 # What the server may grow by across a whole test: far below what it was sent.

@@ -54,7 +54,9 @@ async def dynamodb_call(table: str, operation: str, deadline: float) -> AsyncIte
     except ClientError as exc:
         raise translate_client_error(exc, table, operation) from exc
     except TimeoutError as exc:
-        raise BackendUnavailable(f"DynamoDB did not answer {operation} within {deadline:g} s") from exc
+        raise BackendUnavailable(
+            f"DynamoDB cannot be reached or did not answer {operation} within {deadline:g} s"
+        ) from exc
     except NoCredentialsError as exc:
         raise BackendUnavailable("no AWS credentials are configured for DynamoDB", retry_after=30) from exc
     except BotoCoreError as exc:
