@@ -49,7 +49,8 @@ def run_client_floor(
             r["p99_ms"],
             r["cpu_us_per_op"],
             r["requests"],
-            note="client process CPU (time.process_time)",
+            peak_rss_mb=r.get("peak_rss_mb"),
+            note="client process CPU (time.process_time); RSS: the process's peak so far",
         )
         for r in json.loads(done.stdout.strip().splitlines()[-1])
     ]

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -85,6 +86,8 @@ async def measure(
                             "cpu_us_per_op": cpu / calls * 1e6,
                             "p50_ms": cuts[49] * 1e3,
                             "p99_ms": cuts[98] * 1e3,
+                            # ru_maxrss (KiB): this process's peak so far, cells run in growing sizes
+                            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6,
                         }
                     )
     return results

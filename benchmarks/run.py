@@ -175,7 +175,7 @@ class Runner:
             print(
                 f"  floor    aioboto3  {cell.op:9} {cell.payload:>7} B c={cell.concurrency:<3} "
                 f"{cell.ops_per_s:>9,.0f} ops/s  p50 {cell.p50_ms:7.2f} ms  p99 {cell.p99_ms:7.2f} ms  "
-                f"{cell.cpu_us_per_op:>7,.0f} CPU µs/call",
+                f"{cell.cpu_us_per_op:>7,.0f} CPU µs/call  RSS {cell.peak_rss_mb or 0:5.0f} MB",
                 flush=True,
             )
 
