@@ -49,10 +49,10 @@ def b64(data: bytes) -> str:
 
 
 def account(types: Types) -> bytes:
-    message = types[ACCOUNT_STATE](account_id="account-42", revision=2**64 - 1, tags=["vip"])
-    message.balance.currency_code = "EUR"
-    message.balance.units = 104
-    return serialized(message)
+    balance = types["acme.billing.v1.Money"](currency_code="EUR", units=104)
+    return serialized(
+        types[ACCOUNT_STATE](account_id="account-42", revision=2**64 - 1, tags=["vip"], balance=balance)
+    )
 
 
 def put_body(manifest: str, version: int = 1, **fields: Any) -> dict[str, Any]:
@@ -134,7 +134,7 @@ async def test_an_ego_any_of_an_unknown_type_is_stored_and_decodes_to_null(
 async def test_a_json_state_is_stored_as_the_serialized_message(
     aware: httpx.AsyncClient, types: Types, state_id: str
 ) -> None:
-    state = {"accountId": "account-42", "revision": "18446744073709551615", "tags": ["vip"]}
+    state: dict[str, Any] = {"accountId": "account-42", "revision": "18446744073709551615", "tags": ["vip"]}
     state["balance"] = {"currencyCode": "EUR", "units": "104"}
     written = await aware.put(state_path(state_id), json=put_body(ACCOUNT_STATE, state=state))
     assert written.status_code == 200

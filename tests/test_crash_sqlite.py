@@ -7,36 +7,19 @@ import base64
 import itertools
 import random
 import signal
-import subprocess
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from support.api import state_body, state_path
-from support.processes import free_port, running_process, service_command
+from support.processes import serving_sqlite
 
 WRITERS = 64
 ACKNOWLEDGED_BEFORE_KILL = 400
 COUNTERS = 8
 INCREMENTERS = 16
 INCREMENTS_EACH = 8
-
-
-@contextmanager
-def serving_sqlite(path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`statestore serve` on the file; yields its URL and process."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        "STATESTORE_SQLITE_PATH": str(path),
-        "STATESTORE_PORT": str(port),
-        "STATESTORE_LOG_LEVEL": "warning",
-    }
-    with running_process(service_command("serve"), ready_url=f"{url}/healthz", env=env) as process:
-        yield url, process
 
 
 def payload_of(version: int) -> bytes:

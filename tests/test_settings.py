@@ -46,7 +46,7 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         backend="dynamodb",
         sqlite_path=Path("/tmp/x.db"),
         dynamodb_table="my_table",
-        dynamodb_endpoint_url="http://localhost:8000/",  # type: ignore[arg-type]
+        dynamodb_endpoint_url="http://localhost:8000/",
         host="0.0.0.0",
         port=9000,
         log_level="debug",

@@ -91,3 +91,17 @@ def moto_server() -> Iterator[str]:
 
 def service_command(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "app.cli", *arguments]
+
+
+@contextmanager
+def serving_sqlite(path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`statestore serve` on the file; yields its URL and process."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        "STATESTORE_SQLITE_PATH": str(path),
+        "STATESTORE_PORT": str(port),
+        "STATESTORE_LOG_LEVEL": "warning",
+    }
+    with running_process(service_command("serve"), ready_url=f"{url}/healthz", env=env) as process:
+        yield url, process
