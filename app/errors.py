@@ -16,7 +16,8 @@ class ProblemError(Exception):
     slug: ClassVar[str] = "internal"
 
     def __init__(self, detail: str, **extensions: Any) -> None:
-        super().__init__(detail)
+        # Not super(): a problem may also be an HTTPException (see body_guard), whose __init__ differs.
+        Exception.__init__(self, detail)
         self.detail = detail
         self.extensions = extensions
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.problems import problem_response
+from app.api.problems import render_problem
+from app.errors import PayloadTooLarge, UnsupportedMediaType
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 _METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
@@ -22,8 +23,21 @@ def is_json_media_type(content_type: str) -> bool:
     )
 
 
-def _too_large() -> str:
-    return f"the request body exceeds {MAX_BODY_BYTES} bytes"
+_TOO_LARGE = f"the request body exceeds {MAX_BODY_BYTES} bytes"
+
+
+class _BodyTooLarge(PayloadTooLarge, HTTPException):
+    """The 413 problem, raisable inside a body read, where FastAPI lets only an HTTPException through."""
+
+    status_code = PayloadTooLarge.status
+
+    def __init__(self) -> None:
+        PayloadTooLarge.__init__(self, _TOO_LARGE)
+
+    @property
+    def headers(self) -> dict[str, str]:  # type: ignore[override]
+        # The rest of the body is never read, so the connection cannot carry another request.
+        return {"Connection": "close"}
 
 
 class BodyGuard:
@@ -38,12 +52,10 @@ class BodyGuard:
         content_type = headers.get(b"content-type", b"").decode("latin-1")
         declared = headers.get(b"content-length", b"")
         if not is_json_media_type(content_type):
-            detail = "the request body must be application/json"
-            await problem_response(415, detail, slug="unsupported-media-type")(scope, receive, send)
+            refusal = render_problem(UnsupportedMediaType("the request body must be application/json"))
+            await refusal(scope, receive, send)
         elif declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            await problem_response(413, _too_large(), slug="too-large", headers={"Connection": "close"})(
-                scope, receive, send
-            )
+            await render_problem(_BodyTooLarge())(scope, receive, send)
         else:
             await self.app(scope, _counted(receive), send)
 
@@ -56,8 +68,7 @@ def _counted(receive: Receive) -> Receive:
         message = await receive()
         received += len(message.get("body", b""))
         if received > MAX_BODY_BYTES:
-            # An HTTPException is what FastAPI lets through from a body read; the problem handler renders it.
-            raise HTTPException(413, _too_large(), headers={"Connection": "close"})
+            raise _BodyTooLarge
         return message
 
     return receive_within_limit
