@@ -84,11 +84,11 @@ async def test_a_streamed_body_over_the_cap_is_refused(
 
     sending = asyncio.create_task(send_chunks())
     # The server closes with the body unread, so a reset may follow the answer: read only its head here.
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+    answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
     await sending
     writer.close()
-    assert head.startswith(b"HTTP/1.1 413 ")
-    assert b"application/problem+json" in head
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"application/problem+json" in answer
     assert (await client.get(state_path(state_id))).status_code == 404
 
 
