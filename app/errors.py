@@ -7,7 +7,7 @@ so nothing above the store ever sees a boto3 or sqlite3 error.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 
 class ProblemError(Exception):
@@ -24,6 +24,12 @@ class ProblemError(Exception):
     @property
     def headers(self) -> dict[str, str]:
         return {}
+
+    def for_operation(self, index: int, persistence_id: str) -> Self:
+        """Name the operation of a transaction that caused this error, in the detail and the problem."""
+        self.detail = f"operation {index} failed: {self.detail}"
+        self.extensions.update(operation_index=index, persistence_id=persistence_id)
+        return self
 
 
 class BadRequest(ProblemError):

@@ -3,10 +3,12 @@
 A condition is checked by the backend in the same atomic step as the write. When it fails, the
 adapter hands the stored record to `settle_refused_write`, which decides between "this is a retry of
 what is already stored" (success) and the precondition (412) or version guard (409) refusal.
+Transactions (`transact`) follow the same rule operation by operation; see `app.store.transactions`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -92,6 +94,29 @@ def settle_refused_write(
     raise refusal(precondition, stored)
 
 
+@dataclass(frozen=True, slots=True)
+class PutOperation:
+    """One write of a transaction: store `record` if `precondition` holds."""
+
+    record: StateRecord
+    precondition: Precondition = UNCONDITIONAL
+
+    @property
+    def persistence_id(self) -> str:
+        return self.record.persistence_id
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteOperation:
+    """One delete of a transaction: remove the state if `precondition` holds."""
+
+    persistence_id: str
+    precondition: Precondition = UNCONDITIONAL
+
+
+Operation = PutOperation | DeleteOperation
+
+
 class StateStore(Protocol):
     """One backend. Adapters are async context managers that own their connections."""
 
@@ -107,6 +132,18 @@ class StateStore(Protocol):
         ...
 
     async def delete(self, persistence_id: str, precondition: Precondition) -> None: ...
+
+    async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
+        """The stored states of distinct ids, in no particular order; ids with none are left out."""
+        ...
+
+    async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:
+        """Apply every operation or none (each id at most once).
+
+        Returns, for each operation in order, what its put left stored (None for a delete); raises
+        412/409 naming the first operation that fails, per `app.store.transactions.settle_refused`.
+        """
+        ...
 
     async def ping(self) -> None:
         """Raise `BackendUnavailable` unless the backend answers and its table exists."""
