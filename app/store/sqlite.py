@@ -4,24 +4,35 @@ Every write is one `BEGIN IMMEDIATE` transaction that checks the precondition an
 check and the write are atomic across processes too. `synchronous=FULL` makes an acknowledged write
 survive a crash of the process or of the machine. All calls run on one thread that owns the
 connection, which keeps the event loop free while SQLite waits on the disk or on a lock.
+Reads of several states run in one read transaction, so they see one snapshot of the file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 from app.errors import BackendUnavailable
-from app.store.port import Precondition, StateRecord, refusal, settle_refused_write
+from app.store.port import (
+    DeleteOperation,
+    Operation,
+    Precondition,
+    StateRecord,
+    refusal,
+    settle_refused_write,
+)
+from app.store.transactions import refused_operations, settle_refused, transaction_results
 
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5_000
+# Below SQLITE_MAX_VARIABLE_NUMBER in every SQLite build (999 before 3.32), so any build runs it.
+IDS_PER_SELECT = 500
 _UINT64_OFFSET = 2**64
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS states (
@@ -37,6 +48,11 @@ _SELECT = (
     "SELECT persistence_id, version_number, manifest, payload, timestamp, shard"
     " FROM states WHERE persistence_id = ?"
 )
+_SELECT_MANY = (
+    "SELECT persistence_id, version_number, manifest, payload, timestamp, shard"
+    " FROM states WHERE persistence_id IN ({})"
+)
+_DELETE = "DELETE FROM states WHERE persistence_id = ?"
 _UPSERT = (
     "INSERT OR REPLACE INTO states (persistence_id, version_number, manifest, payload, timestamp, shard)"
     " VALUES (?, ?, ?, ?, ?, ?)"
@@ -135,9 +151,32 @@ class SQLiteStore:
                     stored = _read(connection, persistence_id)
                     if not precondition.allows(None if stored is None else stored.version_number):
                         raise refusal(precondition, stored)
-                connection.execute("DELETE FROM states WHERE persistence_id = ?", (persistence_id,))
+                connection.execute(_DELETE, (persistence_id,))
 
         await self._run(remove)
+
+    async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
+        def read(connection: sqlite3.Connection) -> list[StateRecord]:
+            with _transaction(connection, "BEGIN"):
+                return list(_read_many(connection, persistence_ids).values())
+
+        return await self._run(read)
+
+    async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:
+        def apply(connection: sqlite3.Connection) -> list[StateRecord | None]:
+            with _transaction(connection):
+                stored = _read_many(connection, [operation.persistence_id for operation in operations])
+                settled = settle_refused(operations, refused_operations(operations, stored))
+                for index, operation in enumerate(operations):
+                    if index in settled:
+                        continue
+                    if isinstance(operation, DeleteOperation):
+                        connection.execute(_DELETE, (operation.persistence_id,))
+                    else:
+                        connection.execute(_UPSERT, _record_to_row(operation.record))
+            return transaction_results(operations, settled)
+
+        return await self._run(apply)
 
     async def ping(self) -> None:
         await self._run(lambda connection: connection.execute("SELECT 1 FROM states LIMIT 1").fetchall())
@@ -148,10 +187,20 @@ def _read(connection: sqlite3.Connection, persistence_id: str) -> StateRecord | 
     return None if row is None else _row_to_record(row)
 
 
+def _read_many(connection: sqlite3.Connection, persistence_ids: Sequence[str]) -> dict[str, StateRecord]:
+    found: dict[str, StateRecord] = {}
+    for start in range(0, len(persistence_ids), IDS_PER_SELECT):
+        chunk = persistence_ids[start : start + IDS_PER_SELECT]
+        rows = connection.execute(_SELECT_MANY.format(", ".join(["?"] * len(chunk))), chunk)
+        found.update((row[0], _row_to_record(row)) for row in rows)
+    return found
+
+
 @contextmanager
-def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction that takes the file's write lock at once, so its reads see the latest state."""
-    connection.execute("BEGIN IMMEDIATE")
+def _transaction(connection: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+    """By default a write transaction that takes the file's write lock at once, so its reads see the
+    latest state; `BEGIN` gives a read transaction, one snapshot for several reads."""
+    connection.execute(begin)
     try:
         yield
     except BaseException:
