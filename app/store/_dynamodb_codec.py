@@ -53,27 +53,37 @@ def from_item(item: Mapping[str, Any]) -> StateRecord:
     )
 
 
-class ConditionBuilder:
-    """Turns a `Precondition` into `ConditionExpression` and its attribute values.
+_NAMES = {"#k": HASH_KEY, "#v": "VersionNumber", "#m": "StateManifest", "#p": "StatePayload"}
 
-    An item without a `VersionNumber` attribute is read as version 0, so the clauses about
-    versions treat a missing attribute the same way.
+
+class ConditionBuilder:
+    """Turns a `Precondition`, or a pin on a stored state, into `ConditionExpression` and its values.
+
+    An item without a `VersionNumber` attribute is read as version 0 (and one without a manifest or
+    payload as empty), so the clauses treat a missing attribute the same way.
     """
 
     def __init__(self) -> None:
         self.values: dict[str, AttributeValueTypeDef] = {}
 
-    def _value(self, number: int) -> str:
+    def _value(self, value: AttributeValueTypeDef) -> str:
         placeholder = f":v{len(self.values)}"
-        self.values[placeholder] = {"N": str(number)}
+        self.values[placeholder] = value
         return placeholder
 
+    def _number(self, number: int) -> str:
+        return self._value({"N": str(number)})
+
     def _version_in(self, versions: frozenset[int]) -> str:
-        listed = ", ".join(self._value(v) for v in sorted(versions))
+        listed = ", ".join(self._number(v) for v in sorted(versions))
         clause = f"#v IN ({listed})"
         if 0 in versions:
             clause = f"({clause} OR attribute_not_exists(#v))"
         return f"(attribute_exists(#k) AND {clause})"
+
+    def _equals(self, name: str, value: AttributeValueTypeDef, *, read_when_missing: bool) -> str:
+        clause = f"{name} = {self._value(value)}"
+        return f"({clause} OR attribute_not_exists({name}))" if read_when_missing else clause
 
     def build(self, precondition: Precondition) -> str:
         clauses: list[str] = []
@@ -86,23 +96,36 @@ class ConditionBuilder:
         if precondition.none_match:
             clauses.append(f"(attribute_not_exists(#k) OR NOT {self._version_in(precondition.none_match)})")
         if precondition.older_than is not None:
-            guard = f"#v < {self._value(precondition.older_than)}"
+            guard = f"#v < {self._number(precondition.older_than)}"
             if precondition.older_than > 0:
                 guard += " OR attribute_not_exists(#v)"
             clauses.append(f"(attribute_not_exists(#k) OR {guard})")
         return " AND ".join(clauses)
 
-    def arguments(self, precondition: Precondition) -> dict[str, Any]:
-        """Keyword arguments for PutItem/DeleteItem; empty when there is no condition."""
-        if precondition.is_unconditional:
+    def build_pin(self, stored: StateRecord | None) -> str:
+        """Holds while exactly `stored` (same version, manifest and payload) is stored; None: nothing is."""
+        if stored is None:
+            return "attribute_not_exists(#k)"
+        return " AND ".join(
+            [
+                "attribute_exists(#k)",
+                self._equals(
+                    "#v", {"N": str(stored.version_number)}, read_when_missing=stored.version_number == 0
+                ),
+                self._equals("#m", {"S": stored.manifest}, read_when_missing=not stored.manifest),
+                self._equals("#p", {"B": stored.payload}, read_when_missing=not stored.payload),
+            ]
+        )
+
+    def arguments(self, expression: str) -> dict[str, Any]:
+        """Keyword arguments for a conditional write or check of `expression`; empty when there is none."""
+        if not expression:
             return {}
-        expression = self.build(precondition)
-        names = {"#k": HASH_KEY}
-        if "#v" in expression:
-            names["#v"] = "VersionNumber"
         arguments: dict[str, Any] = {
             "ConditionExpression": expression,
-            "ExpressionAttributeNames": names,
+            "ExpressionAttributeNames": {
+                placeholder: name for placeholder, name in _NAMES.items() if placeholder in expression
+            },
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
         if self.values:
@@ -111,4 +134,12 @@ class ConditionBuilder:
 
 
 def condition_arguments(precondition: Precondition) -> dict[str, Any]:
-    return ConditionBuilder().arguments(precondition)
+    """PutItem/DeleteItem (or transaction item) arguments that make the write conditional."""
+    builder = ConditionBuilder()
+    return builder.arguments(builder.build(precondition))
+
+
+def pin_arguments(stored: StateRecord | None) -> dict[str, Any]:
+    """ConditionCheck arguments that hold while exactly `stored` is stored (None: nothing is)."""
+    builder = ConditionBuilder()
+    return builder.arguments(builder.build_pin(stored))

@@ -13,6 +13,7 @@ from app.errors import BackendUnavailable, PayloadTooLarge, ProblemError, TableM
 
 logger = logging.getLogger("statestore.dynamodb")
 
+# Error codes, and the codes of a transaction's cancellation reasons, that retrying later may cure.
 _RETRYABLE = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -22,6 +23,9 @@ _RETRYABLE = frozenset(
         "ServiceUnavailable",
         "TransactionConflictException",
         "TransactionInProgressException",
+        "TransactionConflict",
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
     }
 )
 
@@ -31,13 +35,21 @@ def error_code(exc: ClientError) -> str:
 
 
 def translate_client_error(exc: ClientError, table: str, operation: str) -> ProblemError:
-    code = error_code(exc)
-    message = str(exc.response.get("Error", {}).get("Message", ""))
+    error = exc.response.get("Error", {})
+    return problem_for(error_code(exc), str(error.get("Message", "")), table, operation)
+
+
+def problem_for(code: str, message: str, table: str, operation: str) -> ProblemError:
+    """The problem for an error code, or for the code of a transaction's cancellation reason."""
     if code == "ResourceNotFoundException":
         return TableMissing(table)
     if code in _RETRYABLE:
         return BackendUnavailable(f"DynamoDB is throttling or busy ({code}); retry later", retry_after=1)
-    if code == "ValidationException" and "size" in message.lower() and "exceeded" in message.lower():
+    if (
+        code in ("ValidationException", "ValidationError")
+        and "size" in message.lower()
+        and "exceeded" in message.lower()
+    ):
         return PayloadTooLarge("the state exceeds DynamoDB's item size limit")
     logger.error("DynamoDB refused %s on table %s: %s %s", operation, table, code, message)
     return BackendUnavailable(

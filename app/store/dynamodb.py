@@ -3,13 +3,14 @@
 Items keep ego-contrib's Go layout, so Go actors and HTTP clients can share a table. Every
 precondition is a `ConditionExpression`, and a refused write gets the stored item back in the same
 call (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so telling a retry from a conflict costs no
-second read.
+second read. Several states at once: `_dynamodb_batch_get` (BatchGetItem) and `_dynamodb_transact`
+(TransactWriteItems).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +20,12 @@ from botocore.exceptions import ClientError, WaiterError
 
 from app.errors import BackendUnavailable, TableMissing
 from app.settings import SettingsError
+from app.store._dynamodb_batch_get import batch_get
 from app.store._dynamodb_codec import condition_arguments, from_item, key_of, to_item
 from app.store._dynamodb_errors import dynamodb_call, error_code
-from app.store.port import Precondition, StateRecord, refusal, settle_refused_write
+from app.store._dynamodb_transact import settle_cancellation, transact_items
+from app.store.port import Operation, Precondition, StateRecord, refusal, settle_refused_write
+from app.store.transactions import Settled, transaction_results
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -31,6 +35,9 @@ if TYPE_CHECKING:
 # at most, with jittered exponential backoff. Not "adaptive" retries: once throttled, their client-side
 # rate limiter holds every later call of the process back for seconds after DynamoDB has recovered.
 CALL_DEADLINE_SECONDS = 3.0
+# A first attempt, then at most two more with the operations found already done pinned; more than
+# that means the states keep changing under the transaction, and the client had better retry later.
+TRANSACT_ATTEMPTS = 3
 CLIENT_CONFIG = Config(
     connect_timeout=1,
     read_timeout=1,
@@ -42,26 +49,30 @@ CLIENT_CONFIG = Config(
 
 
 class DynamoDBStore:
-    def __init__(self, client: DynamoDBClient, table: str) -> None:
+    def __init__(self, client: DynamoDBClient, table: str, deadline: float = CALL_DEADLINE_SECONDS) -> None:
         self._client = client
         self._table = table
+        self._deadline = deadline
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, table: str, endpoint_url: str | None = None) -> AsyncIterator[DynamoDBStore]:
+    async def open(
+        cls, table: str, endpoint_url: str | None = None, deadline: float = CALL_DEADLINE_SECONDS
+    ) -> AsyncIterator[DynamoDBStore]:
+        """`deadline` bounds each call in seconds, SDK retries and a batch read's own retries included."""
         # botocore reads only AWS_DEFAULT_REGION; AWS_REGION is what the other AWS SDKs and Lambda set.
         session = aioboto3.Session(region_name=os.environ.get("AWS_REGION") or None)
         if session.region_name is None:
             raise SettingsError("no AWS region is configured: set AWS_REGION (or a profile with a region)")
         async with session.client("dynamodb", endpoint_url=endpoint_url, config=CLIENT_CONFIG) as client:
-            yield cls(client, table)
+            yield cls(client, table, deadline)
 
     @property
     def description(self) -> str:
         return f"dynamodb table {self._table} at {self._client.meta.endpoint_url}"
 
     def _call(self, operation: str) -> Any:
-        return dynamodb_call(self._table, operation, CALL_DEADLINE_SECONDS)
+        return dynamodb_call(self._table, operation, self._deadline)
 
     async def get(self, persistence_id: str) -> StateRecord | None:
         async with self._call("GetItem"):
@@ -93,6 +104,29 @@ class DynamoDBStore:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise
                 raise refusal(precondition, _old_record(exc)) from None
+
+    async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
+        async with self._call("BatchGetItem"):
+            return await batch_get(self._client, self._table, persistence_ids, self._deadline)
+
+    async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:
+        settled: Settled = {}
+        async with self._call("TransactWriteItems"):
+            for _ in range(TRANSACT_ATTEMPTS):
+                items: Any = transact_items(self._table, operations, settled)
+                try:
+                    await self._client.transact_write_items(TransactItems=items)
+                except ClientError as exc:
+                    if error_code(exc) != "TransactionCanceledException":
+                        raise
+                    reasons: Any = exc.response.get("CancellationReasons") or []
+                    settled = settle_cancellation(self._table, operations, reasons, settled)
+                    if len(settled) < len(operations):
+                        continue
+                return transaction_results(operations, settled)
+        raise BackendUnavailable(
+            "the states changed under the transaction on every attempt; retry later", retry_after=1
+        )
 
     async def ping(self) -> None:
         async with self._call("DescribeTable"):

@@ -1,0 +1,67 @@
+"""TransactWriteItems for a transaction's operations, and what its cancellation reasons mean.
+
+A cancelled transaction tells, per item, why: `ConditionalCheckFailed` comes with the stored item
+(`ReturnValuesOnConditionCheckFailure=ALL_OLD`), which `settle_refused` needs to tell a retry from a
+412/409 without a second read. When the refused operations are all already done, the next attempt
+turns each into a `ConditionCheck` pinned to what it found, so the operations still to write are
+applied together with the proof that the others hold.
+
+No `ClientRequestToken` is sent: see docs/batch.md ("Retries and idempotency").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from app.errors import ProblemError
+from app.store._dynamodb_codec import condition_arguments, from_item, key_of, pin_arguments, to_item
+from app.store._dynamodb_errors import problem_for
+from app.store.port import Operation, PutOperation, StateRecord
+from app.store.transactions import Settled, settle_refused
+
+OPERATION = "TransactWriteItems"
+
+
+def transact_items(
+    table: str, operations: Sequence[Operation], settled: Mapping[int, StateRecord | None]
+) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for index, operation in enumerate(operations):
+        key = key_of(operation.persistence_id)
+        if index in settled:
+            items.append(
+                {"ConditionCheck": {"TableName": table, "Key": key, **pin_arguments(settled[index])}}
+            )
+        elif isinstance(operation, PutOperation):
+            condition = condition_arguments(operation.precondition)
+            items.append({"Put": {"TableName": table, "Item": to_item(operation.record), **condition}})
+        else:
+            condition = condition_arguments(operation.precondition)
+            items.append({"Delete": {"TableName": table, "Key": key, **condition}})
+    return items
+
+
+def settle_cancellation(
+    table: str,
+    operations: Sequence[Operation],
+    reasons: Sequence[Mapping[str, Any]],
+    settled_before: Mapping[int, StateRecord | None],
+) -> Settled:
+    """The operations already done after a cancelled attempt, or the error that ends the transaction."""
+    refused: dict[int, StateRecord | None] = {}
+    problems: list[ProblemError] = []
+    for index, reason in enumerate(reasons):
+        code = str(reason.get("Code") or "None")
+        if code == "ConditionalCheckFailed":
+            item = reason.get("Item")
+            refused[index] = None if item is None else from_item(item)
+        elif code != "None":
+            problem = problem_for(code, str(reason.get("Message", "")), table, OPERATION)
+            problems.append(problem.for_operation(index, operations[index].persistence_id))
+    settled = settle_refused(operations, refused, settled_before)
+    if problems:
+        raise problems[0]
+    if not refused:
+        raise problem_for("TransactionCanceledException", "no cancellation reason given", table, OPERATION)
+    return settled
