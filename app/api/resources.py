@@ -1,8 +1,12 @@
-"""The JSON representation of a stored state."""
+"""The JSON representation of a stored state, and the JSON responses that carry it."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
+
+from starlette.responses import Response
 
 from app.api._base64 import encode_base64
 from app.protobuf import TypeRegistry
@@ -25,3 +29,9 @@ def state_resource(
     if decoded_by is not None:
         body["state"] = decoded_by.to_json(record.manifest, record.payload)
     return body
+
+
+def json_response(
+    body: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False), status, headers, media_type="application/json")

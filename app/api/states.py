@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import time
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter
@@ -13,13 +10,11 @@ from starlette.responses import Response
 
 from app.api.conditions import etag, precondition_from_headers
 from app.api.deps import DecodeQuery, IfMatch, IfNoneMatch, PersistenceIdDep, SettingsDep, StoreDep, TypesDep
-from app.api.payloads import payload_to_store
 from app.api.problems import problem_responses
-from app.api.resources import state_resource
+from app.api.resources import json_response, state_resource
 from app.api.schemas import PutStateRequest, State, StateWritten
-from app.errors import InvalidState, PayloadTooLarge, PreconditionFailed, StateNotFound
-from app.store.item_size import MAX_ITEM_BYTES, item_size
-from app.store.port import StateRecord
+from app.api.writes import record_to_write, write_precondition
+from app.errors import PreconditionFailed, StateNotFound
 
 
 class _AnyPathConvertor(PathConvertor):
@@ -35,32 +30,6 @@ router = APIRouter(prefix="/states", tags=["states"])
 _PATH = "/{persistence_id:any_path}"
 _CACHE_HEADERS = {"Cache-Control": "no-cache"}
 _ETAG_HEADER = {"ETag": {"description": "The version number, quoted.", "schema": {"type": "string"}}}
-
-
-def _json(body: dict[str, Any], status: int, headers: dict[str, str]) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False), status, headers, media_type="application/json")
-
-
-def _record_to_write(persistence_id: str, request: PutStateRequest, payload: bytes) -> StateRecord:
-    if request.persistence_id is not None and request.persistence_id != persistence_id:
-        raise InvalidState(
-            "the body's persistence_id differs from the path's",
-            errors=[{"loc": ["body", "persistence_id"], "msg": "must equal the persistence id in the path"}],
-        )
-    record = StateRecord(
-        persistence_id=persistence_id,
-        version_number=request.version_number,
-        manifest=request.manifest,
-        payload=payload,
-        timestamp=time.time_ns() // 1_000_000 if request.timestamp is None else request.timestamp,
-        shard=request.shard,
-    )
-    size = item_size(record)
-    if size > MAX_ITEM_BYTES:
-        raise PayloadTooLarge(
-            f"the state would take {size} bytes as a DynamoDB item; the limit is {MAX_ITEM_BYTES}"
-        )
-    return record
 
 
 @router.get(
@@ -104,7 +73,7 @@ async def get_state(
     headers = {"ETag": etag(record.version_number), **_CACHE_HEADERS}
     if if_none_match is not None and not not_modified_if.allows(stored_version):
         return Response(status_code=304, headers=headers)
-    return _json(state_resource(record, decoded_by=types if decode else None), 200, headers)
+    return json_response(state_resource(record, decoded_by=types if decode else None), 200, headers)
 
 
 @router.put(
@@ -128,15 +97,14 @@ async def put_state(
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     precondition = precondition_from_headers(if_match, if_none_match)
-    payload = payload_to_store(body, types, settings.manifest_policy)
-    record = _record_to_write(persistence_id, body, payload)
-    if settings.version_guard == "monotonic":
-        precondition = precondition.with_guard(record.version_number)
-    stored = await store.put(record, precondition)
+    record = record_to_write(persistence_id, body, types, settings)
+    stored = await store.put(record, write_precondition(precondition, record, settings))
     headers = {"ETag": etag(stored.version_number)}
     if precondition.absent:
         headers["Location"] = f"/states/{quote(persistence_id, safe='')}"
-    return _json(state_resource(stored, with_payload=False), 201 if precondition.absent else 200, headers)
+    return json_response(
+        state_resource(stored, with_payload=False), 201 if precondition.absent else 200, headers
+    )
 
 
 @router.delete(
