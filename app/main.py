@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app.api import health, states
+from app.api import batch, health, states
 from app.api.body_guard import BodyGuard
 from app.api.concurrency_limit import ConcurrencyLimit
 from app.api.deps import LifespanState
@@ -45,6 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="durable-state-store", version=VERSION, lifespan=lifespan, redoc_url=None)
     app.include_router(states.router)
+    app.include_router(batch.router)
     app.include_router(health.router)
     install_problem_handlers(app)
     app.add_middleware(BodyGuard)

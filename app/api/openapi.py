@@ -27,7 +27,10 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             description=DESCRIPTION,
             routes=app.routes,
             tags=[
-                {"name": "states", "description": "The latest state of one persistence id."},
+                {
+                    "name": "states",
+                    "description": "The latest state of persistence ids, one or several at once.",
+                },
                 {"name": "health", "description": "Probes for orchestrators."},
             ],
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -38,6 +38,8 @@ class Problem(BaseModel):
     detail: str
     errors: list[FieldError] | None = None
     current_version: int | None = None
+    operation_index: int | None = Field(None, description="The failing operation of a transaction.")
+    persistence_id: str | None = Field(None, description="The persistence id of that operation.")
 
 
 def problem_response(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -15,10 +15,13 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from app.api._base64 import decode_base64
 
 MAX_UINT64 = 2**64 - 1
+MAX_BATCH_GET_IDS = 1000
+MAX_TRANSACTION_OPERATIONS = 100
 MAX_INT64 = 2**63 - 1
 MANIFEST_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 
@@ -120,4 +123,63 @@ class State(_StateFields):
         None,
         description="Only with `decode=true`: the message in protobuf's canonical JSON mapping;"
         " null when its type is unknown.",
+    )
+
+
+class BatchGetRequest(_Body):
+    persistence_ids: list[str] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_GET_IDS,
+        description="1 to 1000 ids, each as in the path of `GET /states/{persistence_id}`;"
+        " duplicates are folded.",
+        examples=[["account-42", "account-43"]],
+    )
+
+
+class BatchGetResponse(BaseModel):
+    states: list[State] = Field(description="The stored states, in the order of the request.")
+    missing: list[str] = Field(description="The ids with no stored state, in the order of the request.")
+
+
+class TransactPut(PutStateRequest):
+    """Write one state, with the rules of `PUT /states/{persistence_id}`."""
+
+    op: Literal["put"]
+    persistence_id: str = Field(examples=["account-42"])
+    if_match: Uint64 | None = Field(None, description="Write only if this version is stored (`If-Match`).")
+    if_none_match: Literal[True] | None = Field(
+        None, description="Write only if no state is stored (`If-None-Match: *`)."
+    )
+
+
+class TransactDelete(_Body):
+    """Delete one state; deleting a missing state succeeds unless `if_match` is given."""
+
+    op: Literal["delete"]
+    persistence_id: str = Field(examples=["account-43"])
+    if_match: Uint64 | None = Field(None, description="Delete only if this version is stored (`If-Match`).")
+
+
+TransactOperation = Annotated[TransactPut | TransactDelete, Field(discriminator="op")]
+
+
+class TransactRequest(_Body):
+    operations: list[TransactOperation] = Field(
+        min_length=1,
+        max_length=MAX_TRANSACTION_OPERATIONS,
+        description="1 to 100 operations, each on a different persistence id; all are applied or none.",
+    )
+
+
+class TransactResult(BaseModel):
+    persistence_id: str
+    version_number: Uint64 | SkipJsonSchema[None] = Field(None, description="The stored version; puts only.")
+    etag: str | SkipJsonSchema[None] = Field(
+        None, description='The stored version as an ETag, e.g. `"4"`; puts only.'
+    )
+
+
+class TransactResponse(BaseModel):
+    results: list[TransactResult] = Field(
+        description="One result per operation, in the order of the request."
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.store.port import StateRecord
 
 MAX_ITEM_BYTES = 400 * 1024
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024  # the items of one TransactWriteItems call, together
 
 _NAMES_BYTES = sum(
     len(name)
