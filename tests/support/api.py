@@ -35,3 +35,30 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert {"type", "title", "detail"} <= problem.keys()
     assert "Traceback" not in response.text
     return problem
+
+
+def put_op(
+    persistence_id: str, version: int, payload: bytes = b"\x0a\x02hi", **fields: Any
+) -> dict[str, Any]:
+    """A put operation of `POST /states:transact`."""
+    return {"op": "put", "persistence_id": persistence_id, **state_body(version, payload), **fields}
+
+
+def delete_op(persistence_id: str, **fields: Any) -> dict[str, Any]:
+    return {"op": "delete", "persistence_id": persistence_id, **fields}
+
+
+async def transact(client: httpx.AsyncClient, *operations: dict[str, Any]) -> httpx.Response:
+    return await client.post("/states:transact", json={"operations": list(operations)})
+
+
+async def batch_get(client: httpx.AsyncClient, persistence_ids: list[str], **params: str) -> httpx.Response:
+    return await client.post("/states:batchGet", json={"persistence_ids": persistence_ids}, params=params)
+
+
+async def stored_versions(client: httpx.AsyncClient, persistence_ids: list[str]) -> dict[str, int | None]:
+    """The stored version of each id (None when missing), read in one batchGet."""
+    response = await batch_get(client, persistence_ids)
+    assert response.status_code == 200, response.text
+    found = {state["persistence_id"]: state["version_number"] for state in response.json()["states"]}
+    return {persistence_id: found.get(persistence_id) for persistence_id in persistence_ids}

@@ -1,0 +1,62 @@
+"""BatchGetItem's UnprocessedKeys, made real by a proxy in front of moto: read again until done, else 503."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from conftest import TABLE, ServiceFactory
+from support.api import batch_get, put_op, transact
+from support.unprocessed_keys_proxy import UnprocessedKeysProxy, unprocessed_keys_proxy
+
+from app.errors import BackendUnavailable
+from app.store.dynamodb import DynamoDBStore
+
+
+@pytest.fixture(scope="module")
+def proxy(dynamodb_endpoint: str) -> Iterator[tuple[str, UnprocessedKeysProxy]]:
+    with unprocessed_keys_proxy(dynamodb_endpoint) as running:
+        yield running
+
+
+@pytest.fixture
+def steer(proxy: tuple[str, UnprocessedKeysProxy]) -> Iterator[UnprocessedKeysProxy]:
+    yield proxy[1]
+    proxy[1].leave_unprocessed(0)
+
+
+async def test_unprocessed_keys_are_read_again_until_every_state_is_answered(
+    proxy: tuple[str, UnprocessedKeysProxy],
+    steer: UnprocessedKeysProxy,
+    start_service: ServiceFactory,
+    state_id: str,
+) -> None:
+    requested = [f"{state_id}/{n}" for n in range(150)]
+    stored = requested[::10]
+    with start_service("dynamodb", dynamodb_endpoint_url=proxy[0]) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            assert (await transact(client, *(put_op(i, 1) for i in stored))).status_code == 200
+            steer.leave_unprocessed(4)
+            response = await batch_get(client, requested)
+    assert response.status_code == 200
+    assert steer.degraded == 4
+    assert [state["persistence_id"] for state in response.json()["states"]] == stored
+    assert response.json()["missing"] == [i for i in requested if i not in stored]
+
+
+async def test_keys_still_unprocessed_at_the_deadline_are_503_never_a_partial_answer(
+    proxy: tuple[str, UnprocessedKeysProxy], steer: UnprocessedKeysProxy, state_id: str
+) -> None:
+    steer.leave_unprocessed(None)
+    deadline = 1.0
+    async with DynamoDBStore.open(TABLE, proxy[0], deadline=deadline) as store:
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable) as refused:
+            await store.get_many([f"{state_id}/{n}" for n in range(150)])
+        elapsed = time.monotonic() - started
+    # Usually "left N of the requested states unread"; "did not answer" when a call was in flight.
+    assert refused.value.headers == {"Retry-After": "1"}
+    assert steer.degraded > 2
+    assert deadline * 0.5 < elapsed < deadline + 0.5
