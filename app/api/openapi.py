@@ -16,6 +16,9 @@ a protobuf message (base64 `payload` plus its `manifest`, the message's full nam
 Conditional requests use the version as a strong ETag (`"3"`): `If-Match` for compare-and-set writes and
 deletes, `If-None-Match: *` to create only, `If-None-Match` on reads for `304`. Every error is an
 RFC 9457 `application/problem+json` document.
+
+Several states at once: `POST /states:batchGet` reads up to 1000, and `POST /states:transact` applies up
+to 100 puts and deletes atomically, each with the same conditions as a single write.
 """
 
 
