@@ -20,10 +20,10 @@ from pydantic.json_schema import SkipJsonSchema
 from app.api._base64 import decode_base64
 
 MAX_UINT64 = 2**64 - 1
-MAX_BATCH_GET_IDS = 1000
-MAX_TRANSACTION_OPERATIONS = 100
 MAX_INT64 = 2**63 - 1
 MANIFEST_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+MAX_BATCH_GET_IDS = 1000
+MAX_TRANSACTION_OPERATIONS = 100
 
 _EXACT_FLOATS = 2**53
 

@@ -6,7 +6,9 @@ A cancelled transaction tells, per item, why: `ConditionalCheckFailed` comes wit
 turns each into a `ConditionCheck` pinned to what it found, so the operations still to write are
 applied together with the proof that the others hold.
 
-No `ClientRequestToken` is sent: see docs/batch.md ("Retries and idempotency").
+No `ClientRequestToken` of ours is sent: botocore fills in a random one per call and reuses it for
+its own retries, so a call retried after a timeout cannot apply twice; one derived from the request
+would swallow a deliberate repeat for 10 minutes (docs/batch.md, "Retries and idempotency").
 """
 
 from __future__ import annotations

@@ -44,14 +44,9 @@ CREATE TABLE IF NOT EXISTS states (
     shard INTEGER NOT NULL
 )
 """
-_SELECT = (
-    "SELECT persistence_id, version_number, manifest, payload, timestamp, shard"
-    " FROM states WHERE persistence_id = ?"
-)
-_SELECT_MANY = (
-    "SELECT persistence_id, version_number, manifest, payload, timestamp, shard"
-    " FROM states WHERE persistence_id IN ({})"
-)
+_SELECT_FROM = "SELECT persistence_id, version_number, manifest, payload, timestamp, shard FROM states"
+_SELECT = f"{_SELECT_FROM} WHERE persistence_id = ?"
+_SELECT_MANY = _SELECT_FROM + " WHERE persistence_id IN ({})"
 _DELETE = "DELETE FROM states WHERE persistence_id = ?"
 _UPSERT = (
     "INSERT OR REPLACE INTO states (persistence_id, version_number, manifest, payload, timestamp, shard)"
