@@ -43,16 +43,24 @@ def wait_until_answers(
 
 @contextmanager
 def running_process(
-    command: Sequence[str], *, ready_url: str, env: dict[str, str] | None = None, timeout: float = 20.0
+    command: Sequence[str],
+    *,
+    ready_url: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 20.0,
+    stderr_to: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(
-        list(command),
-        env={**os.environ, **(env or {})},
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    """The process, answering on `ready_url`. Its stderr goes to a file, never to a pipe that nobody
+    reads: a full pipe would block the process at its next log line."""
+    with stderr_to.open("wb") if stderr_to else open(os.devnull, "wb") as stderr:
+        process = subprocess.Popen(
+            list(command),
+            env={**os.environ, **(env or {})},
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
     try:
         wait_until_answers(ready_url, timeout, process)
         yield process
@@ -68,8 +76,6 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: f
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    if process.stderr is not None:
-        process.stderr.close()
     return process.returncode
 
 
