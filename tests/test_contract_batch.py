@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from conftest import ServiceFactory, create_table
 from support.api import (
     assert_problem,
@@ -24,6 +25,7 @@ from support.api import (
 )
 
 TABLE = "batch_states"
+WELL_KNOWN = "google.protobuf.StringValue"
 
 
 @pytest.fixture(scope="module")
@@ -106,12 +108,14 @@ async def test_batch_get_folds_duplicate_ids(client: httpx.AsyncClient, state_id
     assert body["missing"] == [missing]
 
 
-async def test_batch_get_accepts_decode(client: httpx.AsyncClient, state_id: str) -> None:
-    await put_all(client, [state_id])
-    plain = await batch_get(client, [state_id])
-    decoded = await batch_get(client, [state_id], decode="true")
-    assert decoded.status_code == 200
-    assert decoded.json()["states"][0]["payload"] == plain.json()["states"][0]["payload"]
+async def test_batch_get_decodes_like_get(client: httpx.AsyncClient, state_id: str) -> None:
+    """`google.protobuf.StringValue` is always known; its JSON mapping is the bare string."""
+    known, unknown = ids_of(state_id, 2)
+    await transact(client, put_op(known, 1, b"\x0a\x02hi", manifest=WELL_KNOWN), put_op(unknown, 1))
+    decoded = (await batch_get(client, [known, unknown], decode="true")).json()["states"]
+    assert [state["state"] for state in decoded] == ["hi", None]
+    assert decoded[0] == (await client.get(state_path(known), params={"decode": "true"})).json()
+    assert "state" not in (await batch_get(client, [known])).json()["states"][0]
 
 
 @pytest.mark.parametrize("count", [0, 1001])
@@ -330,6 +334,29 @@ async def test_transact_puts_are_validated_like_put(
     response = await transact(client, put_op(other, 1), {**put_op(state_id, 1), field: value})
     problem = assert_problem(response, 422)
     assert problem["errors"][0]["loc"][:3] == ["body", "operations", 1]
+    assert await stored_versions(client, [state_id, other]) == {state_id: None, other: None}
+
+
+async def test_transact_puts_take_a_json_state_like_put(client: httpx.AsyncClient, state_id: str) -> None:
+    operation = {
+        "op": "put",
+        "persistence_id": state_id,
+        "manifest": WELL_KNOWN,
+        "state": "hi",
+        "version_number": 1,
+    }
+    assert (await transact(client, operation)).status_code == 200
+    assert (await client.get(state_path(state_id))).json()["payload"] == base64.b64encode(
+        b"\x0a\x02hi"
+    ).decode()
+
+
+async def test_transact_puts_check_payloads_of_known_types(client: httpx.AsyncClient, state_id: str) -> None:
+    other = f"{state_id}-other"
+    response = await transact(client, put_op(other, 1), put_op(state_id, 1, b"\xff\xff", manifest=WELL_KNOWN))
+    problem = assert_problem(response, 422)
+    assert problem["errors"][0]["loc"] == ["body", "operations", 1, "payload"]
+    assert (problem["operation_index"], problem["persistence_id"]) == (1, state_id)
     assert await stored_versions(client, [state_id, other]) == {state_id: None, other: None}
 
 

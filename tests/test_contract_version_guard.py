@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+
 from conftest import ServiceFactory
 from support.api import assert_problem, delete_op, put_op, state_body, state_path, stored_versions, transact
 

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import TABLE, ServiceFactory
-from support.api import batch_get, put_op, transact
-from support.unprocessed_keys_proxy import UnprocessedKeysProxy, unprocessed_keys_proxy
 
 from app.errors import BackendUnavailable
 from app.store.dynamodb import DynamoDBStore
+from conftest import TABLE, ServiceFactory
+from support.api import batch_get, put_op, transact
+from support.unprocessed_keys_proxy import UnprocessedKeysProxy, unprocessed_keys_proxy
 
 
 @pytest.fixture(scope="module")
