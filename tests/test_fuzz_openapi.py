@@ -23,7 +23,7 @@ from conftest import ServiceFactory
 from support.processes import REPO
 
 EXAMPLES_PER_OPERATION = 40
-MAXIMA = {"version_number": MAX_UINT64, "shard": MAX_UINT64, "timestamp": MAX_INT64}
+MAXIMA = {"version_number": MAX_UINT64, "shard": MAX_UINT64, "timestamp": MAX_INT64, "if_match": MAX_UINT64}
 _DOCUMENT = json.loads((REPO / "openapi" / "openapi.json").read_text())
 # Negative data needs some input to break; the probes take none.
 CASES = [
@@ -55,18 +55,29 @@ def live_schema(start_service: ServiceFactory) -> Iterator[OpenApiSchema]:
 
 
 def within_the_rules_json_schema_cannot_state(case: schemathesis.Case[Any]) -> None:
-    """A body's id equals the path's, and a `state` needs a manifest the server knows."""
+    """A body's id equals the path's, a transaction names each id once, and a `state` needs a manifest
+    the server knows."""
     if not isinstance(case.body, dict):
         return
-    if case.body.get("persistence_id") is not None:
+    if case.body.get("persistence_id") is not None and case.path_parameters:
         # schemathesis holds path parameters percent-encoded, as they go on the wire.
         case.body["persistence_id"] = unquote(case.path_parameters["persistence_id"])
-    if "state" in case.body:
-        case.body["manifest"] = "google.protobuf.Value"  # a well-known type that any JSON value maps to
+    writes = [case.body]
+    if isinstance(operations := case.body.get("operations"), list):
+        writes = [operation for operation in operations if isinstance(operation, dict)]
+        for index, operation in enumerate(writes):
+            operation["persistence_id"] = f"{index}-{operation.get('persistence_id', '')}"
+    for write in writes:
+        keep_valid(write)
+
+
+def keep_valid(write: dict[str, Any]) -> None:
+    if "state" in write:
+        write["manifest"] = "google.protobuf.Value"  # a well-known type that any JSON value maps to
     # schemathesis reads bounds past 2^53 as floats and may generate one past them: keep "valid" valid.
     for name, maximum in MAXIMA.items():
-        if isinstance(number := case.body.get(name), int):
-            case.body[name] = min(number, maximum)
+        if isinstance(number := write.get(name), int):
+            write[name] = min(number, maximum)
 
 
 @pytest.mark.parametrize(("method", "path", "mode"), CASES, ids=[" ".join(case) for case in CASES])

@@ -23,7 +23,7 @@ router = APIRouter(tags=["states"])
     operation_id="batch_get_states",
     summary="Read up to 1000 states at once",
     response_model=BatchGetResponse,
-    responses=problem_responses(413, 415, 422, 503),
+    responses=problem_responses(400, 413, 415, 422, 503),
 )
 async def batch_get_states(
     store: StoreDep, types: TypesDep, body: BatchGetRequest, decode: DecodeQuery = False
@@ -52,7 +52,7 @@ async def batch_get_states(
     " `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the"
     " operation that failed, and `current_version` where a state is stored.",
     response_model=TransactResponse,
-    responses=problem_responses(409, 412, 413, 415, 422, 503),
+    responses=problem_responses(400, 409, 412, 413, 415, 422, 503),
 )
 async def transact_states(
     store: StoreDep, settings: SettingsDep, types: TypesDep, body: TransactRequest

@@ -19,7 +19,7 @@ MAX_ID_BYTES = 2048
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
 _CONTROL_CHARACTERS = re.compile(rf"[{_CONTROL}]")
 # JSON Schema counts characters, not bytes: the document states what it can, the description the rest.
-_DOCUMENTED_ID = {"minLength": 1, "maxLength": MAX_ID_BYTES, "pattern": rf"^[^{_CONTROL}]+$"}
+DOCUMENTED_ID = {"minLength": 1, "maxLength": MAX_ID_BYTES, "pattern": rf"^[^{_CONTROL}]+$"}
 _STATES_PREFIX = b"/states/"
 
 
@@ -66,7 +66,7 @@ def _path_persistence_id(
         Path(
             description="Percent-encoded persistence id: 1 to 2048 bytes of UTF-8, no control characters.",
             examples=["account-42"],
-            json_schema_extra=_DOCUMENTED_ID,
+            json_schema_extra=DOCUMENTED_ID,
         ),
     ],
 ) -> str:

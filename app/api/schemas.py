@@ -18,6 +18,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from app.api._base64 import decode_base64
+from app.api.deps import DOCUMENTED_ID
 
 MAX_UINT64 = 2**64 - 1
 MAX_INT64 = 2**63 - 1
@@ -36,6 +37,15 @@ def _integral(value: object) -> object:
 
 
 Uint64 = Annotated[StrictInt, Field(ge=0, le=MAX_UINT64), BeforeValidator(_integral)]
+# Checked by `check_persistence_id` (bytes, not characters), so that body ids answer as path ids do.
+BodyPersistenceId = Annotated[
+    str,
+    Field(
+        description="1 to 2048 bytes of UTF-8, no control characters.",
+        examples=["account-42"],
+        json_schema_extra=DOCUMENTED_ID,
+    ),
+]
 EpochMillis = Annotated[
     StrictInt,
     Field(ge=0, le=MAX_INT64, description="Unix epoch milliseconds."),
@@ -127,7 +137,7 @@ class State(_StateFields):
 
 
 class BatchGetRequest(_Body):
-    persistence_ids: list[str] = Field(
+    persistence_ids: list[BodyPersistenceId] = Field(
         min_length=1,
         max_length=MAX_BATCH_GET_IDS,
         description="1 to 1000 ids, each as in the path of `GET /states/{persistence_id}`;"
@@ -145,7 +155,7 @@ class TransactPut(PutStateRequest):
     """Write one state, with the rules of `PUT /states/{persistence_id}`."""
 
     op: Literal["put"]
-    persistence_id: str = Field(examples=["account-42"])
+    persistence_id: BodyPersistenceId
     if_match: Uint64 | None = Field(None, description="Write only if this version is stored (`If-Match`).")
     if_none_match: Literal[True] | None = Field(
         None, description="Write only if no state is stored (`If-None-Match: *`)."
@@ -156,7 +166,7 @@ class TransactDelete(_Body):
     """Delete one state; deleting a missing state succeeds unless `if_match` is given."""
 
     op: Literal["delete"]
-    persistence_id: str = Field(examples=["account-43"])
+    persistence_id: BodyPersistenceId
     if_match: Uint64 | None = Field(None, description="Delete only if this version is stored (`If-Match`).")
 
 
