@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     wrk, _ = _wrk.locate(install=False)
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"{args.backend}-{args.op}-{args.payload}-c{args.concurrency}"
-    collapsed = args.out / f"{name}.txt"
+    collapsed = args.out / f"{name}.collapsed"
     with sigterm_as_interrupt(), Children() as children, tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         payload_file = write_payload_file(tmp, args.payload)
