@@ -19,6 +19,7 @@ from app.api.problems import install_problem_handlers
 from app.protobuf import DescriptorSetError, TypeRegistry
 from app.settings import Settings, SettingsError, load_settings
 from app.store import open_store
+from app.store.observed import ignore_call
 
 VERSION = "1.0.0"
 
@@ -38,7 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
         async with AsyncExitStack() as resources:
-            store = await resources.enter_async_context(open_store(settings))
+            store = await resources.enter_async_context(open_store(settings, ignore_call))
             logger.info("statestore ready: backend %s, writing to %s", settings.backend, store.description)
             yield LifespanState(settings=settings, store=store, types=types)
         logger.info("statestore stopped: backend closed")

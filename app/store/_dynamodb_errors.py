@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from app.errors import BackendUnavailable, PayloadTooLarge, ProblemError, TableMissing
+from app.store.observed import CallObserver, observed
 
 logger = logging.getLogger("statestore.dynamodb")
 
@@ -58,19 +59,24 @@ def problem_for(code: str, message: str, table: str, operation: str) -> ProblemE
 
 
 @asynccontextmanager
-async def dynamodb_call(table: str, operation: str, deadline: float) -> AsyncIterator[None]:
-    """Bound one call (SDK retries included) by `deadline` seconds and translate its failures."""
-    try:
-        async with asyncio.timeout(deadline):
-            yield
-    except ClientError as exc:
-        raise translate_client_error(exc, table, operation) from exc
-    except TimeoutError as exc:
-        raise BackendUnavailable(
-            f"DynamoDB cannot be reached or did not answer {operation} within {deadline:g} s"
-        ) from exc
-    except NoCredentialsError as exc:
-        raise BackendUnavailable("no AWS credentials are configured for DynamoDB", retry_after=30) from exc
-    except BotoCoreError as exc:
-        logger.warning("DynamoDB %s failed: %s", operation, exc)
-        raise BackendUnavailable(f"DynamoDB cannot be reached for {operation}") from exc
+async def dynamodb_call(
+    table: str, operation: str, deadline: float, observer: CallObserver
+) -> AsyncIterator[None]:
+    """Bound one call (SDK retries included) by `deadline` seconds, translate its failures, report it."""
+    async with observed(observer, operation):
+        try:
+            async with asyncio.timeout(deadline):
+                yield
+        except ClientError as exc:
+            raise translate_client_error(exc, table, operation) from exc
+        except TimeoutError as exc:
+            raise BackendUnavailable(
+                f"DynamoDB cannot be reached or did not answer {operation} within {deadline:g} s"
+            ) from exc
+        except NoCredentialsError as exc:
+            raise BackendUnavailable(
+                "no AWS credentials are configured for DynamoDB", retry_after=30
+            ) from exc
+        except BotoCoreError as exc:
+            logger.warning("DynamoDB %s failed: %s", operation, exc)
+            raise BackendUnavailable(f"DynamoDB cannot be reached for {operation}") from exc

@@ -24,6 +24,7 @@ from app.store._dynamodb_batch_get import batch_get
 from app.store._dynamodb_codec import condition_arguments, from_item, key_of, to_item
 from app.store._dynamodb_errors import dynamodb_call, error_code
 from app.store._dynamodb_transact import settle_cancellation, transact_items
+from app.store.observed import CallObserver, ignore_call
 from app.store.port import Operation, Precondition, StateRecord, refusal, settle_refused_write
 from app.store.transactions import Settled, transaction_results
 
@@ -49,15 +50,26 @@ CLIENT_CONFIG = Config(
 
 
 class DynamoDBStore:
-    def __init__(self, client: DynamoDBClient, table: str, deadline: float = CALL_DEADLINE_SECONDS) -> None:
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        deadline: float = CALL_DEADLINE_SECONDS,
+        observer: CallObserver = ignore_call,
+    ) -> None:
         self._client = client
         self._table = table
         self._deadline = deadline
+        self._observer = observer
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, table: str, endpoint_url: str | None = None, deadline: float = CALL_DEADLINE_SECONDS
+        cls,
+        table: str,
+        endpoint_url: str | None = None,
+        deadline: float = CALL_DEADLINE_SECONDS,
+        observer: CallObserver = ignore_call,
     ) -> AsyncIterator[DynamoDBStore]:
         """`deadline` bounds each call in seconds, SDK retries and a batch read's own retries included."""
         # botocore reads only AWS_DEFAULT_REGION; AWS_REGION is what the other AWS SDKs and Lambda set.
@@ -65,14 +77,14 @@ class DynamoDBStore:
         if session.region_name is None:
             raise SettingsError("no AWS region is configured: set AWS_REGION (or a profile with a region)")
         async with session.client("dynamodb", endpoint_url=endpoint_url, config=CLIENT_CONFIG) as client:
-            yield cls(client, table, deadline)
+            yield cls(client, table, deadline, observer)
 
     @property
     def description(self) -> str:
         return f"dynamodb table {self._table} at {self._client.meta.endpoint_url}"
 
     def _call(self, operation: str) -> Any:
-        return dynamodb_call(self._table, operation, self._deadline)
+        return dynamodb_call(self._table, operation, self._deadline, self._observer)
 
     async def get(self, persistence_id: str) -> StateRecord | None:
         async with self._call("GetItem"):

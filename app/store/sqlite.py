@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from app.errors import BackendUnavailable
+from app.store.observed import CallObserver, ignore_call, observed
 from app.store.port import (
     DeleteOperation,
     Operation,
@@ -93,14 +94,21 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class SQLiteStore:
-    def __init__(self, connection: sqlite3.Connection, executor: ThreadPoolExecutor, path: Path) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
+        path: Path,
+        observer: CallObserver = ignore_call,
+    ) -> None:
         self._connection = connection
         self._executor = executor
         self._path = path
+        self._observer = observer
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, path: Path) -> AsyncIterator[SQLiteStore]:
+    async def open(cls, path: Path, observer: CallObserver = ignore_call) -> AsyncIterator[SQLiteStore]:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite") as executor:
             loop = asyncio.get_running_loop()
             try:
@@ -108,7 +116,7 @@ class SQLiteStore:
             except (sqlite3.Error, OSError) as exc:
                 raise BackendUnavailable(f"cannot open the SQLite file {path}: {exc}") from exc
             try:
-                yield cls(connection, executor, path)
+                yield cls(connection, executor, path, observer)
             finally:
                 await loop.run_in_executor(executor, connection.close)
 
@@ -116,16 +124,19 @@ class SQLiteStore:
     def description(self) -> str:
         return f"sqlite file {self._path.resolve()}"
 
-    async def _run(self, call: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, call, self._connection)
-        except sqlite3.OperationalError as exc:
-            raise BackendUnavailable(f"the SQLite file is busy or unavailable: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise BackendUnavailable(f"the SQLite file cannot be used: {exc}") from exc
+    async def _run(self, operation: str, call: Callable[[sqlite3.Connection], T]) -> T:
+        async with observed(self._observer, operation):
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._executor, call, self._connection
+                )
+            except sqlite3.OperationalError as exc:
+                raise BackendUnavailable(f"the SQLite file is busy or unavailable: {exc}") from exc
+            except sqlite3.DatabaseError as exc:
+                raise BackendUnavailable(f"the SQLite file cannot be used: {exc}") from exc
 
     async def get(self, persistence_id: str) -> StateRecord | None:
-        return await self._run(lambda connection: _read(connection, persistence_id))
+        return await self._run("get", lambda connection: _read(connection, persistence_id))
 
     async def put(self, record: StateRecord, precondition: Precondition) -> StateRecord:
         def write(connection: sqlite3.Connection) -> StateRecord:
@@ -137,7 +148,7 @@ class SQLiteStore:
                 connection.execute(_UPSERT, _record_to_row(record))
             return record
 
-        return await self._run(write)
+        return await self._run("put", write)
 
     async def delete(self, persistence_id: str, precondition: Precondition) -> None:
         def remove(connection: sqlite3.Connection) -> None:
@@ -148,14 +159,14 @@ class SQLiteStore:
                         raise refusal(precondition, stored)
                 connection.execute(_DELETE, (persistence_id,))
 
-        await self._run(remove)
+        await self._run("delete", remove)
 
     async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
         def read(connection: sqlite3.Connection) -> list[StateRecord]:
             with _transaction(connection, "BEGIN"):
                 return list(_read_many(connection, persistence_ids).values())
 
-        return await self._run(read)
+        return await self._run("get_many", read)
 
     async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:
         def apply(connection: sqlite3.Connection) -> list[StateRecord | None]:
@@ -171,10 +182,12 @@ class SQLiteStore:
                         connection.execute(_UPSERT, _record_to_row(operation.record))
             return transaction_results(operations, settled)
 
-        return await self._run(apply)
+        return await self._run("transact", apply)
 
     async def ping(self) -> None:
-        await self._run(lambda connection: connection.execute("SELECT 1 FROM states LIMIT 1").fetchall())
+        await self._run(
+            "ping", lambda connection: connection.execute("SELECT 1 FROM states LIMIT 1").fetchall()
+        )
 
 
 def _read(connection: sqlite3.Connection, persistence_id: str) -> StateRecord | None:
