@@ -39,13 +39,22 @@ class BadRequest(ProblemError):
 
 
 class Unauthorized(ProblemError):
+    """No bearer token, or (`invalid_token`) one that is not a key; RFC 6750 tells the two apart."""
+
     status = 401
     title = "Unauthorized"
     slug = "unauthorized"
 
+    def __init__(self, detail: str, *, invalid_token: bool = False) -> None:
+        super().__init__(detail)
+        self.invalid_token = invalid_token
+
     @property
     def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": 'Bearer realm="statestore"'}
+        challenge = 'Bearer realm="statestore"'
+        if self.invalid_token:
+            challenge += ', error="invalid_token"'
+        return {"WWW-Authenticate": challenge}
 
 
 class StateNotFound(ProblemError):

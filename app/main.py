@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app.api import batch, health, states
+from app.api.auth import ApiKeyGuard
 from app.api.body_guard import BodyGuard
 from app.api.concurrency_limit import ConcurrencyLimit
 from app.api.deps import LifespanState
@@ -51,6 +52,8 @@ def create_app(settings: Settings) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(BodyGuard)
     app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests)
+    if settings.api_keys:  # outermost, so a caller without a key never takes a concurrency slot
+        app.add_middleware(ApiKeyGuard, keys=settings.api_keys)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -5,6 +5,7 @@ Region and credentials are deliberately absent: they come from the standard AWS 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ENV_PREFIX = "STATESTORE_"
 
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750 b64token: what `Bearer <key>` can carry
 
 
 class SettingsError(Exception):
@@ -42,6 +44,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _bearer_tokens(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(_BEARER_TOKEN.fullmatch(key) for key in keys):
+            raise ValueError("each key must be letters, digits and -._~+/ (then optional = padding)")
+        return keys
 
     @field_validator("log_level", "backend", "manifest_policy", "version_guard", mode="before")
     @classmethod

@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app.api.problems import Problem
+from app.api.auth import SECURITY_SCHEME, is_protected
+from app.api.problems import Problem, problem_responses
 
 DESCRIPTION = """\
 Keeps the latest durable state of each persistence id, the way eGo's durable state store does:
@@ -19,6 +20,8 @@ RFC 9457 `application/problem+json` document.
 
 Several states at once: `POST /states:batchGet` reads up to 1000, and `POST /states:transact` applies up
 to 100 puts and deletes atomically, each with the same conditions as a single write.
+
+When the server is configured with API keys, every `/states` call needs `Authorization: Bearer <key>`.
 """
 
 
@@ -42,5 +45,22 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(problem_schema.pop("$defs", {}))
         schemas["Problem"] = problem_schema
+        _declare_bearer_keys(document)
         app.openapi_schema = document
     return app.openapi_schema
+
+
+def _declare_bearer_keys(document: dict[str, Any]) -> None:
+    document["components"]["securitySchemes"] = {
+        SECURITY_SCHEME: {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "One of the server's API keys (`STATESTORE_API_KEYS`), when it has any.",
+        }
+    }
+    for path, operations in document["paths"].items():
+        if is_protected(path):
+            for operation in operations.values():
+                operation["security"] = [{SECURITY_SCHEME: []}]
+                responses = {**operation["responses"], "401": problem_responses(401)[401]}
+                operation["responses"] = dict(sorted(responses.items()))
