@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import logging.config
 import os
 import signal
 import sys
@@ -20,8 +21,12 @@ def _serve(settings: Settings, workers: int) -> None:
 
     from app.http_limits import UVICORN_OPTIONS
     from app.main import load_types
+    from app.observability.logging import log_config
+    from app.observability.multiprocess import shared_metrics_directory
     from app.store import check_backend
 
+    logging_config = log_config(settings.log_level)
+    logging.config.dictConfig(logging_config)  # before the check below, so its warning is a JSON line too
     load_types(settings)
     try:
         asyncio.run(check_backend(settings))
@@ -29,21 +34,24 @@ def _serve(settings: Settings, workers: int) -> None:
         raise
     except BackendUnavailable as exc:
         # An outage now may pass; /readyz reports it until then. A missing table will not pass.
-        print(f"statestore: warning: {exc.detail}; starting anyway", file=sys.stderr)
+        logging.getLogger("statestore").warning("%s; starting anyway", exc.detail)
 
     # uvicorn re-raises the stop signal once it has shut down cleanly; a requested stop is a success.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
-    uvicorn.run(
-        "app.main:app",
-        host=settings.host,
-        port=settings.port,
-        workers=workers,
-        log_level=settings.log_level,
-        proxy_headers=False,
-        server_header=False,
-        **UVICORN_OPTIONS,
-    )
+    with shared_metrics_directory(workers):
+        uvicorn.run(
+            "app.main:app",
+            host=settings.host,
+            port=settings.port,
+            workers=workers,
+            log_level=settings.log_level,
+            log_config=logging_config,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+            **UVICORN_OPTIONS,
+        )
 
 
 async def _create_table(settings: Settings) -> str:

@@ -9,22 +9,42 @@ from functools import cache
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
-from app.api import batch, health, states
+from app.api import batch, health, metrics, states
 from app.api.auth import ApiKeyGuard
 from app.api.body_guard import BodyGuard
 from app.api.concurrency_limit import ConcurrencyLimit
 from app.api.deps import LifespanState
 from app.api.openapi import build_openapi
 from app.api.problems import install_problem_handlers
+from app.observability.logging import FIELDS
+from app.observability.metrics import Metrics
+from app.observability.middleware import RequestObserver
 from app.protobuf import DescriptorSetError, TypeRegistry
 from app.settings import Settings, SettingsError, load_settings
 from app.store import open_store
-from app.store.observed import ignore_call
 
 VERSION = "1.0.0"
 
 logger = logging.getLogger("statestore")
+
+_ROUTERS = (states.router, batch.router, health.router, metrics.router)
+
+
+class _ObservedFastAPI(FastAPI):
+    """FastAPI with the request observer outside even Starlette's 500 handler (which `add_middleware`
+    cannot reach), so that every answer, a crash's included, carries a request id and is counted and logged.
+    """
+
+    def __init__(self, metrics: Metrics, routes: list[BaseRoute], **options: Any) -> None:
+        super().__init__(**options)
+        self._metrics = metrics
+        self._observed_routes = routes
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestObserver(super().build_middleware_stack(), self._metrics, self._observed_routes)
 
 
 def load_types(settings: Settings) -> TypeRegistry:
@@ -36,19 +56,36 @@ def load_types(settings: Settings) -> TypeRegistry:
 
 def create_app(settings: Settings) -> FastAPI:
     types = load_types(settings)
+    app_metrics = Metrics(settings.backend)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
         async with AsyncExitStack() as resources:
-            store = await resources.enter_async_context(open_store(settings, ignore_call))
-            logger.info("statestore ready: backend %s, writing to %s", settings.backend, store.description)
-            yield LifespanState(settings=settings, store=store, types=types)
-        logger.info("statestore stopped: backend closed")
+            store = await resources.enter_async_context(
+                open_store(settings, app_metrics.observe_backend_call)
+            )
+            logger.info(
+                "statestore ready: backend %s, writing to %s",
+                settings.backend,
+                store.description,
+                extra={
+                    FIELDS: {
+                        "backend": settings.backend,
+                        "location": store.description,
+                        "api_keys": len(settings.api_keys),
+                    }
+                },
+            )
+            yield LifespanState(settings=settings, store=store, types=types, metrics=app_metrics)
+        logger.info("statestore stopped: backend closed", extra={FIELDS: {"backend": settings.backend}})
 
-    app = FastAPI(title="durable-state-store", version=VERSION, lifespan=lifespan, redoc_url=None)
-    app.include_router(states.router)
-    app.include_router(batch.router)
-    app.include_router(health.router)
+    # The routers' own routes, not `app.routes`: FastAPI may nest an included router as one opaque route.
+    routes = [route for router in _ROUTERS for route in router.routes]
+    app = _ObservedFastAPI(
+        app_metrics, routes, title="durable-state-store", version=VERSION, lifespan=lifespan, redoc_url=None
+    )
+    for router in _ROUTERS:
+        app.include_router(router)
     install_problem_handlers(app)
     app.add_middleware(BodyGuard)
     app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests)

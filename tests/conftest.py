@@ -89,6 +89,14 @@ def backend(request: pytest.FixtureRequest) -> str:
     return name
 
 
+@pytest.fixture
+def ready_backend(backend: str, request: pytest.FixtureRequest) -> str:
+    """`backend`, with moto's table created before an async test's event loop runs."""
+    if backend == "dynamodb":
+        request.getfixturevalue("dynamodb_endpoint")
+    return backend
+
+
 @pytest.fixture(scope="session")
 def service_url(backend: str, start_service: ServiceFactory) -> Iterator[str]:
     with start_service(backend) as url:

@@ -93,8 +93,8 @@ async def test_every_states_call_needs_a_key_and_the_key_comes_first(
     assert (await client.get(path, headers=bearer(KEYS[0]))).status_code == 404
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/docs", "/openapi.json"])
-async def test_probes_and_docs_stay_open(client: httpx.AsyncClient, path: str) -> None:
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"])
+async def test_probes_metrics_and_docs_stay_open(client: httpx.AsyncClient, path: str) -> None:
     assert (await client.get(path)).status_code == 200
 
 

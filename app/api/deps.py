@@ -11,6 +11,7 @@ from pydantic import WithJsonSchema
 
 from app.api.conditions import ENTITY_TAGS_PATTERN
 from app.errors import InvalidState
+from app.observability.metrics import Metrics
 from app.protobuf import TypeRegistry
 from app.settings import Settings
 from app.store.port import StateStore
@@ -29,6 +30,7 @@ class LifespanState(TypedDict):
     settings: Settings
     store: StateStore
     types: TypeRegistry
+    metrics: Metrics
 
 
 def _store(request: Request) -> StateStore:
@@ -44,6 +46,11 @@ def _settings(request: Request) -> Settings:
 def _types(request: Request) -> TypeRegistry:
     types: TypeRegistry = request.state.types
     return types
+
+
+def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.state.metrics
+    return metrics
 
 
 def check_persistence_id(value: str, loc: list[str | int]) -> str:
@@ -91,6 +98,7 @@ DecodeQuery = Annotated[
     bool,
     Query(description="Add `state`: the message in protobuf's JSON mapping (null when its type is unknown)."),
 ]
+MetricsDep = Annotated[Metrics, Depends(_metrics)]
 PersistenceIdDep = Annotated[str, Depends(_path_persistence_id)]
 
 

@@ -22,6 +22,8 @@ Several states at once: `POST /states:batchGet` reads up to 1000, and `POST /sta
 to 100 puts and deletes atomically, each with the same conditions as a single write.
 
 When the server is configured with API keys, every `/states` call needs `Authorization: Bearer <key>`.
+Every response carries an `X-Request-ID` header: the client's own when it sent a safe one (1-128 of
+`A-Z a-z 0-9 . _ : = + / @ -`), else a fresh one; the server's log lines carry the same id.
 """
 
 
@@ -38,6 +40,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
                     "description": "The latest state of persistence ids, one or several at once.",
                 },
                 {"name": "health", "description": "Probes for orchestrators."},
+                {"name": "metrics", "description": "Prometheus metrics."},
             ],
         )
         document["info"]["license"] = {"name": "Apache 2.0", "identifier": "Apache-2.0"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -102,12 +104,25 @@ def service_command(*arguments: str) -> list[str]:
 @contextmanager
 def serving_sqlite(path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`statestore serve` on the file; yields its URL and process."""
+    env = {"STATESTORE_SQLITE_PATH": str(path), "STATESTORE_LOG_LEVEL": "warning"}
+    with serving_process(env=env) as served:
+        yield served
+
+
+@contextmanager
+def serving_process(
+    *arguments: str, env: dict[str, str], stderr_to: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`statestore serve` on a free port of 127.0.0.1; yields its URL and the process."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {
-        "STATESTORE_SQLITE_PATH": str(path),
-        "STATESTORE_PORT": str(port),
-        "STATESTORE_LOG_LEVEL": "warning",
-    }
-    with running_process(service_command("serve"), ready_url=f"{url}/healthz", env=env) as process:
+    command = service_command("serve", *arguments)
+    with running_process(
+        command, ready_url=f"{url}/healthz", env={"STATESTORE_PORT": str(port), **env}, stderr_to=stderr_to
+    ) as process:
         yield url, process
+
+
+def json_lines(log: Path) -> list[dict[str, Any]]:
+    """Every line of a process's stderr log, each parsed as the JSON object it must be."""
+    return [json.loads(line) for line in log.read_text().splitlines()]

@@ -1,0 +1,1 @@
+"""What operators see of the service: metrics, request ids and JSON logs."""
