@@ -5,7 +5,8 @@ Modes, read per chunk so that they also hit connections opened before the switch
 - `hang`: accept and read, never forward nor answer (a backend that stopped answering).
 - `refuse`: nothing listens on the port any more (a dead backend); open connections are dropped.
 - `reset`: answer every request with a TCP reset.
-- `slow`: forward, but hold each chunk of every answer back for `delay` seconds.
+- `slow`: forward, but hold each chunk of every answer back for `delay` seconds; `holding` is set once
+  one is held, so a test knows a request is in flight.
 - `throttle`: answer each request with DynamoDB's throttling error, as DynamoDB sends it (HTTP 400).
 Besides the mode, `lose_answers(n)` forwards the next n requests but resets instead of answering: the
 backend acted, the client never heard.
@@ -78,6 +79,7 @@ class FaultProxy:
     def __init__(self, upstream_port: int) -> None:
         self.mode: Mode = "pass"
         self.delay = 0.0
+        self.holding = threading.Event()
         self.throttle_code = "ProvisionedThroughputExceededException"
         self.answers_lost = 0
         self._answers_to_lose = 0
@@ -181,6 +183,7 @@ class FaultProxy:
                 _reset(sink)
                 return
             if answers and self.mode == "slow":
+                self.holding.set()
                 await asyncio.sleep(self.delay)
             sink.write(chunk)
             await sink.drain()
