@@ -82,8 +82,10 @@ class _Body(BaseModel):
 class PutStateRequest(_Body):
     """A state to store: its serialized `payload`, or its `state` in protobuf's JSON mapping; exactly one."""
 
+    # The same rule as a top-level oneOf, but code generators read a top-level oneOf as a union of its
+    # (property-less) branches and lose the model; inside allOf they keep it.
     model_config = ConfigDict(
-        json_schema_extra={"oneOf": [{"required": ["payload"]}, {"required": ["state"]}]}
+        json_schema_extra={"allOf": [{"oneOf": [{"required": ["payload"]}, {"required": ["state"]}]}]}
     )
 
     manifest: Manifest
