@@ -10,9 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
+from conftest import ServiceFactory
 from support.processes import service_command
 
 COMMITTED = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
+MAX_UINT64 = 2**64 - 1
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +30,13 @@ async def test_the_committed_document_is_what_the_app_serves(
     assert served == document, (
         "openapi/openapi.json is stale: run `statestore openapi > openapi/openapi.json`"
     )
+
+
+def test_the_document_does_not_depend_on_the_api_keys(
+    document: dict[str, Any], start_service: ServiceFactory
+) -> None:
+    with start_service("sqlite", api_keys=("some-key",)) as url:
+        assert httpx.get(f"{url}/openapi.json").json() == document
 
 
 def test_the_openapi_command_prints_the_committed_document() -> None:
@@ -54,7 +63,7 @@ def test_operations_have_readable_unique_ids(document: dict[str, Any]) -> None:
 def test_every_documented_error_is_problem_json(document: dict[str, Any]) -> None:
     for path, method, operation in operations(document):
         for status, response in operation["responses"].items():
-            if status.startswith(("4", "5")):
+            if status.startswith(("4", "5")) and method != "head":
                 assert list(response["content"]) == ["application/problem+json"], (path, method, status)
                 assert response["content"]["application/problem+json"]["schema"] == {
                     "$ref": "#/components/schemas/Problem"
@@ -63,3 +72,38 @@ def test_every_documented_error_is_problem_json(document: dict[str, Any]) -> Non
 
 def test_no_operation_documents_fastapis_default_validation_error(document: dict[str, Any]) -> None:
     assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+def test_every_states_operation_and_only_those_needs_the_bearer_scheme(document: dict[str, Any]) -> None:
+    scheme = document["components"]["securitySchemes"]["HTTPBearer"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    for path, method, operation in operations(document):
+        protected = path.startswith("/states")
+        assert (operation.get("security") == [{"HTTPBearer": []}]) == protected, (path, method)
+        assert ("401" in operation["responses"]) == protected, (path, method)
+
+
+def test_operations_are_grouped_by_tag(document: dict[str, Any]) -> None:
+    assert {(operation["tags"][0], operation["operationId"]) for _, _, operation in operations(document)} >= {
+        ("states", "get_state"),
+        ("states", "head_state"),
+        ("states", "put_state"),
+        ("states", "delete_state"),
+        ("health", "get_health"),
+        ("health", "get_readiness"),
+        ("metrics", "get_metrics"),
+    }
+
+
+def test_head_answers_document_no_body(document: dict[str, Any]) -> None:
+    """RFC 9110 §9.3.2: a HEAD answer has no content; documenting one misleads generated clients."""
+    for _, method, operation in operations(document):
+        if method == "head":
+            assert all("content" not in response for response in operation["responses"].values())
+
+
+def test_uint64_bounds_are_exact_integers(document: dict[str, Any]) -> None:
+    version = document["components"]["schemas"]["PutStateRequest"]["properties"]["version_number"]
+    assert version["maximum"] == MAX_UINT64
+    assert isinstance(version["maximum"], int)
+    assert isinstance(version["minimum"], int)

@@ -9,6 +9,7 @@ from fastapi.openapi.utils import get_openapi
 
 from app.api.auth import SECURITY_SCHEME, is_protected
 from app.api.problems import Problem, problem_responses
+from app.api.schemas import MAX_INT64, MAX_UINT64
 
 DESCRIPTION = """\
 Keeps the latest durable state of each persistence id, the way eGo's durable state store does:
@@ -25,6 +26,8 @@ When the server is configured with API keys, every `/states` call needs `Authori
 Every response carries an `X-Request-ID` header: the client's own when it sent a safe one (1-128 of
 `A-Z a-z 0-9 . _ : = + / @ -`), else a fresh one; the server's log lines carry the same id.
 """
+
+_EXACT_BOUNDS = {float(bound): bound for bound in (MAX_UINT64, MAX_INT64)}
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
@@ -49,6 +52,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         schemas.update(problem_schema.pop("$defs", {}))
         schemas["Problem"] = problem_schema
         _declare_bearer_keys(document)
+        _restore_integer_bounds(document)
+        _bodiless_head_responses(document)
         app.openapi_schema = document
     return app.openapi_schema
 
@@ -67,3 +72,24 @@ def _declare_bearer_keys(document: dict[str, Any]) -> None:
                 operation["security"] = [{SECURITY_SCHEME: []}]
                 responses = {**operation["responses"], "401": problem_responses(401)[401]}
                 operation["responses"] = dict(sorted(responses.items()))
+
+
+def _bodiless_head_responses(document: dict[str, Any]) -> None:
+    """A HEAD answer has headers only; a body in the document would make clients parse nothing as JSON."""
+    for operations in document["paths"].values():
+        for response in operations.get("head", {}).get("responses", {}).values():
+            response.pop("content", None)
+
+
+def _restore_integer_bounds(node: object) -> None:
+    """FastAPI's OpenAPI model holds `minimum` and `maximum` as floats, and a float rounds 2^64-1 up to 2^64,
+    so generated clients and schema-based fuzzers would take an out-of-range version for a valid one."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("minimum", "maximum") and isinstance(value, float) and value.is_integer():
+                node[key] = _EXACT_BOUNDS.get(value, int(value))
+            else:
+                _restore_integer_bounds(value)
+    elif isinstance(node, list):
+        for item in node:
+            _restore_integer_bounds(item)
