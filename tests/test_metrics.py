@@ -16,20 +16,27 @@ from support.metrics import label_values, sample_value
 from support.processes import serving_process
 
 ROUTE = "/states/{persistence_id}"
-BACKEND_OPERATIONS = {"sqlite": ("get", "put", "delete"), "dynamodb": ("GetItem", "PutItem", "DeleteItem")}
+BACKEND_OPERATIONS = {
+    "sqlite": ("get", "put", "delete", "transact"),
+    "dynamodb": ("GetItem", "PutItem", "DeleteItem", "TransactWriteItems"),
+}
 
 
 async def test_requests_backend_calls_and_refused_conditions_are_counted(
     ready_backend: str, start_service: ServiceFactory, state_id: str
 ) -> None:
     backend = ready_backend
-    path = state_path(f"{state_id}/with a/raw path")
+    persistence_id = f"{state_id}/with a/raw path"
+    path = state_path(persistence_id)
+    stale_delete = {"op": "delete", "persistence_id": persistence_id, "if_match": 7}
     with start_service(backend, version_guard="monotonic") as url:
         async with httpx.AsyncClient(base_url=url) as client:
             assert (await client.put(path, json=state_body(1))).status_code == 200
             assert (await client.put(path, json=state_body(1, b"other"))).status_code == 409
             stale = await client.put(path, json=state_body(2), headers={"If-Match": '"7"'})
             assert stale.status_code == 412
+            transact = await client.post("/states:transact", json={"operations": [stale_delete]})
+            assert transact.status_code == 412
             assert (await client.get(path)).status_code == 200
             assert (await client.get(path)).status_code == 200
             assert (await client.delete(path)).status_code == 204
@@ -49,11 +56,12 @@ async def test_requests_backend_calls_and_refused_conditions_are_counted(
     assert [requests("GET", 200), requests("GET", 404), requests("DELETE", 204)] == [2, 1, 1]
     assert requests("GET", 404, "<unmatched>") == 1
     assert requests("OTHER", 405) == 1
-    assert label_values(text, "route") == {ROUTE, "<unmatched>"}
+    assert requests("POST", 412, "/states:transact") == 1
+    assert label_values(text, "route") == {ROUTE, "/states:transact", "<unmatched>"}
     duration = "statestore_http_request_duration_seconds_count"
     assert sample_value(text, duration, route=ROUTE, method="PUT") == 3
 
-    get, put, delete = BACKEND_OPERATIONS[backend]
+    get, put, delete, transact_operation = BACKEND_OPERATIONS[backend]
     calls = "statestore_backend_call_duration_seconds_count"
     assert sample_value(text, calls, backend=backend, operation=put) == 3
     assert sample_value(text, calls, backend=backend, operation=get) == 3
@@ -61,6 +69,8 @@ async def test_requests_backend_calls_and_refused_conditions_are_counted(
     refused = "statestore_conditional_check_failures_total"
     assert sample_value(text, refused, backend=backend, operation=put, reason="version-conflict") == 1
     assert sample_value(text, refused, backend=backend, operation=put, reason="precondition-failed") == 1
+    precondition_failed = {"backend": backend, "reason": "precondition-failed"}
+    assert sample_value(text, refused, operation=transact_operation, **precondition_failed) == 1
     assert "statestore_backend_errors_total{" not in text
     assert sample_value(text, "process_cpu_seconds_total") > 0
 

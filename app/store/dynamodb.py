@@ -136,9 +136,9 @@ class DynamoDBStore:
                     if len(settled) < len(operations):
                         continue
                 return transaction_results(operations, settled)
-        raise BackendUnavailable(
-            "the states changed under the transaction on every attempt; retry later", retry_after=1
-        )
+            raise BackendUnavailable(
+                "the states changed under the transaction on every attempt; retry later", retry_after=1
+            )
 
     async def ping(self) -> None:
         async with self._call("DescribeTable"):
