@@ -5,6 +5,7 @@ Crash durability and sharing one file between processes are in test_crash_sqlite
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -29,3 +30,23 @@ async def test_versions_above_int64_are_stored_losslessly(tmp_path: Path) -> Non
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert connection.execute("SELECT version_number, shard FROM states").fetchone() == (-1, -(2**63))
+
+
+async def test_writes_committed_together_stay_independent(tmp_path: Path) -> None:
+    """A burst of writes shares commits; a refused one must undo only itself."""
+    with serving_sqlite(tmp_path / "burst.db") as (url, _):
+        async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=64)) as client:
+            writes = [
+                client.put(
+                    state_path(f"burst-{n}"),
+                    json=state_body(1),
+                    headers={"If-Match": '"7"'} if n % 5 == 0 else {},
+                )
+                for n in range(100)
+            ]
+            answers = await asyncio.gather(*writes)
+            assert [answer.status_code for answer in answers] == [
+                412 if n % 5 == 0 else 200 for n in range(100)
+            ]
+            reads = await asyncio.gather(*(client.get(state_path(f"burst-{n}")) for n in range(100)))
+            assert [read.status_code for read in reads] == [404 if n % 5 == 0 else 200 for n in range(100)]

@@ -2,35 +2,37 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
-import re
 
-_ALPHABET = re.compile(r"(?:[A-Za-z0-9+/]*|[A-Za-z0-9_-]*)={0,2}")
-_URL_SAFE = str.maketrans("-_", "+/")
+_STANDARD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_SEXTETS = {char: value for value, char in enumerate(_STANDARD)}
+_URL_SAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _UNUSED_BITS = {2: 0b1111, 3: 0b11}
+_ALPHABET_ERROR = "payload must be base64 (standard or URL-safe alphabet) without white space"
 
 
 def decode_base64(text: str) -> bytes:
     """Decode strictly; raise ValueError for anything that is not exactly one encoding of some bytes."""
-    if not _ALPHABET.fullmatch(text):
-        raise ValueError("payload must be base64 (standard or URL-safe alphabet) without white space")
-    data = text.rstrip("=")
-    padding = len(text) - len(data)
+    try:
+        encoded = text.encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError(_ALPHABET_ERROR) from None
+    if b"-" in encoded or b"_" in encoded:
+        if b"+" in encoded or b"/" in encoded:
+            raise ValueError(_ALPHABET_ERROR)
+        encoded = encoded.translate(_URL_SAFE_TO_STANDARD)
+    data = encoded.rstrip(b"=")
+    padding = len(encoded) - len(data)
     remainder = len(data) % 4
-    if remainder == 1 or (padding and (len(text) % 4 or padding != 4 - remainder)):
+    if remainder == 1 or (padding and padding != 4 - remainder) or padding > 2:
         raise ValueError("payload has a base64 length that no padding completes")
-    if remainder and _sextet(data[-1]) & _UNUSED_BITS[remainder]:
+    if remainder and _SEXTETS.get(data[-1], 0) & _UNUSED_BITS[remainder]:
         raise ValueError("payload's last base64 character carries bits beyond the data")
     try:
-        return base64.b64decode(data.translate(_URL_SAFE) + "=" * (-len(data) % 4), validate=True)
-    except binascii.Error as exc:
-        raise ValueError("payload is not valid base64") from exc
-
-
-def _sextet(char: str) -> int:
-    return base64.b64decode(f"AAA{char.translate(_URL_SAFE)}")[-1] & 0b111111
+        return binascii.a2b_base64(data + b"=" * (-len(data) % 4), strict_mode=True)
+    except binascii.Error:
+        raise ValueError(_ALPHABET_ERROR) from None
 
 
 def encode_base64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    return binascii.b2a_base64(data, newline=False).decode("ascii")

@@ -33,22 +33,25 @@ class LifespanState(TypedDict):
     metrics: Metrics
 
 
-def _store(request: Request) -> StateStore:
+# Dependencies are `async def` on purpose: FastAPI runs a plain `def` one in a thread pool, per request.
+
+
+async def _store(request: Request) -> StateStore:
     store: StateStore = request.state.store
     return store
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.state.settings
     return settings
 
 
-def _types(request: Request) -> TypeRegistry:
+async def _types(request: Request) -> TypeRegistry:
     types: TypeRegistry = request.state.types
     return types
 
 
-def _metrics(request: Request) -> Metrics:
+async def _metrics(request: Request) -> Metrics:
     metrics: Metrics = request.state.metrics
     return metrics
 
@@ -66,7 +69,7 @@ def check_persistence_id(value: str, loc: list[str | int]) -> str:
     return value
 
 
-def _path_persistence_id(
+async def _path_persistence_id(
     request: Request,
     persistence_id: Annotated[
         str,

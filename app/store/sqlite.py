@@ -1,23 +1,24 @@
 """The embedded backend: one SQLite file in WAL mode, shared safely by several processes.
 
-Every write is one `BEGIN IMMEDIATE` transaction that checks the precondition and writes, so the
-check and the write are atomic across processes too. `synchronous=FULL` makes an acknowledged write
-survive a crash of the process or of the machine. All calls run on one thread that owns the
-connection, which keeps the event loop free while SQLite waits on the disk or on a lock.
-Reads of several states run in one read transaction, so they see one snapshot of the file.
+Every write checks its precondition and writes inside one transaction that holds the file's write
+lock (`BEGIN IMMEDIATE`), so the check and the write are atomic across processes too. Writes run on
+one thread that commits the writes queued at the same moment together (`_sqlite_writer`), and
+`synchronous=FULL` makes an acknowledged write survive a crash of the process or of the machine.
+Reads run on the event loop itself, on a connection of their own: in WAL mode a read never waits for
+a writer, and a point read costs less than handing it to a thread. Reads of several states run in
+one read transaction, so they see one snapshot of the file.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 from app.errors import BackendUnavailable
+from app.store._sqlite_writer import GroupCommitWriter
 from app.store.observed import CallObserver, ignore_call, observed
 from app.store.port import (
     DeleteOperation,
@@ -31,7 +32,9 @@ from app.store.transactions import refused_operations, settle_refused, transacti
 
 T = TypeVar("T")
 
-BUSY_TIMEOUT_MS = 5_000
+BUSY_TIMEOUT_SECONDS = 5.0
+# A read waits for a lock only in rare cases (another process recovering the WAL); never block the loop long.
+READ_BUSY_TIMEOUT_SECONDS = 0.5
 # Below SQLITE_MAX_VARIABLE_NUMBER in every SQLite build (999 before 3.32), so any build runs it.
 IDS_PER_SELECT = 500
 _UINT64_OFFSET = 2**64
@@ -82,10 +85,10 @@ def _record_to_row(record: StateRecord) -> tuple[str, int, str, bytes, int, int]
     )
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect_writer(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS
     )
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
@@ -93,101 +96,109 @@ def _connect(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def _connect_reader(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, timeout=READ_BUSY_TIMEOUT_SECONDS)
+    connection.execute("PRAGMA query_only=ON")
+    return connection
+
+
 class SQLiteStore:
     def __init__(
         self,
-        connection: sqlite3.Connection,
-        executor: ThreadPoolExecutor,
+        reader: sqlite3.Connection,
+        writer: GroupCommitWriter,
         path: Path,
         observer: CallObserver = ignore_call,
     ) -> None:
-        self._connection = connection
-        self._executor = executor
+        self._reader = reader
+        self._writer = writer
         self._path = path
         self._observer = observer
 
     @classmethod
     @asynccontextmanager
     async def open(cls, path: Path, observer: CallObserver = ignore_call) -> AsyncIterator[SQLiteStore]:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite") as executor:
-            loop = asyncio.get_running_loop()
-            try:
-                connection = await loop.run_in_executor(executor, _connect, path)
-            except (sqlite3.Error, OSError) as exc:
-                raise BackendUnavailable(f"cannot open the SQLite file {path}: {exc}") from exc
-            try:
-                yield cls(connection, executor, path, observer)
-            finally:
-                await loop.run_in_executor(executor, connection.close)
+        try:
+            writer = GroupCommitWriter(_connect_writer(path))
+        except (sqlite3.Error, OSError) as exc:
+            raise BackendUnavailable(f"cannot open the SQLite file {path}: {exc}") from exc
+        try:
+            reader = _connect_reader(path)
+        except sqlite3.Error as exc:
+            writer.close()
+            raise BackendUnavailable(f"cannot open the SQLite file {path}: {exc}") from exc
+        try:
+            yield cls(reader, writer, path, observer)
+        finally:
+            reader.close()
+            writer.close()
 
     @property
     def description(self) -> str:
         return f"sqlite file {self._path.resolve()}"
 
-    async def _run(self, operation: str, call: Callable[[sqlite3.Connection], T]) -> T:
+    @asynccontextmanager
+    async def _call(self, operation: str) -> AsyncIterator[None]:
         async with observed(self._observer, operation):
             try:
-                return await asyncio.get_running_loop().run_in_executor(
-                    self._executor, call, self._connection
-                )
+                yield
             except sqlite3.OperationalError as exc:
                 raise BackendUnavailable(f"the SQLite file is busy or unavailable: {exc}") from exc
             except sqlite3.DatabaseError as exc:
                 raise BackendUnavailable(f"the SQLite file cannot be used: {exc}") from exc
 
+    async def _write(self, operation: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        async with self._call(operation):
+            return await self._writer.run(work)
+
     async def get(self, persistence_id: str) -> StateRecord | None:
-        return await self._run("get", lambda connection: _read(connection, persistence_id))
+        async with self._call("get"):
+            return _read(self._reader, persistence_id)
 
     async def put(self, record: StateRecord, precondition: Precondition) -> StateRecord:
         def write(connection: sqlite3.Connection) -> StateRecord:
-            with _transaction(connection):
-                if not precondition.is_unconditional:
-                    stored = _read(connection, record.persistence_id)
-                    if not precondition.allows(None if stored is None else stored.version_number):
-                        return settle_refused_write(precondition, record, stored)
-                connection.execute(_UPSERT, _record_to_row(record))
+            if not precondition.is_unconditional:
+                stored = _read(connection, record.persistence_id)
+                if not precondition.allows(None if stored is None else stored.version_number):
+                    return settle_refused_write(precondition, record, stored)
+            connection.execute(_UPSERT, _record_to_row(record))
             return record
 
-        return await self._run("put", write)
+        return await self._write("put", write)
 
     async def delete(self, persistence_id: str, precondition: Precondition) -> None:
         def remove(connection: sqlite3.Connection) -> None:
-            with _transaction(connection):
-                if not precondition.is_unconditional:
-                    stored = _read(connection, persistence_id)
-                    if not precondition.allows(None if stored is None else stored.version_number):
-                        raise refusal(precondition, stored)
-                connection.execute(_DELETE, (persistence_id,))
+            if not precondition.is_unconditional:
+                stored = _read(connection, persistence_id)
+                if not precondition.allows(None if stored is None else stored.version_number):
+                    raise refusal(precondition, stored)
+            connection.execute(_DELETE, (persistence_id,))
 
-        await self._run("delete", remove)
+        await self._write("delete", remove)
 
     async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
-        def read(connection: sqlite3.Connection) -> list[StateRecord]:
-            with _transaction(connection, "BEGIN"):
-                return list(_read_many(connection, persistence_ids).values())
-
-        return await self._run("get_many", read)
+        async with self._call("get_many"):
+            with _transaction(self._reader):
+                return list(_read_many(self._reader, persistence_ids).values())
 
     async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:
         def apply(connection: sqlite3.Connection) -> list[StateRecord | None]:
-            with _transaction(connection):
-                stored = _read_many(connection, [operation.persistence_id for operation in operations])
-                settled = settle_refused(operations, refused_operations(operations, stored))
-                for index, operation in enumerate(operations):
-                    if index in settled:
-                        continue
-                    if isinstance(operation, DeleteOperation):
-                        connection.execute(_DELETE, (operation.persistence_id,))
-                    else:
-                        connection.execute(_UPSERT, _record_to_row(operation.record))
+            stored = _read_many(connection, [operation.persistence_id for operation in operations])
+            settled = settle_refused(operations, refused_operations(operations, stored))
+            for index, operation in enumerate(operations):
+                if index in settled:
+                    continue
+                if isinstance(operation, DeleteOperation):
+                    connection.execute(_DELETE, (operation.persistence_id,))
+                else:
+                    connection.execute(_UPSERT, _record_to_row(operation.record))
             return transaction_results(operations, settled)
 
-        return await self._run("transact", apply)
+        return await self._write("transact", apply)
 
     async def ping(self) -> None:
-        await self._run(
-            "ping", lambda connection: connection.execute("SELECT 1 FROM states LIMIT 1").fetchall()
-        )
+        async with self._call("ping"):
+            self._reader.execute("SELECT 1 FROM states LIMIT 1").fetchall()
 
 
 def _read(connection: sqlite3.Connection, persistence_id: str) -> StateRecord | None:
@@ -205,13 +216,10 @@ def _read_many(connection: sqlite3.Connection, persistence_ids: Sequence[str]) -
 
 
 @contextmanager
-def _transaction(connection: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
-    """By default a write transaction that takes the file's write lock at once, so its reads see the
-    latest state; `BEGIN` gives a read transaction, one snapshot for several reads."""
-    connection.execute(begin)
+def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    """A read transaction: one snapshot for several reads."""
+    connection.execute("BEGIN")
     try:
         yield
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")
+    finally:
+        connection.execute("COMMIT")
