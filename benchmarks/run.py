@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from benchmarks import _dynalite, _environment, _report, _service, _wrk, aws_config
+from benchmarks import _dynalite, _environment, _report, _service, _wrk
 from benchmarks._background import Background
 from benchmarks._floor import run_client_floor
 from benchmarks._meter import Meter
@@ -248,12 +248,6 @@ def run(plan: Plan) -> int:
                 dynalite, dynamodb_endpoint = _dynalite.start(children, cli, Path(tmp_name))
                 runner.background.own_pids.add(dynalite.pid)
                 _section(runner, "client floor", runner.floor, dynamodb_endpoint)
-                differences = aws_config.differences_from_service()
-                if differences:
-                    runner.notes.append(
-                        "the client floor's botocore Config (benchmarks/aws_config.py) differs "
-                        "from the service's: " + "; ".join(differences)
-                    )
         argv = _service.service_argv(plan.service_cmd)
         if argv is None:
             runner.notes.append("service not measured: this checkout has no app.cli yet")
