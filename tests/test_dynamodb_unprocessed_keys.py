@@ -58,5 +58,6 @@ async def test_keys_still_unprocessed_at_the_deadline_are_503_never_a_partial_an
         elapsed = time.monotonic() - started
     # Usually "left N of the requested states unread"; "did not answer" when a call was in flight.
     assert refused.value.headers == {"Retry-After": "1"}
+    # It retried, and it gave up no later than the deadline: as soon as the next backoff would overrun it.
     assert steer.degraded > 2
-    assert deadline * 0.5 < elapsed < deadline + 0.5
+    assert elapsed < deadline + 0.5
