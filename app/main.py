@@ -16,7 +16,7 @@ from app.api import batch, health, metrics, states
 from app.api.auth import ApiKeyGuard
 from app.api.body_guard import BodyGuard
 from app.api.concurrency_limit import ConcurrencyLimit
-from app.api.deps import LifespanState
+from app.api.deps import LifespanState, Services
 from app.api.openapi import build_openapi
 from app.api.problems import install_problem_handlers
 from app.observability.logging import FIELDS
@@ -76,7 +76,9 @@ def create_app(settings: Settings) -> FastAPI:
                     }
                 },
             )
-            yield LifespanState(settings=settings, store=store, types=types, metrics=app_metrics)
+            yield LifespanState(
+                services=Services(settings=settings, store=store, types=types, metrics=app_metrics)
+            )
         logger.info("statestore stopped: backend closed", extra={FIELDS: {"backend": settings.backend}})
 
     # The routers' own routes, not `app.routes`: FastAPI may nest an included router as one opaque route.

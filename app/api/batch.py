@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from app.api.conditions import etag
-from app.api.deps import DecodeQuery, SettingsDep, StoreDep, TypesDep, check_persistence_id
+from app.api.deps import DecodeQuery, ServicesDep, check_persistence_id
 from app.api.operations import operations_to_apply
 from app.api.problems import problem_responses
 from app.api.resources import json_response, state_resource
@@ -26,7 +26,7 @@ router = APIRouter(tags=["states"])
     responses=problem_responses(400, 413, 415, 422, 503),
 )
 async def batch_get_states(
-    store: StoreDep, types: TypesDep, body: BatchGetRequest, decode: DecodeQuery = False
+    services: ServicesDep, body: BatchGetRequest, decode: DecodeQuery = False
 ) -> Response:
     requested = list(
         dict.fromkeys(
@@ -34,8 +34,8 @@ async def batch_get_states(
             for index, persistence_id in enumerate(body.persistence_ids)
         )
     )
-    found = {record.persistence_id: record for record in await store.get_many(requested)}
-    decoded_by = types if decode else None
+    found = {record.persistence_id: record for record in await services.store.get_many(requested)}
+    decoded_by = services.types if decode else None
     return json_response(
         {
             "states": [state_resource(found[i], decoded_by=decoded_by) for i in requested if i in found],
@@ -54,11 +54,9 @@ async def batch_get_states(
     response_model=TransactResponse,
     responses=problem_responses(400, 409, 412, 413, 415, 422, 503),
 )
-async def transact_states(
-    store: StoreDep, settings: SettingsDep, types: TypesDep, body: TransactRequest
-) -> Response:
-    operations = operations_to_apply(body.operations, types, settings)
-    stored = await store.transact(operations)
+async def transact_states(services: ServicesDep, body: TransactRequest) -> Response:
+    operations = operations_to_apply(body.operations, services.types, services.settings)
+    stored = await services.store.transact(operations)
     return json_response(
         {
             "results": [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, TypedDict
 from urllib.parse import unquote_to_bytes
 
@@ -24,7 +25,8 @@ DOCUMENTED_ID = {"minLength": 1, "maxLength": MAX_ID_BYTES, "pattern": rf"^[^{_C
 _STATES_PREFIX = b"/states/"
 
 
-class LifespanState(TypedDict):
+@dataclass(frozen=True, slots=True)
+class Services:
     """What the lifespan opens once per process and every request shares."""
 
     settings: Settings
@@ -33,27 +35,15 @@ class LifespanState(TypedDict):
     metrics: Metrics
 
 
-# Dependencies are `async def` on purpose: FastAPI runs a plain `def` one in a thread pool, per request.
+class LifespanState(TypedDict):
+    services: Services
 
 
-async def _store(request: Request) -> StateStore:
-    store: StateStore = request.state.store
-    return store
-
-
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.state.settings
-    return settings
-
-
-async def _types(request: Request) -> TypeRegistry:
-    types: TypeRegistry = request.state.types
-    return types
-
-
-async def _metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.state.metrics
-    return metrics
+# One dependency for all of them, and `async def`: each dependency costs FastAPI a resolution per
+# request, and a plain `def` one also a trip through its thread pool.
+async def _services(request: Request) -> Services:
+    services: Services = request.state.services
+    return services
 
 
 def check_persistence_id(value: str, loc: list[str | int]) -> str:
@@ -94,14 +84,11 @@ async def _path_persistence_id(
     return check_persistence_id(persistence_id, ["path", "persistence_id"])
 
 
-StoreDep = Annotated[StateStore, Depends(_store)]
-SettingsDep = Annotated[Settings, Depends(_settings)]
-TypesDep = Annotated[TypeRegistry, Depends(_types)]
+ServicesDep = Annotated[Services, Depends(_services)]
 DecodeQuery = Annotated[
     bool,
     Query(description="Add `state`: the message in protobuf's JSON mapping (null when its type is unknown)."),
 ]
-MetricsDep = Annotated[Metrics, Depends(_metrics)]
 PersistenceIdDep = Annotated[str, Depends(_path_persistence_id)]
 
 

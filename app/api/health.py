@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from app.api.deps import StoreDep
+from app.api.deps import ServicesDep
 from app.api.problems import problem_responses
 
 router = APIRouter(tags=["health"])
@@ -29,6 +29,6 @@ async def healthz() -> Health:
     response_model=Health,
     responses=problem_responses(503),
 )
-async def readyz(store: StoreDep) -> Health:
-    await store.ping()
+async def readyz(services: ServicesDep) -> Health:
+    await services.store.ping()
     return Health(status="ready")

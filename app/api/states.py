@@ -9,7 +9,7 @@ from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.responses import Response
 
 from app.api.conditions import etag, precondition_from_headers
-from app.api.deps import DecodeQuery, IfMatch, IfNoneMatch, PersistenceIdDep, SettingsDep, StoreDep, TypesDep
+from app.api.deps import DecodeQuery, IfMatch, IfNoneMatch, PersistenceIdDep, ServicesDep
 from app.api.problems import problem_responses
 from app.api.resources import json_response, state_resource
 from app.api.schemas import PutStateRequest, State, StateWritten
@@ -55,8 +55,7 @@ _ETAG_HEADER = {"ETag": {"description": "The version number, quoted.", "schema":
     },
 )
 async def get_state(
-    store: StoreDep,
-    types: TypesDep,
+    services: ServicesDep,
     persistence_id: PersistenceIdDep,
     decode: DecodeQuery = False,
     if_match: IfMatch = None,
@@ -64,7 +63,7 @@ async def get_state(
 ) -> Response:
     precondition = precondition_from_headers(if_match, None)
     not_modified_if = precondition_from_headers(None, if_none_match)
-    record = await store.get(persistence_id)
+    record = await services.store.get(persistence_id)
     stored_version = None if record is None else record.version_number
     if not precondition.allows(stored_version):
         raise PreconditionFailed("If-Match does not match the stored state", current_version=stored_version)
@@ -73,7 +72,7 @@ async def get_state(
     headers = {"ETag": etag(record.version_number), **_CACHE_HEADERS}
     if if_none_match is not None and not not_modified_if.allows(stored_version):
         return Response(status_code=304, headers=headers)
-    return json_response(state_resource(record, decoded_by=types if decode else None), 200, headers)
+    return json_response(state_resource(record, decoded_by=services.types if decode else None), 200, headers)
 
 
 @router.put(
@@ -88,17 +87,15 @@ async def get_state(
     },
 )
 async def put_state(
-    store: StoreDep,
-    settings: SettingsDep,
-    types: TypesDep,
+    services: ServicesDep,
     persistence_id: PersistenceIdDep,
     body: PutStateRequest,
     if_match: IfMatch = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     precondition = precondition_from_headers(if_match, if_none_match)
-    record = record_to_write(persistence_id, body, types, settings)
-    stored = await store.put(record, write_precondition(precondition, record, settings))
+    record = record_to_write(persistence_id, body, services.types, services.settings)
+    stored = await services.store.put(record, write_precondition(precondition, record, services.settings))
     headers = {"ETag": etag(stored.version_number)}
     if precondition.absent:
         headers["Location"] = f"/states/{quote(persistence_id, safe='')}"
@@ -115,10 +112,10 @@ async def put_state(
     responses=problem_responses(400, 412, 422, 503),
 )
 async def delete_state(
-    store: StoreDep,
+    services: ServicesDep,
     persistence_id: PersistenceIdDep,
     if_match: IfMatch = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    await store.delete(persistence_id, precondition_from_headers(if_match, if_none_match))
+    await services.store.delete(persistence_id, precondition_from_headers(if_match, if_none_match))
     return Response(status_code=204)
