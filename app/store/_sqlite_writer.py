@@ -1,8 +1,10 @@
 """One thread that applies every write to the SQLite file, committing the writes that queue up together.
 
-Each write runs inside its own savepoint, so it stays atomic and its refusal undoes only itself, while
-the whole group shares one `BEGIN IMMEDIATE` ... `COMMIT` and so one fsync. Under load, that turns a
-disk sync per write into a disk sync per group; alone, a write commits as soon as it is applied.
+The whole group shares one `BEGIN IMMEDIATE` ... `COMMIT` and so one fsync: under load, a disk sync
+per group instead of per write; alone, a write commits as soon as it is applied. A write must leave
+the file as it found it when it fails: one statement does (SQLite undoes a failed statement), and a
+write of several statements wraps them in `savepoint`. A failure that makes SQLite abandon the whole
+transaction (a full disk, an I/O error) fails the whole group, since none of it is then durable.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import asyncio
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
@@ -39,7 +41,7 @@ class GroupCommitWriter:
         self._thread.start()
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Apply `work` in a transaction of its own (a savepoint); its result once it is durable."""
+        """Apply `work` with the writes queued with it; its result once it is durable."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put(_Write(work, future, loop))
@@ -82,15 +84,25 @@ class GroupCommitWriter:
         return outcomes
 
     def _apply(self, write: _Write) -> _Outcome:
-        self._connection.execute("SAVEPOINT write")
         try:
-            value = write.work(self._connection)
-        except Exception as exc:  # noqa: BLE001 - handed to the waiting request, which re-raises it
-            self._connection.execute("ROLLBACK TO write")
-            self._connection.execute("RELEASE write")
+            return _Outcome(write.work(self._connection), None)
+        except Exception as exc:  # handed to the waiting request, which re-raises it
+            if not self._connection.in_transaction:
+                raise sqlite3.OperationalError("SQLite rolled back the transaction") from exc
             return _Outcome(None, exc)
-        self._connection.execute("RELEASE write")
-        return _Outcome(value, None)
+
+
+@contextmanager
+def savepoint(connection: sqlite3.Connection) -> Iterator[None]:
+    """Make several statements of one write atomic within the group's transaction."""
+    connection.execute("SAVEPOINT write")
+    try:
+        yield
+    except BaseException:
+        connection.execute("ROLLBACK TO write")
+        connection.execute("RELEASE write")
+        raise
+    connection.execute("RELEASE write")
 
 
 def _deliver(write: _Write, outcome: _Outcome) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from app.errors import BackendUnavailable
-from app.store._sqlite_writer import GroupCommitWriter
+from app.store._sqlite_writer import GroupCommitWriter, savepoint
 from app.store.observed import CallObserver, ignore_call, observed
 from app.store.port import (
     DeleteOperation,
@@ -185,13 +185,14 @@ class SQLiteStore:
         def apply(connection: sqlite3.Connection) -> list[StateRecord | None]:
             stored = _read_many(connection, [operation.persistence_id for operation in operations])
             settled = settle_refused(operations, refused_operations(operations, stored))
-            for index, operation in enumerate(operations):
-                if index in settled:
-                    continue
-                if isinstance(operation, DeleteOperation):
-                    connection.execute(_DELETE, (operation.persistence_id,))
-                else:
-                    connection.execute(_UPSERT, _record_to_row(operation.record))
+            with savepoint(connection):
+                for index, operation in enumerate(operations):
+                    if index in settled:
+                        continue
+                    if isinstance(operation, DeleteOperation):
+                        connection.execute(_DELETE, (operation.persistence_id,))
+                    else:
+                        connection.execute(_UPSERT, _record_to_row(operation.record))
             return transaction_results(operations, settled)
 
         return await self._write("transact", apply)
