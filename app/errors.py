@@ -62,6 +62,11 @@ class StateNotFound(ProblemError):
     title = "Not Found"
     slug = "not-found"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        # A 404 is cacheable by default; the state may be written a moment later.
+        return {"Cache-Control": "no-cache"}
+
 
 class VersionConflict(ProblemError):
     """The monotonic version guard refused a write that does not move the version forward."""

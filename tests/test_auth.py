@@ -123,3 +123,15 @@ def test_a_key_no_bearer_header_can_carry_stops_start_up_without_showing_it(keys
 def test_keys_are_comma_separated_and_trimmed() -> None:
     assert load_settings(api_keys=" a1 , b2,,").api_keys == ("a1", "b2")
     assert load_settings(api_keys="").api_keys == ()
+
+
+async def test_a_root_path_does_not_open_the_states_calls() -> None:
+    """Behind a proxy that mounts the app under a prefix, the server prepends it to the path."""
+    from app.main import create_app
+    from app.settings import Settings
+
+    app = create_app(Settings(api_keys=KEYS))
+    transport = httpx.ASGITransport(app=app, root_path="/api")
+    async with httpx.AsyncClient(transport=transport, base_url="http://statestore") as client:
+        response = await client.get("/api/states/x")
+    assert_problem(response, 401)

@@ -424,3 +424,11 @@ async def test_concurrent_transactions_never_leave_a_half_applied_state(
     assert sum(balances) == 300
     assert {a: final[a]["version_number"] - 1 for a in accounts} == {a: acknowledged[a] for a in accounts}
     assert acknowledged.total() > 0
+
+
+async def test_an_id_that_is_not_utf8_is_refused_not_a_crash(client: httpx.AsyncClient) -> None:
+    body = b'{"persistence_ids": ["\\ud800"]}'
+    response = await client.post(
+        "/states:batchGet", content=body, headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 422)

@@ -394,3 +394,7 @@ async def test_probes(client: httpx.AsyncClient) -> None:
 async def test_unknown_routes_and_methods_are_problems(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/nothing-here"), 404)
     assert_problem(await client.post("/states/x", json={}), 405)
+
+
+async def test_a_404_is_not_cached(client: httpx.AsyncClient, state_id: str) -> None:
+    assert (await client.get(state_path(state_id))).headers["cache-control"] == "no-cache"

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api._routing import route_path
 from app.api.problems import render_problem
 from app.errors import Unauthorized
 
@@ -35,7 +36,7 @@ class ApiKeyGuard:
         self._key_digests = tuple(_digest(key.encode()) for key in keys)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and is_protected(scope["path"]):
+        if scope["type"] == "http" and is_protected(route_path(scope)):
             refusal = self._refusal(scope["headers"])
             if refusal is not None:
                 await render_problem(refusal)(scope, receive, send)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api._routing import route_path
 from app.api.problems import problem_response
 
 RETRY_AFTER_SECONDS = 1
@@ -22,7 +23,7 @@ class ConcurrencyLimit:
         self.in_progress = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in _NEVER_REFUSED:
+        if scope["type"] != "http" or route_path(scope) in _NEVER_REFUSED:
             await self.app(scope, receive, send)
         elif self.in_progress >= self.limit:
             await problem_response(

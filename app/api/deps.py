@@ -46,14 +46,22 @@ async def _services(request: Request) -> Services:
     return services
 
 
-def check_persistence_id(value: str, loc: list[str | int]) -> str:
-    problem = None
+def _id_problem(value: str) -> str | None:
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:  # a lone surrogate, which a JSON body's \ud800 escape can carry
+        return "must be valid UTF-8"
     if not value:
-        problem = "must not be empty"
-    elif len(value.encode()) > MAX_ID_BYTES:
-        problem = f"must be at most {MAX_ID_BYTES} bytes of UTF-8"
-    elif _CONTROL_CHARACTERS.search(value):
-        problem = "must not contain control characters"
+        return "must not be empty"
+    if size > MAX_ID_BYTES:
+        return f"must be at most {MAX_ID_BYTES} bytes of UTF-8"
+    if _CONTROL_CHARACTERS.search(value):
+        return "must not contain control characters"
+    return None
+
+
+def check_persistence_id(value: str, loc: list[str | int]) -> str:
+    problem = _id_problem(value)
     if problem:
         raise InvalidState(f"persistence_id {problem}", errors=[{"loc": loc, "msg": problem}])
     return value

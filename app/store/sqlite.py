@@ -11,6 +11,7 @@ one read transaction, so they see one snapshot of the file.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from app.errors import BackendUnavailable
+from app.settings import SettingsError
 from app.store._sqlite_writer import GroupCommitWriter, savepoint
 from app.store.observed import CallObserver, ignore_call, observed
 from app.store.port import (
@@ -31,6 +33,8 @@ from app.store.port import (
 from app.store.transactions import refused_operations, settle_refused, transaction_results
 
 T = TypeVar("T")
+
+logger = logging.getLogger("statestore.sqlite")
 
 BUSY_TIMEOUT_SECONDS = 5.0
 # A read waits for a lock only in rare cases (another process recovering the WAL); never block the loop long.
@@ -90,10 +94,20 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS
     )
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=FULL")
-    connection.execute(_SCHEMA)
+    try:
+        (mode,) = connection.execute("PRAGMA journal_mode=WAL").fetchone()
+        if mode != "wal":
+            raise sqlite3.OperationalError(f"its file system does not support WAL (journal mode {mode})")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute(_SCHEMA)
+    except sqlite3.Error:
+        connection.close()
+        raise
     return connection
+
+
+def _unusable(path: Path, error: Exception) -> SettingsError:
+    return SettingsError(f"invalid setting STATESTORE_SQLITE_PATH: cannot use {path}: {error}")
 
 
 def _connect_reader(path: Path) -> sqlite3.Connection:
@@ -121,12 +135,12 @@ class SQLiteStore:
         try:
             writer = GroupCommitWriter(_connect_writer(path))
         except (sqlite3.Error, OSError) as exc:
-            raise BackendUnavailable(f"cannot open the SQLite file {path}: {exc}") from exc
+            raise _unusable(path, exc) from exc
         try:
             reader = _connect_reader(path)
         except sqlite3.Error as exc:
             writer.close()
-            raise BackendUnavailable(f"cannot open the SQLite file {path}: {exc}") from exc
+            raise _unusable(path, exc) from exc
         try:
             yield cls(reader, writer, path, observer)
         finally:
@@ -143,9 +157,11 @@ class SQLiteStore:
             try:
                 yield
             except sqlite3.OperationalError as exc:
-                raise BackendUnavailable(f"the SQLite file is busy or unavailable: {exc}") from exc
+                logger.warning("SQLite %s failed: %s", operation, exc)
+                raise BackendUnavailable("the SQLite file is busy or unavailable") from exc
             except sqlite3.DatabaseError as exc:
-                raise BackendUnavailable(f"the SQLite file cannot be used: {exc}") from exc
+                logger.exception("SQLite %s failed", operation)
+                raise BackendUnavailable("the SQLite file cannot be used", retry_after=30) from exc
 
     async def _write(self, operation: str, work: Callable[[sqlite3.Connection], T]) -> T:
         async with self._call(operation):
