@@ -10,9 +10,8 @@ import re
 from dataclasses import dataclass
 
 from app.errors import BadRequest
-from app.store.port import Precondition
+from app.store.port import MAX_UINT64, Precondition
 
-MAX_UINT64 = 2**64 - 1
 MAX_TAGS = 100
 _NEVER_A_VERSION = -1
 _TAG = r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"|([0-9]+)'

@@ -9,7 +9,8 @@ from fastapi.openapi.utils import get_openapi
 
 from app.api.auth import SECURITY_SCHEME, is_protected
 from app.api.problems import Problem, problem_responses
-from app.api.schemas import MAX_INT64, MAX_UINT64
+from app.api.schemas import MAX_INT64
+from app.store.port import MAX_UINT64
 
 DESCRIPTION = """\
 Keeps the latest durable state of each persistence id, the way eGo's durable state store does:

@@ -19,8 +19,8 @@ from pydantic.json_schema import SkipJsonSchema
 
 from app.api._base64 import decode_base64
 from app.api.deps import DOCUMENTED_ID
+from app.store.port import MAX_UINT64
 
-MAX_UINT64 = 2**64 - 1
 MAX_INT64 = 2**63 - 1
 MANIFEST_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 MAX_BATCH_GET_IDS = 1000

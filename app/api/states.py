@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter
@@ -30,6 +31,11 @@ router = APIRouter(prefix="/states", tags=["states"])
 _PATH = "/{persistence_id:any_path}"
 _CACHE_HEADERS = {"Cache-Control": "no-cache"}
 _ETAG_HEADER = {"ETag": {"description": "The version number, quoted.", "schema": {"type": "string"}}}
+_READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"headers": _ETAG_HEADER},
+    304: {"description": "Not Modified: `If-None-Match` matches the stored version."},
+    **problem_responses(400, 404, 412, 422, 503),
+}
 
 
 @router.get(
@@ -37,22 +43,14 @@ _ETAG_HEADER = {"ETag": {"description": "The version number, quoted.", "schema":
     operation_id="get_state",
     summary="Read the latest state",
     response_model=State,
-    responses={
-        200: {"headers": _ETAG_HEADER},
-        304: {"description": "Not Modified: `If-None-Match` matches the stored version."},
-        **problem_responses(400, 404, 412, 422, 503),
-    },
+    responses=_READ_RESPONSES,
 )
 @router.head(
     _PATH,
     operation_id="head_state",
     summary="Check a state's existence and version",
     response_model=State,
-    responses={
-        200: {"headers": _ETAG_HEADER},
-        304: {"description": "Not Modified: `If-None-Match` matches the stored version."},
-        **problem_responses(400, 404, 412, 422, 503),
-    },
+    responses=_READ_RESPONSES,
 )
 async def get_state(
     services: ServicesDep,

@@ -61,6 +61,8 @@ async def _read_chunk(
         response = await client.batch_get_item(RequestItems=request)
         found.extend(from_item(item) for item in response.get("Responses", {}).get(table, []))
         request = response.get("UnprocessedKeys") or {}
+        if table in request:  # compatible endpoints may not echo it back
+            request[table]["ConsistentRead"] = True
         if not request.get(table, {}).get("Keys"):
             break
         pause = random.uniform(0, min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2**attempt))  # noqa: S311

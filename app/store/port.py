@@ -14,6 +14,9 @@ from typing import Protocol
 
 from app.errors import PreconditionFailed, VersionConflict
 
+MAX_UINT64 = 2**64 - 1
+"""Versions and shards are unsigned 64-bit, as in eGo."""
+
 
 @dataclass(frozen=True, slots=True)
 class StateRecord:
