@@ -6,6 +6,7 @@ import binascii
 
 _STANDARD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _SEXTETS = {char: value for value, char in enumerate(_STANDARD)}
+_ANY_ALPHABET = _STANDARD + b"-_="
 _URL_SAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _UNUSED_BITS = {2: 0b1111, 3: 0b11}
 _ALPHABET_ERROR = "payload must be base64 (standard or URL-safe alphabet) without white space"
@@ -17,6 +18,8 @@ def decode_base64(text: str) -> bytes:
         encoded = text.encode("ascii")
     except UnicodeEncodeError:
         raise ValueError(_ALPHABET_ERROR) from None
+    if encoded.translate(None, _ANY_ALPHABET):
+        raise ValueError(_ALPHABET_ERROR)
     if b"-" in encoded or b"_" in encoded:
         if b"+" in encoded or b"/" in encoded:
             raise ValueError(_ALPHABET_ERROR)
