@@ -101,9 +101,7 @@ class DynamoDBStore:
                     TableName=self._table, Item=to_item(record), **condition_arguments(precondition)
                 )
             except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise
-                return settle_refused_write(precondition, record, _old_record(exc))
+                return settle_refused_write(precondition, record, _stored_when_refused(exc))
         return record
 
     async def delete(self, persistence_id: str, precondition: Precondition) -> None:
@@ -113,9 +111,7 @@ class DynamoDBStore:
                     TableName=self._table, Key=key_of(persistence_id), **condition_arguments(precondition)
                 )
             except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise
-                raise refusal(precondition, _old_record(exc)) from None
+                raise refusal(precondition, _stored_when_refused(exc)) from None
 
     async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
         async with self._call("BatchGetItem"):
@@ -170,6 +166,9 @@ class DynamoDBStore:
         return created
 
 
-def _old_record(exc: ClientError) -> StateRecord | None:
+def _stored_when_refused(exc: ClientError) -> StateRecord | None:
+    """The item a failed condition found (ALL_OLD); any other error goes on up."""
+    if error_code(exc) != "ConditionalCheckFailedException":
+        raise exc
     item: Mapping[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
     return None if item is None else from_item(item)

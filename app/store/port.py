@@ -68,6 +68,9 @@ class Precondition:
     def allows(self, stored_version: int | None) -> bool:
         return self.client_allows(stored_version) and self.guard_allows(stored_version)
 
+    def allows_state(self, stored: StateRecord | None) -> bool:
+        return self.allows(None if stored is None else stored.version_number)
+
     def with_guard(self, new_version: int) -> Precondition:
         return Precondition(self.match, self.exists, self.absent, self.none_match, new_version)
 

@@ -175,7 +175,7 @@ class SQLiteStore:
         def write(connection: sqlite3.Connection) -> StateRecord:
             if not precondition.is_unconditional:
                 stored = _read(connection, record.persistence_id)
-                if not precondition.allows(None if stored is None else stored.version_number):
+                if not precondition.allows_state(stored):
                     return settle_refused_write(precondition, record, stored)
             connection.execute(_UPSERT, _record_to_row(record))
             return record
@@ -186,7 +186,7 @@ class SQLiteStore:
         def remove(connection: sqlite3.Connection) -> None:
             if not precondition.is_unconditional:
                 stored = _read(connection, persistence_id)
-                if not precondition.allows(None if stored is None else stored.version_number):
+                if not precondition.allows_state(stored):
                     raise refusal(precondition, stored)
             connection.execute(_DELETE, (persistence_id,))
 

@@ -33,7 +33,7 @@ def refused_operations(
     refused: dict[int, StateRecord | None] = {}
     for index, operation in enumerate(operations):
         found = stored.get(operation.persistence_id)
-        if not operation.precondition.allows(None if found is None else found.version_number):
+        if not operation.precondition.allows_state(found):
             refused[index] = found
     return refused
 
@@ -53,7 +53,7 @@ def settle_refused(
     deletes_of_nothing: list[int] = []
     for index, found in refused.items():
         operation = operations[index]
-        if operation.precondition.allows(None if found is None else found.version_number):
+        if operation.precondition.allows_state(found):
             continue  # its own condition holds again: it is written rather than pinned
         if isinstance(operation, PutOperation):
             if found is not None and found.same_state_as(operation.record):
