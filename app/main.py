@@ -16,9 +16,9 @@ from app.api import batch, health, metrics, states
 from app.api.auth import ApiKeyGuard
 from app.api.body_guard import BodyGuard
 from app.api.concurrency_limit import ConcurrencyLimit
-from app.api.deps import LifespanState, Services
 from app.api.openapi import build_openapi
 from app.api.problems import install_problem_handlers
+from app.api.services import LifespanState, Services
 from app.observability.logging import FIELDS
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestObserver

@@ -224,7 +224,7 @@ async def test_malformed_json_is_refused(client: httpx.AsyncClient, state_id: st
     response = await client.put(
         state_path(state_id), content=body, headers={"content-type": "application/json"}
     )
-    assert_problem(response, 422)
+    assert assert_problem(response, 422)["errors"][0]["loc"][0] == "body"
     await assert_absent(client, state_id)
 
 
@@ -289,6 +289,32 @@ async def test_if_match_lets_a_matching_write_through(
     response = await put(client, state_id, state_body(4, b"next"), **{"If-Match": if_match})
     assert response.status_code == 200
     assert response.headers["etag"] == '"4"'
+
+
+async def test_repeated_conditional_header_fields_are_one_list(
+    client: httpx.AsyncClient, state_id: str
+) -> None:
+    await put(client, state_id, state_body(3))
+    tags = [("If-Match", '"1"'), ("If-Match", '"3"')]
+    written = await client.put(state_path(state_id), json=state_body(4), headers=tags)
+    assert written.status_code == 200
+    not_modified = [("If-None-Match", '"1"'), ("If-None-Match", '"4"')]
+    assert (await client.get(state_path(state_id), headers=not_modified)).status_code == 304
+
+
+@pytest.mark.parametrize(("value", "decoded"), [("true", True), ("1", True), ("YES", True), ("false", False)])
+async def test_decode_reads_the_booleans_a_query_can_spell(
+    client: httpx.AsyncClient, state_id: str, value: str, decoded: bool
+) -> None:
+    await put(client, state_id, state_body(1))
+    read = await client.get(state_path(state_id), params={"decode": value})
+    assert ("state" in read.json()) is decoded
+
+
+async def test_a_decode_that_is_no_boolean_is_refused(client: httpx.AsyncClient, state_id: str) -> None:
+    await put(client, state_id, state_body(1))
+    problem = assert_problem(await client.get(state_path(state_id), params={"decode": "maybe"}), 422)
+    assert problem["errors"][0]["loc"] == ["query", "decode"]
 
 
 @pytest.mark.parametrize("if_match", ['"2"', "2", 'W/"3"', '"abc"', '"03"'])

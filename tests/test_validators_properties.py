@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from app.api._base64 import decode_base64, encode_base64
 from app.api.conditions import ENTITY_TAGS_PATTERN, precondition_from_headers
-from app.api.deps import MAX_ID_BYTES, check_persistence_id
+from app.api.persistence_ids import MAX_ID_BYTES, check_persistence_id
 from app.api.schemas import MANIFEST_PATTERN, PutStateRequest
 from app.errors import BadRequest, InvalidState
 from app.store.port import MAX_UINT64

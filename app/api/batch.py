@@ -5,15 +5,17 @@ The paths have no `/` after `states`, so the `/states/{persistence_id}` routes n
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.api.conditions import etag
-from app.api.deps import DecodeQuery, ServicesDep, check_persistence_id
 from app.api.operations import operations_to_apply
+from app.api.persistence_ids import check_persistence_id
 from app.api.problems import problem_responses
+from app.api.request_parts import DECODE, decode_requested, documented, json_body
 from app.api.resources import json_response, state_resource
 from app.api.schemas import BatchGetRequest, BatchGetResponse, TransactRequest, TransactResponse
+from app.api.services import services_of
 
 router = APIRouter(tags=["states"])
 
@@ -24,10 +26,12 @@ router = APIRouter(tags=["states"])
     summary="Read up to 1000 states at once",
     response_model=BatchGetResponse,
     responses=problem_responses(400, 413, 415, 422, 503),
+    openapi_extra=documented(DECODE, body=BatchGetRequest),
 )
-async def batch_get_states(
-    services: ServicesDep, body: BatchGetRequest, decode: DecodeQuery = False
-) -> Response:
+async def batch_get_states(request: Request) -> Response:
+    body = await json_body(request, BatchGetRequest)
+    decode = decode_requested(request)
+    services = services_of(request)
     requested = list(
         dict.fromkeys(
             check_persistence_id(persistence_id, ["body", "persistence_ids", index])
@@ -53,8 +57,11 @@ async def batch_get_states(
     " operation that failed, and `current_version` where a state is stored.",
     response_model=TransactResponse,
     responses=problem_responses(400, 409, 412, 413, 415, 422, 503),
+    openapi_extra=documented(body=TransactRequest),
 )
-async def transact_states(services: ServicesDep, body: TransactRequest) -> Response:
+async def transact_states(request: Request) -> Response:
+    body = await json_body(request, TransactRequest)
+    services = services_of(request)
     operations = operations_to_apply(body.operations, services.types, services.settings)
     stored = await services.store.transact(operations)
     return json_response(

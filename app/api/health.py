@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from app.api.deps import ServicesDep
 from app.api.problems import problem_responses
+from app.api.services import services_of
 
 router = APIRouter(tags=["health"])
 
@@ -29,6 +29,6 @@ async def healthz() -> Health:
     response_model=Health,
     responses=problem_responses(503),
 )
-async def readyz(services: ServicesDep) -> Health:
-    await services.store.ping()
+async def readyz(request: Request) -> Health:
+    await services_of(request).store.ping()
     return Health(status="ready")

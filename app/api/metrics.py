@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.api.deps import ServicesDep
+from app.api.services import services_of
 
 router = APIRouter(tags=["metrics"])
 
@@ -18,6 +18,6 @@ router = APIRouter(tags=["metrics"])
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
-async def metrics(request: Request, services: ServicesDep) -> Response:
-    body, media_type = services.metrics.exposition(request.headers.get("accept", ""))
+async def metrics(request: Request) -> Response:
+    body, media_type = services_of(request).metrics.exposition(request.headers.get("accept", ""))
     return Response(body, headers={"Content-Type": media_type})

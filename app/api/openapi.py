@@ -6,10 +6,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
 
 from app.api.auth import SECURITY_SCHEME, is_protected
 from app.api.problems import Problem, problem_responses
-from app.api.schemas import MAX_INT64
+from app.api.schemas import MAX_INT64, BatchGetRequest, PutStateRequest, TransactRequest
 from app.store.port import MAX_UINT64
 
 DESCRIPTION = """\
@@ -29,6 +31,19 @@ Every response carries an `X-Request-ID` header: the client's own when it sent a
 """
 
 _EXACT_BOUNDS = {float(bound): bound for bound in (MAX_UINT64, MAX_INT64)}
+# Models FastAPI does not see: the problem every error answers with, and the bodies the routes read
+# themselves (app/api/request_parts.py).
+_COMPONENTS = (Problem, PutStateRequest, BatchGetRequest, TransactRequest)
+
+
+class _FastAPISchema(GenerateJsonSchema):
+    """Schemas as FastAPI writes its own: without `"default": null`."""
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
+        json_schema = super().default_schema(schema)
+        if "default" in json_schema and json_schema["default"] is None:
+            del json_schema["default"]
+        return json_schema
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
@@ -49,9 +64,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         )
         document["info"]["license"] = {"name": "Apache 2.0", "identifier": "Apache-2.0"}
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(problem_schema.pop("$defs", {}))
-        schemas["Problem"] = problem_schema
+        for model in _COMPONENTS:
+            schema = model.model_json_schema(
+                ref_template="#/components/schemas/{model}", schema_generator=_FastAPISchema
+            )
+            schemas.update(schema.pop("$defs", {}))
+            schemas[model.__name__] = schema
         _declare_bearer_keys(document)
         _restore_integer_bounds(document)
         _bodiless_head_responses(document)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.api.deps import check_persistence_id
+from app.api.persistence_ids import check_persistence_id
 from app.api.schemas import TransactDelete, TransactPut
 from app.api.writes import record_to_write, write_precondition
 from app.errors import InvalidState, PayloadTooLarge, ProblemError

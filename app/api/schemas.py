@@ -18,7 +18,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from app.api._base64 import decode_base64
-from app.api.deps import DOCUMENTED_ID
+from app.api.persistence_ids import DOCUMENTED_ID
 from app.store.port import MAX_UINT64
 
 MAX_INT64 = 2**63 - 1

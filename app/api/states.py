@@ -5,15 +5,27 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.responses import Response
 
-from app.api.conditions import etag, precondition_from_headers
-from app.api.deps import DecodeQuery, IfMatch, IfNoneMatch, PersistenceIdDep, ServicesDep
+from app.api.conditions import etag
+from app.api.persistence_ids import path_persistence_id
 from app.api.problems import problem_responses
+from app.api.request_parts import (
+    DECODE,
+    IF_MATCH,
+    IF_NONE_MATCH,
+    PERSISTENCE_ID,
+    decode_requested,
+    documented,
+    json_body,
+    precondition,
+    preconditions,
+)
 from app.api.resources import json_response, state_resource
 from app.api.schemas import PutStateRequest, State, StateWritten
+from app.api.services import services_of
 from app.api.writes import record_to_write, write_precondition
 from app.errors import PreconditionFailed, StateNotFound
 
@@ -36,6 +48,7 @@ _READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not Modified: `If-None-Match` matches the stored version."},
     **problem_responses(400, 404, 412, 422, 503),
 }
+_READ_PARAMETERS = documented(PERSISTENCE_ID, DECODE, IF_MATCH, IF_NONE_MATCH)
 
 
 @router.get(
@@ -44,6 +57,7 @@ _READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     summary="Read the latest state",
     response_model=State,
     responses=_READ_RESPONSES,
+    openapi_extra=_READ_PARAMETERS,
 )
 @router.head(
     _PATH,
@@ -51,24 +65,21 @@ _READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     summary="Check a state's existence and version",
     response_model=State,
     responses=_READ_RESPONSES,
+    openapi_extra=_READ_PARAMETERS,
 )
-async def get_state(
-    services: ServicesDep,
-    persistence_id: PersistenceIdDep,
-    decode: DecodeQuery = False,
-    if_match: IfMatch = None,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    precondition = precondition_from_headers(if_match, None)
-    not_modified_if = precondition_from_headers(None, if_none_match)
+async def get_state(request: Request) -> Response:
+    services = services_of(request)
+    persistence_id = path_persistence_id(request)
+    decode = decode_requested(request)
+    found_if, modified_if = preconditions(request)
     record = await services.store.get(persistence_id)
     stored_version = None if record is None else record.version_number
-    if not precondition.allows(stored_version):
+    if not found_if.allows(stored_version):
         raise PreconditionFailed("If-Match does not match the stored state", current_version=stored_version)
     if record is None:
         raise StateNotFound("no state is stored under this persistence id")
     headers = {"ETag": etag(record.version_number), **_CACHE_HEADERS}
-    if if_none_match is not None and not not_modified_if.allows(stored_version):
+    if not modified_if.allows(stored_version):
         return Response(status_code=304, headers=headers)
     return json_response(state_resource(record, decoded_by=services.types if decode else None), 200, headers)
 
@@ -83,23 +94,20 @@ async def get_state(
         201: {"model": StateWritten, "headers": _ETAG_HEADER, "description": "Created (`If-None-Match: *`)."},
         **problem_responses(400, 409, 412, 413, 415, 422, 503),
     },
+    openapi_extra=documented(PERSISTENCE_ID, IF_MATCH, IF_NONE_MATCH, body=PutStateRequest),
 )
-async def put_state(
-    services: ServicesDep,
-    persistence_id: PersistenceIdDep,
-    body: PutStateRequest,
-    if_match: IfMatch = None,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    precondition = precondition_from_headers(if_match, if_none_match)
+async def put_state(request: Request) -> Response:
+    persistence_id = path_persistence_id(request)
+    body = await json_body(request, PutStateRequest)
+    written_if = precondition(request)
+    services = services_of(request)
     record = record_to_write(persistence_id, body, services.types, services.settings)
-    stored = await services.store.put(record, write_precondition(precondition, record, services.settings))
+    stored = await services.store.put(record, write_precondition(written_if, record, services.settings))
+    created = written_if.absent  # the one precondition that a success proves created the state
     headers = {"ETag": etag(stored.version_number)}
-    if precondition.absent:
+    if created:
         headers["Location"] = f"/states/{quote(persistence_id, safe='')}"
-    return json_response(
-        state_resource(stored, with_payload=False), 201 if precondition.absent else 200, headers
-    )
+    return json_response(state_resource(stored, with_payload=False), 201 if created else 200, headers)
 
 
 @router.delete(
@@ -108,12 +116,9 @@ async def put_state(
     summary="Delete a state",
     status_code=204,
     responses=problem_responses(400, 412, 422, 503),
+    openapi_extra=documented(PERSISTENCE_ID, IF_MATCH, IF_NONE_MATCH),
 )
-async def delete_state(
-    services: ServicesDep,
-    persistence_id: PersistenceIdDep,
-    if_match: IfMatch = None,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
-    await services.store.delete(persistence_id, precondition_from_headers(if_match, if_none_match))
+async def delete_state(request: Request) -> Response:
+    services = services_of(request)
+    await services.store.delete(path_persistence_id(request), precondition(request))
     return Response(status_code=204)

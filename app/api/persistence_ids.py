@@ -1,0 +1,56 @@
+"""What a persistence id may be, and the one in a request's path, decoded strictly."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote_to_bytes
+
+from starlette.requests import Request
+
+from app.errors import InvalidState
+
+MAX_ID_BYTES = 2048
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+_CONTROL_CHARACTERS = re.compile(rf"[{_CONTROL}]")
+# JSON Schema counts characters, not bytes: the document states what it can, the description the rest.
+DOCUMENTED_ID = {"minLength": 1, "maxLength": MAX_ID_BYTES, "pattern": rf"^[^{_CONTROL}]+$"}
+_STATES_PREFIX = b"/states/"
+
+
+def _id_problem(value: str) -> str | None:
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:  # a lone surrogate, which a JSON body's \ud800 escape can carry
+        return "must be valid UTF-8"
+    if not value:
+        return "must not be empty"
+    if size > MAX_ID_BYTES:
+        return f"must be at most {MAX_ID_BYTES} bytes of UTF-8"
+    if _CONTROL_CHARACTERS.search(value):
+        return "must not contain control characters"
+    return None
+
+
+def check_persistence_id(value: str, loc: list[str | int]) -> str:
+    problem = _id_problem(value)
+    if problem:
+        raise InvalidState(f"persistence_id {problem}", errors=[{"loc": loc, "msg": problem}])
+    return value
+
+
+def path_persistence_id(request: Request) -> str:
+    """The `{persistence_id}` of a `/states/...` path, or a 422."""
+    # The server's decoded path replaces invalid UTF-8 silently; decode the raw path strictly instead.
+    raw_path: bytes = request.scope.get("raw_path") or b""
+    _, found, encoded = raw_path.partition(_STATES_PREFIX)
+    if not found:
+        persistence_id: str = request.path_params["persistence_id"]
+    else:
+        try:
+            persistence_id = unquote_to_bytes(encoded).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidState(
+                "persistence_id must be percent-encoded UTF-8",
+                errors=[{"loc": ["path", "persistence_id"], "msg": "must be UTF-8"}],
+            ) from None
+    return check_persistence_id(persistence_id, ["path", "persistence_id"])

@@ -1,0 +1,124 @@
+"""The parts of a request the `/states` routes read themselves, and the OpenAPI entries that describe them.
+
+FastAPI resolves every declared parameter and body through its dependency machinery on each request,
+which cost more CPU than the rest of a read served from SQLite (README, "Performance"). So these routes
+take the `Request`, read these few parts directly, and declare them in `openapi_extra` as FastAPI would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from app.api.conditions import ENTITY_TAGS_PATTERN, precondition_from_headers
+from app.api.persistence_ids import DOCUMENTED_ID
+from app.store.port import Precondition
+
+_Model = TypeVar("_Model", bound=BaseModel)
+# What pydantic reads as a boolean from a string, as FastAPI would for a `bool` query parameter.
+_BOOLEANS = {
+    **dict.fromkeys(("1", "on", "t", "true", "y", "yes"), True),
+    **dict.fromkeys(("0", "off", "f", "false", "n", "no"), False),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    name: str
+    location: Literal["path", "query", "header"]
+    description: str
+    schema: Mapping[str, Any] = field(default_factory=dict)
+    required: bool = False
+
+    def openapi(self) -> dict[str, Any]:
+        title = self.name.replace("_", " ").title()
+        return {
+            "name": self.name,
+            "in": self.location,
+            "required": self.required,
+            "schema": {**self.schema, "description": self.description, "title": title},
+            "description": self.description,
+        }
+
+
+def _entity_tags(name: str, description: str) -> Parameter:
+    return Parameter(name, "header", description, {"type": "string", "pattern": ENTITY_TAGS_PATTERN})
+
+
+PERSISTENCE_ID = Parameter(
+    "persistence_id",
+    "path",
+    "Percent-encoded persistence id: 1 to 2048 bytes of UTF-8, no control characters.",
+    {"type": "string", "examples": ["account-42"], **DOCUMENTED_ID},
+    required=True,
+)
+DECODE = Parameter(
+    "decode",
+    "query",
+    "Add `state`: the message in protobuf's JSON mapping (null when its type is unknown).",
+    {"type": "boolean", "default": False},
+)
+IF_MATCH = _entity_tags("if-match", 'Entity tags (`"3"`, a list, or `*`); also a bare version such as `3`.')
+IF_NONE_MATCH = _entity_tags("if-none-match", '`*`, or entity tags such as `"3"`.')
+
+
+def documented(*parameters: Parameter, body: type[BaseModel] | None = None) -> dict[str, Any]:
+    """The `openapi_extra` of an operation that reads these parameters (and this JSON body)."""
+    extra: dict[str, Any] = {}
+    if parameters:
+        extra["parameters"] = [parameter.openapi() for parameter in parameters]
+    if body is not None:
+        schema = {"$ref": f"#/components/schemas/{body.__name__}"}
+        extra["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+    return extra
+
+
+def decode_requested(request: Request) -> bool:
+    value = request.query_params.get(DECODE.name)
+    if value is None:
+        return False
+    decode = _BOOLEANS.get(value.lower())
+    if decode is None:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "bool_parsing",
+                    "loc": ("query", DECODE.name),
+                    "msg": "Input should be a valid boolean, unable to interpret input",
+                }
+            ]
+        )
+    return decode
+
+
+def _header(request: Request, parameter: Parameter) -> str | None:
+    # Repeated fields of a list-valued header mean what their values joined by commas mean (RFC 9110 §5.3).
+    values = request.headers.getlist(parameter.name)
+    return ", ".join(values) if values else None
+
+
+def preconditions(request: Request) -> tuple[Precondition, Precondition]:
+    """What `If-Match` asks of the stored state, and what `If-None-Match` does, apart."""
+    return (
+        precondition_from_headers(_header(request, IF_MATCH), None),
+        precondition_from_headers(None, _header(request, IF_NONE_MATCH)),
+    )
+
+
+def precondition(request: Request) -> Precondition:
+    """`If-Match` and `If-None-Match` together, as a write or a delete obeys them."""
+    return precondition_from_headers(_header(request, IF_MATCH), _header(request, IF_NONE_MATCH))
+
+
+async def json_body(request: Request, model: type[_Model]) -> _Model:
+    """The body as `model`, parsed and validated in one pass; errors located under `body` as FastAPI does."""
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
