@@ -9,33 +9,31 @@ import binascii
 
 import pybase64
 
-_STANDARD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_SEXTETS = {char: value for value, char in enumerate(_STANDARD)}
-_URL_SAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+_SEXTETS = {
+    char: value
+    for value, char in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+} | {"-": 62, "_": 63}
 _UNUSED_BITS = {2: 0b1111, 3: 0b11}
 _ALPHABET_ERROR = "payload must be base64 (standard or URL-safe alphabet) without white space"
 
 
 def decode_base64(text: str) -> bytes:
     """Decode strictly; raise ValueError for anything that is not exactly one encoding of some bytes."""
-    try:
-        encoded = text.encode("ascii")
-    except UnicodeEncodeError:
-        raise ValueError(_ALPHABET_ERROR) from None
-    if b"-" in encoded or b"_" in encoded:
-        if b"+" in encoded or b"/" in encoded:
-            raise ValueError(_ALPHABET_ERROR)
-        encoded = encoded.translate(_URL_SAFE_TO_STANDARD)
-    data = encoded.rstrip(b"=")
-    padding = len(encoded) - len(data)
+    url_safe = "-" in text or "_" in text
+    if url_safe and ("+" in text or "/" in text):
+        raise ValueError(_ALPHABET_ERROR)
+    data = text.rstrip("=")
+    padding = len(text) - len(data)
     remainder = len(data) % 4
     if remainder == 1 or (padding and padding != 4 - remainder) or padding > 2:
         raise ValueError("payload has a base64 length that no padding completes")
     if remainder and _SEXTETS.get(data[-1], 0) & _UNUSED_BITS[remainder]:
         raise ValueError("payload's last base64 character carries bits beyond the data")
+    # The text itself unless it lacks its padding: each copy of a 400 KB payload costs page faults.
+    padded = data + "=" * (4 - remainder) if remainder and not padding else text
     try:
-        return pybase64.b64decode(data + b"=" * (-len(data) % 4), validate=True)
-    except binascii.Error:
+        return pybase64.b64decode(padded, altchars=b"-_" if url_safe else None, validate=True)
+    except binascii.Error:  # a character outside the alphabet, or a non-ASCII one
         raise ValueError(_ALPHABET_ERROR) from None
 
 
