@@ -12,7 +12,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from app.errors import BackendUnavailable, ProblemError, TableMissing
+from app.errors import BackendUnavailable, ProblemError, TableUnusable
 from app.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 
 
@@ -30,10 +30,10 @@ def _serve(settings: Settings, workers: int) -> None:
     load_types(settings)
     try:
         asyncio.run(check_backend(settings))
-    except TableMissing:
+    except TableUnusable:
         raise
     except BackendUnavailable as exc:
-        # An outage now may pass; /readyz reports it until then. A missing table will not pass.
+        # An outage now may pass; /readyz reports it until then. A missing or wrongly keyed table will not.
         logging.getLogger("statestore").warning("%s; starting anyway", exc.detail)
 
     # uvicorn re-raises the stop signal once it has shut down cleanly; a requested stop is a success.

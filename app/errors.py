@@ -116,11 +116,25 @@ class BackendUnavailable(ProblemError):
         return {"Retry-After": str(self.retry_after)}
 
 
-class TableMissing(BackendUnavailable):
+class TableUnusable(BackendUnavailable):
+    """The table is missing or cannot hold the service's items: no retry cures it, so start-up stops."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, retry_after=30)
+
+
+class TableMissing(TableUnusable):
     slug = "table-missing"
 
     def __init__(self, table: str) -> None:
+        super().__init__(f"DynamoDB table {table!r} does not exist; create it with `statestore create-table`")
+
+
+class TableKeyMismatch(TableUnusable):
+    slug = "table-key-mismatch"
+
+    def __init__(self, table: str, found: str, expected: str) -> None:
         super().__init__(
-            f"DynamoDB table {table!r} does not exist; create it with `statestore create-table`",
-            retry_after=30,
+            f"DynamoDB table {table!r} has the key {found}, but statestore needs {expected} only; "
+            "set STATESTORE_DYNAMODB_TABLE to a table with that key"
         )

@@ -1,4 +1,4 @@
-"""The DynamoDB adapter against a moto server: eGo's item layout, missing tables, table creation."""
+"""The DynamoDB adapter against a moto server: eGo's item layout, unusable tables, table creation."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import httpx
 import pytest
 from google.protobuf import any_pb2, wrappers_pb2
 
+from app.errors import TableKeyMismatch
+from app.store.dynamodb import DynamoDBStore
 from conftest import TABLE, ServiceFactory
 from support.api import assert_problem, state_body, state_path
 from support.processes import free_port, service_command
@@ -194,3 +196,90 @@ def test_serve_refuses_to_start_without_its_table(dynamodb_endpoint: str) -> Non
     assert result.stderr.strip() == (
         f"statestore: DynamoDB table '{table}' does not exist; create it with `statestore create-table`"
     )
+
+
+WRONG_KEYS = {
+    "hash key id": (
+        [{"AttributeName": "id", "KeyType": "HASH"}],
+        [{"AttributeName": "id", "AttributeType": "S"}],
+        "id (S, HASH)",
+    ),
+    "numeric PersistenceID": (
+        [{"AttributeName": "PersistenceID", "KeyType": "HASH"}],
+        [{"AttributeName": "PersistenceID", "AttributeType": "N"}],
+        "PersistenceID (N, HASH)",
+    ),
+    "an extra range key": (
+        [{"AttributeName": "PersistenceID", "KeyType": "HASH"}, {"AttributeName": "At", "KeyType": "RANGE"}],
+        [
+            {"AttributeName": "PersistenceID", "AttributeType": "S"},
+            {"AttributeName": "At", "AttributeType": "N"},
+        ],
+        "PersistenceID (S, HASH) + At (N, RANGE)",
+    ),
+}
+
+
+@pytest.fixture(params=list(WRONG_KEYS.values()), ids=list(WRONG_KEYS))
+def wrongly_keyed_table(request: pytest.FixtureRequest, raw_table: Any) -> tuple[str, str]:
+    """A table made by someone else, with another key; its name, and its key as the service describes it."""
+    key_schema, attributes, described = request.param
+    table = f"wrong-key-{uuid.uuid4().hex[:8]}"
+    raw_table.create_table(
+        TableName=table, KeySchema=key_schema, AttributeDefinitions=attributes, BillingMode="PAY_PER_REQUEST"
+    )
+    return table, described
+
+
+def assert_names_the_keys(detail: str, table: str, found: str) -> None:
+    assert f"table {table!r} has the key {found}," in detail
+    assert "needs PersistenceID (S, HASH) only" in detail
+
+
+async def test_readiness_names_a_table_with_another_key(
+    wrongly_keyed_table: tuple[str, str], start_service: ServiceFactory
+) -> None:
+    table, found = wrongly_keyed_table
+    with start_service("dynamodb", dynamodb_table=table) as url:
+        async with httpx.AsyncClient(base_url=url) as http:
+            response = await http.get("/readyz")
+    problem = assert_problem(response, 503)
+    assert problem["type"] == "urn:statestore:problem:table-key-mismatch"
+    assert_names_the_keys(problem["detail"], table, found)
+    assert int(response.headers["retry-after"]) > 0
+
+
+async def test_a_ping_of_a_table_with_another_key_is_one_describe_table(
+    wrongly_keyed_table: tuple[str, str], dynamodb_endpoint: str
+) -> None:
+    table, found = wrongly_keyed_table
+    calls: list[str] = []
+    async with DynamoDBStore.open(
+        table, dynamodb_endpoint, observer=lambda operation, *_: calls.append(operation)
+    ) as store:
+        with pytest.raises(TableKeyMismatch) as refused:
+            await store.ping()
+    assert calls == ["DescribeTable"]
+    assert_names_the_keys(refused.value.detail, table, found)
+
+
+@pytest.mark.parametrize(
+    "wrongly_keyed_table", [WRONG_KEYS["an extra range key"]], ids=["an extra range key"], indirect=True
+)
+def test_serve_and_create_table_refuse_a_table_with_another_key_in_one_line(
+    wrongly_keyed_table: tuple[str, str], dynamodb_endpoint: str
+) -> None:
+    table, found = wrongly_keyed_table
+    env = {
+        "STATESTORE_BACKEND": "dynamodb",
+        "STATESTORE_DYNAMODB_TABLE": table,
+        "STATESTORE_DYNAMODB_ENDPOINT_URL": dynamodb_endpoint,
+        "STATESTORE_PORT": str(free_port()),
+    }
+    served, created = run_cli("serve", env=env), run_cli("create-table", env=env)
+    assert served.returncode != 0
+    assert created.returncode != 0
+    assert served.stderr == created.stderr
+    assert served.stderr.strip().count("\n") == 0
+    assert served.stderr.startswith("statestore: ")
+    assert_names_the_keys(served.stderr, table, found)

@@ -23,6 +23,7 @@ from app.settings import SettingsError
 from app.store._dynamodb_batch_get import batch_get
 from app.store._dynamodb_codec import condition_arguments, from_item, key_of, to_item
 from app.store._dynamodb_errors import dynamodb_call, error_code
+from app.store._dynamodb_table import KEY_ATTRIBUTES, KEY_SCHEMA, check_table
 from app.store._dynamodb_transact import settle_cancellation, transact_items
 from app.store.observed import CallObserver, ignore_call
 from app.store.port import Operation, Precondition, StateRecord, refusal, settle_refused_write
@@ -139,18 +140,16 @@ class DynamoDBStore:
     async def ping(self) -> None:
         async with self._call("DescribeTable"):
             response = await self._client.describe_table(TableName=self._table)
-        status = response["Table"].get("TableStatus")
-        if status not in ("ACTIVE", "UPDATING"):
-            raise BackendUnavailable(f"DynamoDB table {self._table!r} is {status}")
+        check_table(self._table, response["Table"])
 
     async def create_table(self) -> bool:
-        """Create the table unless it exists, then wait until it is ACTIVE. True when it was created."""
+        """Create the table unless it exists, wait until it is ACTIVE, check its key. True when created."""
         async with self._call("CreateTable"):
             try:
                 await self._client.create_table(
                     TableName=self._table,
-                    AttributeDefinitions=[{"AttributeName": "PersistenceID", "AttributeType": "S"}],
-                    KeySchema=[{"AttributeName": "PersistenceID", "KeyType": "HASH"}],
+                    AttributeDefinitions=KEY_ATTRIBUTES,
+                    KeySchema=KEY_SCHEMA,
                     BillingMode="PAY_PER_REQUEST",
                 )
                 created = True
@@ -163,6 +162,7 @@ class DynamoDBStore:
             await waiter.wait(TableName=self._table, WaiterConfig={"Delay": 1, "MaxAttempts": 300})
         except WaiterError as exc:
             raise TableMissing(self._table) from exc
+        await self.ping()
         return created
 
 
