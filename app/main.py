@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import cache
+from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI
@@ -26,7 +27,8 @@ from app.protobuf import DescriptorSetError, TypeRegistry
 from app.settings import Settings, SettingsError, load_settings
 from app.store import open_store
 
-VERSION = "1.0.0"
+VERSION = version("durable-state-store")
+"""The distribution's version, as pyproject.toml sets it; the OpenAPI document's `info.version`."""
 
 logger = logging.getLogger("statestore")
 

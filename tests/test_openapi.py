@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
+import tomllib
+from importlib.metadata import version
 from typing import Any
 
 import httpx
 import pytest
 
 from conftest import ServiceFactory
-from support.processes import service_command
+from support.processes import REPO, service_command
 
-COMMITTED = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
+COMMITTED = REPO / "openapi" / "openapi.json"
 MAX_UINT64 = 2**64 - 1
 
 
@@ -30,6 +31,13 @@ async def test_the_committed_document_is_what_the_app_serves(
     assert served == document, (
         "openapi/openapi.json is stale: run `statestore openapi > openapi/openapi.json`"
     )
+
+
+async def test_the_served_version_is_the_one_pyproject_sets(client: httpx.AsyncClient) -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    installed = version(project["name"])
+    assert installed == project["version"], "the installed metadata is stale: run `pip install -e .`"
+    assert (await client.get("/openapi.json")).json()["info"]["version"] == installed
 
 
 def test_the_document_does_not_depend_on_the_api_keys(
