@@ -20,6 +20,7 @@ from app.api.concurrency_limit import ConcurrencyLimit
 from app.api.openapi import build_openapi
 from app.api.problems import install_problem_handlers
 from app.api.services import LifespanState, Services
+from app.api.unexpected_errors import UnexpectedErrorLog
 from app.observability.logging import FIELDS
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestObserver
@@ -37,7 +38,8 @@ _ROUTERS = (states.router, batch.router, health.router, metrics.router)
 
 class _ObservedFastAPI(FastAPI):
     """FastAPI with the request observer outside even Starlette's 500 handler (which `add_middleware`
-    cannot reach), so that every answer, a crash's included, carries a request id and is counted and logged.
+    cannot reach), so that every answer, a crash's included, carries a request id and is counted and logged;
+    and, between the two, the one log record of a crash.
     """
 
     def __init__(self, metrics: Metrics, routes: list[BaseRoute], **options: Any) -> None:
@@ -46,7 +48,9 @@ class _ObservedFastAPI(FastAPI):
         self._observed_routes = routes
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestObserver(super().build_middleware_stack(), self._metrics, self._observed_routes)
+        return RequestObserver(
+            UnexpectedErrorLog(super().build_middleware_stack()), self._metrics, self._observed_routes
+        )
 
 
 def load_types(settings: Settings) -> TypeRegistry:

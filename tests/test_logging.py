@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import json
 import signal
+import sys
 from pathlib import Path
 
 import httpx
 
 from support.api import state_body, state_path
-from support.processes import json_lines, serving_process
+from support.crashing_service import CRASH_MESSAGE, CRASH_PATH
+from support.processes import free_port, json_lines, running_process, serving_process
 
 KEY = "log-test-secret-key"
 PAYLOAD = b"a payload that must never reach a log"
@@ -76,3 +78,23 @@ def test_the_level_setting_silences_the_info_lines(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
         assert json_lines(tmp_path / "stderr.log") == []
+
+
+def test_an_unexpected_error_is_one_log_record_with_its_traceback_and_request_id(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "tests.support.crashing_service", str(port)]
+    env = {"STATESTORE_SQLITE_PATH": str(tmp_path / "states.db")}
+    log = tmp_path / "stderr.log"
+    with running_process(command, ready_url=f"{url}/healthz", env=env, stderr_to=log) as process:
+        response = httpx.get(f"{url}{CRASH_PATH}", headers={"X-Request-ID": "crash-1"})
+        assert response.status_code == 500
+        process.send_signal(signal.SIGTERM)
+        process.wait(15)
+        lines = json_lines(log)
+
+    errors = [line for line in lines if line["level"] == "error"]
+    assert len(errors) == 1, errors
+    assert errors[0]["request_id"] == "crash-1"
+    assert f"RuntimeError: {CRASH_MESSAGE}" in errors[0]["exception"]
+    assert [line for line in lines if "exception" in line] == errors

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -18,8 +17,6 @@ from app.errors import InvalidState, ProblemError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TYPE_PREFIX = "urn:statestore:problem:"
-
-logger = logging.getLogger("statestore.errors")
 
 
 class FieldError(BaseModel):
@@ -105,8 +102,8 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     return problem_response(exc.status_code, detail, headers=exc.headers)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+async def _unexpected_error(_: Request, __: Exception) -> Response:
+    """The answer to a crash; `UnexpectedErrorLog` logs it."""
     return problem_response(500, "the server met an unexpected error", slug="internal")
 
 
