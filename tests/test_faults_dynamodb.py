@@ -19,7 +19,7 @@ import pytest
 
 from app.store.dynamodb import CALL_DEADLINE_SECONDS
 from conftest import ServiceFactory, create_table
-from support.api import assert_problem, state_body, state_path
+from support.api import assert_problem, put_op, state_body, state_path, stored_versions, transact
 from support.fault_proxy import FaultProxy
 from support.processes import moto_process
 
@@ -178,3 +178,21 @@ async def test_a_lost_answer_retried_by_the_sdk_is_no_false_precondition_failure
     assert response.headers["etag"] == '"2"'
     assert proxy.answers_lost == 1
     await assert_still_stored(client, {key: 2})
+
+
+async def test_a_transaction_conflict_is_a_503_and_applies_nothing(
+    client: httpx.AsyncClient, proxy: FaultProxy
+) -> None:
+    """DynamoDB cancels a transaction that touches an item another transaction holds; retrying later works."""
+    created = new_id()
+    updated = next(iter(await write_acknowledged(client, 1)))
+    operations = [put_op(created, 1), put_op(updated, 2, if_match=1)]
+    with proxy_fault(proxy, "conflict"):
+        response = await transact(client, *operations)
+    problem = assert_problem(response, 503)
+    assert response.headers["retry-after"] == "1"  # a busy item, not a refusal: soon over
+    assert "TransactionConflict" in problem["detail"]
+    assert (problem["operation_index"], problem["persistence_id"]) == (0, created)
+    assert proxy.conflicts == 1
+    assert await stored_versions(client, [created, updated]) == {created: None, updated: 1}
+    assert (await transact(client, *operations)).status_code == 200

@@ -8,6 +8,9 @@ Modes, read per chunk so that they also hit connections opened before the switch
 - `slow`: forward, but hold each chunk of every answer back for `delay` seconds; `holding` is set once
   one is held, so a test knows a request is in flight.
 - `throttle`: answer each request with DynamoDB's throttling error, as DynamoDB sends it (HTTP 400).
+- `conflict`: answer each TransactWriteItems with the TransactionCanceledException DynamoDB sends when
+  another transaction holds its first item (reason `TransactionConflict`), and forward the other calls.
+  moto closes its connection after each answer, so each connection carries one call.
 Besides the mode, `lose_answers(n)` forwards the next n requests but resets instead of answering: the
 backend acted, the client never heard.
 """
@@ -23,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Literal
 
-Mode = Literal["pass", "hang", "refuse", "reset", "slow", "throttle"]
+Mode = Literal["pass", "hang", "refuse", "reset", "slow", "throttle", "conflict"]
 
 _CHUNK = 65536
 _THROTTLE_MESSAGES = {
@@ -33,10 +36,11 @@ _THROTTLE_MESSAGES = {
 }
 
 
-def _throttle_response(code: str) -> bytes:
-    body = json.dumps(
-        {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": _THROTTLE_MESSAGES[code]}
-    ).encode()
+_TRANSACT_WRITE_ITEMS = b"DynamoDB_20120810.TransactWriteItems"
+
+
+def _error_response(code: str, **fields: object) -> bytes:
+    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", **fields}).encode()
     head = (
         "HTTP/1.1 400 Bad Request\r\n"
         "Content-Type: application/x-amz-json-1.0\r\n"
@@ -57,22 +61,34 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
-async def _read_request(reader: asyncio.StreamReader) -> bool:
-    """Read one whole HTTP request (head and Content-Length body); False when the client left."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-        return False
-    length = 0
+def _conflict_response(transaction: bytes) -> bytes:
+    items = len(json.loads(transaction)["TransactItems"])
+    reasons = [{"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}]
+    reasons += [{"Code": "None"}] * (items - 1)
+    codes = ", ".join(reason["Code"] for reason in reasons)
+    return _error_response(
+        "TransactionCanceledException",
+        Message=f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]",
+        CancellationReasons=reasons,
+    )
+
+
+def _header(head: bytes, wanted: bytes) -> bytes | None:
     for line in head.split(b"\r\n"):
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value.strip())
+        if name.strip().lower() == wanted:
+            return value.strip()
+    return None
+
+
+async def _read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
+    """Read one whole HTTP request: its head and its Content-Length body; None when the client left."""
     try:
-        await reader.readexactly(length)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return False
-    return True
+        head = await reader.readuntil(b"\r\n\r\n")
+        body = await reader.readexactly(int(_header(head, b"content-length") or 0))
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        return None
+    return head, body
 
 
 class FaultProxy:
@@ -81,6 +97,7 @@ class FaultProxy:
         self.delay = 0.0
         self.holding = threading.Event()
         self.throttle_code = "ProvisionedThroughputExceededException"
+        self.conflicts = 0
         self.answers_lost = 0
         self._answers_to_lose = 0
         self._upstream_port = upstream_port
@@ -140,6 +157,8 @@ class FaultProxy:
         try:
             if self.mode in ("pass", "slow"):
                 await self._forward(reader, writer)
+            elif self.mode == "conflict":
+                await self._conflict(reader, writer)
             else:
                 await self._misbehave(reader, writer)
         except (ConnectionError, OSError):
@@ -150,18 +169,33 @@ class FaultProxy:
 
     async def _misbehave(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One request per connection, so that a switch back to `pass` takes effect on the next one."""
-        if not await _read_request(reader):
+        if await _read_request(reader) is None:
             return
         if self.mode == "throttle":
-            writer.write(_throttle_response(self.throttle_code))
+            writer.write(_error_response(self.throttle_code, message=_THROTTLE_MESSAGES[self.throttle_code]))
             await writer.drain()
         elif self.mode == "reset":
             _reset(writer)
         elif self.mode == "hang":
             await reader.read()  # until the client gives up
 
-    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _conflict(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await _read_request(reader)
+        if request is None:
+            return
+        head, body = request
+        if _header(head, b"x-amz-target") != _TRANSACT_WRITE_ITEMS:
+            await self._forward(reader, writer, already_read=head + body)
+            return
+        self.conflicts += 1
+        writer.write(_conflict_response(body))
+        await writer.drain()
+
+    async def _forward(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, already_read: bytes = b""
+    ) -> None:
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
+        upstream_writer.write(already_read)
         try:
             await asyncio.gather(
                 self._pipe(reader, upstream_writer, answers=False),
