@@ -21,6 +21,7 @@ from app.api.openapi import build_openapi
 from app.api.problems import install_problem_handlers
 from app.api.services import LifespanState, Services
 from app.api.unexpected_errors import UnexpectedErrorLog
+from app.heap import settle_heap
 from app.observability.logging import FIELDS
 from app.observability.metrics import Metrics
 from app.observability.middleware import RequestObserver
@@ -60,7 +61,9 @@ def load_types(settings: Settings) -> TypeRegistry:
         raise SettingsError(f"invalid setting STATESTORE_DESCRIPTOR_SETS: {exc}") from None
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> FastAPI:
+    """The service; `settle_heap_when_ready` tunes the process's garbage collector once it has started,
+    which only a process that serves nothing else should do (`app.main:app`)."""
     types = load_types(settings)
     app_metrics = Metrics(settings.backend)
 
@@ -82,6 +85,8 @@ def create_app(settings: Settings) -> FastAPI:
                     }
                 },
             )
+            if settle_heap_when_ready:
+                settle_heap()
             yield LifespanState(
                 services=Services(settings=settings, store=store, types=types, metrics=app_metrics)
             )
@@ -106,7 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
 @cache
 def _app_from_environment() -> FastAPI:
     try:
-        return create_app(load_settings())
+        return create_app(load_settings(), settle_heap_when_ready=True)
     except SettingsError as exc:
         raise SystemExit(str(exc)) from None
 
