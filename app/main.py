@@ -92,13 +92,13 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
             )
         logger.info("statestore stopped: backend closed", extra={FIELDS: {"backend": settings.backend}})
 
-    # The routers' own routes, not `app.routes`: FastAPI may nest an included router as one opaque route.
     routes = [route for router in _ROUTERS for route in router.routes]
     app = _ObservedFastAPI(
         app_metrics, routes, title="durable-state-store", version=VERSION, lifespan=lifespan, redoc_url=None
     )
-    for router in _ROUTERS:
-        app.include_router(router)
+    # The routes themselves rather than `include_router`: FastAPI 0.165 keeps an included router as a
+    # branch it re-resolves on every request, which cost ~10 % of the handling of a read.
+    app.router.routes.extend(routes)
     install_problem_handlers(app)
     app.add_middleware(BodyGuard)
     app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests)
