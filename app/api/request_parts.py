@@ -79,6 +79,8 @@ def documented(*parameters: Parameter, body: type[BaseModel] | None = None) -> d
 
 
 def decode_requested(request: Request) -> bool:
+    if not request.scope["query_string"]:  # the common case, without parsing anything
+        return False
     value = request.query_params.get(DECODE.name)
     if value is None:
         return False

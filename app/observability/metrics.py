@@ -65,6 +65,9 @@ class Metrics:
             ["backend", "operation", "error"],
             registry=self.registry,
         )
+        # Each request's series, looked up once: `labels()` validates and locks on every call.
+        self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._backend_series: dict[str, Histogram] = {}
         self._conditional_failures = Counter(
             "statestore_conditional_check_failures",
             "Writes and deletes the backend refused on their condition: "
@@ -75,11 +78,23 @@ class Metrics:
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in KNOWN_METHODS else "OTHER"
-        self._requests.labels(route, method, str(status)).inc()
-        self._request_seconds.labels(route, method).observe(seconds)
+        key = (route, method, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = (
+                self._requests.labels(route, method, str(status)),
+                self._request_seconds.labels(route, method),
+            )
+            self._request_series[key] = series
+        count, duration = series
+        count.inc()
+        duration.observe(seconds)
 
     def observe_backend_call(self, operation: str, seconds: float, error: Exception | None) -> None:
-        self._backend_seconds.labels(self.backend, operation).observe(seconds)
+        duration = self._backend_series.get(operation)
+        if duration is None:
+            duration = self._backend_series[operation] = self._backend_seconds.labels(self.backend, operation)
+        duration.observe(seconds)
         if isinstance(error, PreconditionFailed | VersionConflict):
             self._conditional_failures.labels(self.backend, operation, error.slug).inc()
         elif error is not None:
