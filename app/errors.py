@@ -16,8 +16,7 @@ class ProblemError(Exception):
     slug: ClassVar[str] = "internal"
 
     def __init__(self, detail: str, **extensions: Any) -> None:
-        # Not super(): a problem may also be an HTTPException (see body_guard), whose __init__ differs.
-        Exception.__init__(self, detail)
+        super().__init__(detail)
         self.detail = detail
         self.extensions = extensions
 

@@ -15,7 +15,6 @@ from starlette.types import ASGIApp
 
 from app.api import batch, health, metrics, states
 from app.api.auth import ApiKeyGuard
-from app.api.body_guard import BodyGuard
 from app.api.concurrency_limit import ConcurrencyLimit
 from app.api.openapi import build_openapi
 from app.api.problems import install_problem_handlers
@@ -100,7 +99,6 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
     # branch it re-resolves on every request, which cost ~10 % of the handling of a read.
     app.router.routes.extend(routes)
     install_problem_handlers(app)
-    app.add_middleware(BodyGuard)
     app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests)
     if settings.api_keys:  # outermost, so a caller without a key never takes a concurrency slot
         app.add_middleware(ApiKeyGuard, keys=settings.api_keys)

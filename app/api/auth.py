@@ -1,6 +1,6 @@
 """API keys: with `STATESTORE_API_KEYS` set, every `/states…` call needs `Authorization: Bearer <key>`.
 
-The check is a middleware in front of the body guard and the routes, so a caller without a key learns
+The check is a middleware in front of the routes, so a caller without a key learns
 nothing (not even 413, 415 or 422) and costs the service no body read. The presented token's digest is
 compared with the digest of every key, each in constant time, so the time a refusal takes tells neither
 which key came closest nor how long the keys are.

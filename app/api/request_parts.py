@@ -3,6 +3,8 @@
 FastAPI resolves every declared parameter and body through its dependency machinery on each request,
 which cost more CPU than the rest of a read served from SQLite (README, "Performance"). So these routes
 take the `Request`, read these few parts directly, and declare them in `openapi_extra` as FastAPI would.
+A body must be JSON (else 415) and at most `MAX_BODY_BYTES` (else 413, decided from `Content-Length` or
+while it streams in, so that no request makes the service hold more).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from starlette.requests import Request
 
 from app.api.conditions import ENTITY_TAGS_PATTERN, precondition_from_headers
 from app.api.persistence_ids import DOCUMENTED_ID
+from app.errors import PayloadTooLarge, UnsupportedMediaType
 from app.store.port import Precondition
 
+MAX_BODY_BYTES = 8 * 1024 * 1024
 _Model = TypeVar("_Model", bound=BaseModel)
 # What pydantic reads as a boolean from a string, as FastAPI would for a `bool` query parameter.
 _BOOLEANS = {
@@ -117,13 +121,44 @@ def precondition(request: Request) -> Precondition:
     return precondition_from_headers(_header(request, IF_MATCH), _header(request, IF_NONE_MATCH))
 
 
-async def json_body(request: Request, model: type[_Model]) -> _Model:
-    """The body as `model`, parsed and validated in one pass; errors located under `body` as FastAPI does.
+class BodyTooLarge(PayloadTooLarge):
+    def __init__(self) -> None:
+        super().__init__(f"the request body exceeds {MAX_BODY_BYTES} bytes")
 
-    Read from the stream rather than `request.body()`, which would keep the raw body (400 KB for a 300 KB
-    payload) alive on the request until the response, backend call included.
-    """
-    body = b"".join([chunk async for chunk in request.stream()])
+    @property
+    def headers(self) -> dict[str, str]:
+        # The rest of the body is never read, so the connection cannot carry another request.
+        return {"Connection": "close"}
+
+
+def is_json_media_type(content_type: str) -> bool:
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+async def _bounded_body(request: Request) -> bytes:
+    if not is_json_media_type(request.headers.get("content-type", "")):
+        raise UnsupportedMediaType("the request body must be application/json")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    received = 0
+    # The stream, not `request.body()`, which would keep the raw body (400 KB for a 300 KB payload)
+    # alive on the request until the response, backend call included.
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > MAX_BODY_BYTES:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def json_body(request: Request, model: type[_Model]) -> _Model:
+    """The body as `model`, parsed and validated in one pass; errors located under `body` as FastAPI does."""
+    body = await _bounded_body(request)
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:

@@ -1,4 +1,4 @@
-"""The body guard's answers in full, in process (no socket, so no reset can cut them short)."""
+"""Why a request body is refused, answered in full in process (no socket, so no reset cuts them short)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from app.api.body_guard import MAX_BODY_BYTES
+from app.api.request_parts import MAX_BODY_BYTES
 from app.main import create_app
 from app.settings import Settings
 from support.api import assert_problem
@@ -41,5 +41,12 @@ async def test_a_declared_body_over_the_cap_is_the_too_large_problem() -> None:
 
 async def test_a_body_that_is_not_json_is_the_unsupported_media_type_problem() -> None:
     async with in_process_client() as client:
-        response = await client.post("/states/x", content=b"a=1", headers={"content-type": "text/plain"})
+        response = await client.put("/states/x", content=b"a=1", headers={"content-type": "text/plain"})
     assert assert_problem(response, 415)["type"] == "urn:statestore:problem:unsupported-media-type"
+
+
+async def test_a_method_a_route_lacks_is_405_whatever_its_body() -> None:
+    async with in_process_client() as client:
+        response = await client.put("/healthz", content=b"a=1", headers={"content-type": "text/plain"})
+    assert_problem(response, 405)
+    assert response.headers["allow"] == "GET"
