@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import tomllib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import cache
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -28,7 +30,16 @@ from app.protobuf import DescriptorSetError, TypeRegistry
 from app.settings import Settings, SettingsError, load_settings
 from app.store import open_store
 
-VERSION = version("durable-state-store")
+
+def _version() -> str:
+    try:
+        return version("durable-state-store")
+    except PackageNotFoundError:  # a source tree run without `pip install`: the same number, from its file
+        pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+        return str(pyproject["project"]["version"])
+
+
+VERSION = _version()
 """The distribution's version, as pyproject.toml sets it; the OpenAPI document's `info.version`."""
 
 logger = logging.getLogger("statestore")
@@ -96,7 +107,8 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
         app_metrics, routes, title="durable-state-store", version=VERSION, lifespan=lifespan, redoc_url=None
     )
     # The routes themselves rather than `include_router`: FastAPI 0.165 keeps an included router as a
-    # branch it re-resolves on every request, which cost ~10 % of the handling of a read.
+    # branch it re-resolves on every request, which cost ~10 % of the handling of a read. Added before
+    # the app serves, and the service uses neither FastAPI's schema cache nor dependency overrides.
     app.router.routes.extend(routes)
     install_problem_handlers(app)
     app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests)

@@ -228,6 +228,14 @@ async def test_malformed_json_is_refused(client: httpx.AsyncClient, state_id: st
     await assert_absent(client, state_id)
 
 
+async def test_a_json_body_may_start_with_a_byte_order_mark(client: httpx.AsyncClient, state_id: str) -> None:
+    body = b'\xef\xbb\xbf{"manifest": "a.B", "payload": "QQ==", "version_number": 1}'
+    json_type = {"content-type": "application/json"}
+    written = await client.put(state_path(state_id), content=body, headers=json_type)
+    assert written.status_code == 200
+    assert (await client.get(state_path(state_id))).json()["payload"] == "QQ=="
+
+
 @pytest.mark.parametrize(
     "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "application/xml"]
 )
@@ -419,7 +427,9 @@ async def test_probes(client: httpx.AsyncClient) -> None:
 
 async def test_unknown_routes_and_methods_are_problems(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/nothing-here"), 404)
-    assert_problem(await client.post("/states/x", json={}), 405)
+    not_allowed = await client.post("/states/x", json={})
+    assert_problem(not_allowed, 405)
+    assert not_allowed.headers["allow"] == "DELETE, GET, HEAD, PUT"
 
 
 async def test_a_404_is_not_cached(client: httpx.AsyncClient, state_id: str) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import tomllib
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import httpx
 import pytest
 
+import app.main
 from conftest import ServiceFactory
 from support.processes import REPO, service_command
 
@@ -38,6 +39,34 @@ async def test_the_served_version_is_the_one_pyproject_sets(client: httpx.AsyncC
     installed = version(project["name"])
     assert installed == project["version"], "the installed metadata is stale: run `pip install -e .`"
     assert (await client.get("/openapi.json")).json()["info"]["version"] == installed
+
+
+def test_a_source_tree_without_package_metadata_reads_its_version_from_pyproject(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def not_installed(name: str) -> str:
+        raise PackageNotFoundError(name)
+
+    monkeypatch.setattr(app.main, "version", not_installed)
+    assert app.main._version() == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+
+
+def _references(node: object) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if "$ref" in node else []
+        return own + [ref for value in node.values() for ref in _references(value)]
+    if isinstance(node, list):
+        return [ref for item in node for ref in _references(item)]
+    return []
+
+
+def test_every_reference_names_a_schema_of_the_document(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    prefix = "#/components/schemas/"
+    references = set(_references(document))
+    assert references
+    dangling = {ref for ref in references if not ref.startswith(prefix) or ref[len(prefix) :] not in schemas}
+    assert dangling == set()
 
 
 def test_the_document_does_not_depend_on_the_api_keys(

@@ -20,7 +20,7 @@ _STATES_PREFIX = b"/states/"
 def _id_problem(value: str) -> str | None:
     try:
         size = len(value.encode())
-    except UnicodeEncodeError:  # a lone surrogate, which a JSON body's \ud800 escape can carry
+    except UnicodeEncodeError:  # a lone surrogate; the JSON parser refuses them, a direct caller may not
         return "must be valid UTF-8"
     if not value:
         return "must not be empty"

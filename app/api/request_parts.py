@@ -17,12 +17,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from app.api.conditions import ENTITY_TAGS_PATTERN, precondition_from_headers
+from app.api.conditions import ENTITY_TAGS_PATTERN
 from app.api.persistence_ids import DOCUMENTED_ID
 from app.errors import PayloadTooLarge, UnsupportedMediaType
-from app.store.port import Precondition
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+_UTF8_BOM = b"\xef\xbb\xbf"
 _Model = TypeVar("_Model", bound=BaseModel)
 # What pydantic reads as a boolean from a string, as FastAPI would for a `bool` query parameter.
 _BOOLEANS = {
@@ -102,23 +102,18 @@ def decode_requested(request: Request) -> bool:
     return decode
 
 
-def _header(request: Request, parameter: Parameter) -> str | None:
+def _list_header(request: Request, name: str) -> str | None:
     # Repeated fields of a list-valued header mean what their values joined by commas mean (RFC 9110 §5.3).
-    values = request.headers.getlist(parameter.name)
+    values = request.headers.getlist(name)
     return ", ".join(values) if values else None
 
 
-def preconditions(request: Request) -> tuple[Precondition, Precondition]:
-    """What `If-Match` asks of the stored state, and what `If-None-Match` does, apart."""
-    return (
-        precondition_from_headers(_header(request, IF_MATCH), None),
-        precondition_from_headers(None, _header(request, IF_NONE_MATCH)),
-    )
+def if_match(request: Request) -> str | None:
+    return _list_header(request, IF_MATCH.name)
 
 
-def precondition(request: Request) -> Precondition:
-    """`If-Match` and `If-None-Match` together, as a write or a delete obeys them."""
-    return precondition_from_headers(_header(request, IF_MATCH), _header(request, IF_NONE_MATCH))
+def if_none_match(request: Request) -> str | None:
+    return _list_header(request, IF_NONE_MATCH.name)
 
 
 class BodyTooLarge(PayloadTooLarge):
@@ -159,6 +154,8 @@ async def _bounded_body(request: Request) -> bytes:
 async def json_body(request: Request, model: type[_Model]) -> _Model:
     """The body as `model`, parsed and validated in one pass; errors located under `body` as FastAPI does."""
     body = await _bounded_body(request)
+    if body.startswith(_UTF8_BOM):  # RFC 8259 lets a parser ignore it, and some writers send one
+        body = body[len(_UTF8_BOM) :]
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:

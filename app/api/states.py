@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.responses import Response
 
-from app.api.conditions import etag
+from app.api.conditions import etag, precondition_from_headers
 from app.api.persistence_ids import path_persistence_id
 from app.api.problems import problem_responses
 from app.api.request_parts import (
@@ -19,9 +19,9 @@ from app.api.request_parts import (
     PERSISTENCE_ID,
     decode_requested,
     documented,
+    if_match,
+    if_none_match,
     json_body,
-    precondition,
-    preconditions,
 )
 from app.api.resources import json_response, state_resource
 from app.api.schemas import PutStateRequest, State, StateWritten
@@ -71,7 +71,8 @@ async def get_state(request: Request) -> Response:
     services = services_of(request)
     persistence_id = path_persistence_id(request)
     decode = decode_requested(request)
-    found_if, modified_if = preconditions(request)
+    found_if = precondition_from_headers(if_match(request), None)
+    modified_if = precondition_from_headers(None, if_none_match(request))
     record = await services.store.get(persistence_id)
     stored_version = None if record is None else record.version_number
     if not found_if.allows(stored_version):
@@ -99,7 +100,7 @@ async def get_state(request: Request) -> Response:
 async def put_state(request: Request) -> Response:
     persistence_id = path_persistence_id(request)
     body = await json_body(request, PutStateRequest)
-    written_if = precondition(request)
+    written_if = precondition_from_headers(if_match(request), if_none_match(request))
     services = services_of(request)
     record = record_to_write(persistence_id, body, services.types, services.settings)
     stored = await services.store.put(record, write_precondition(written_if, record, services.settings))
@@ -120,5 +121,7 @@ async def put_state(request: Request) -> Response:
 )
 async def delete_state(request: Request) -> Response:
     services = services_of(request)
-    await services.store.delete(path_persistence_id(request), precondition(request))
+    persistence_id = path_persistence_id(request)
+    deleted_if = precondition_from_headers(if_match(request), if_none_match(request))
+    await services.store.delete(persistence_id, deleted_if)
     return Response(status_code=204)

@@ -24,7 +24,8 @@ def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
 
 
 def new_request_id() -> str:
-    # A version 4 UUID from the process's own generator (reseeded in every forked worker): uuid4() reads
-    # os.urandom, whose system call lets go of the GIL on every request, and with the SQLite writer
-    # thread busy, taking it back is a thread switch (~6 % of a PUT's CPU). An id needs no secrecy.
+    # A version 4 UUID from the process's own generator (seeded from os.urandom in each worker process):
+    # uuid4() reads os.urandom, whose system call lets go of the GIL on every request, and with the
+    # SQLite writer thread busy, taking it back is a thread switch (~6 % of a PUT's CPU). An id needs
+    # uniqueness, not secrecy, and nothing in the service draws secrets from `random`.
     return str(uuid.UUID(int=random.getrandbits(128), version=4))
