@@ -43,57 +43,63 @@ def _raw_problem(status: int, detail: str) -> bytes:
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """httptools' protocol, with a bound on the size of a request head and on the time to send it."""
+    """httptools' protocol, with a bound on the size of a request head and on the time to send it.
+
+    One timer per connection, armed when a head starts and re-armed only when it fires: arming and
+    cancelling one per request would cost every request two timer operations.
+    """
 
     max_head_bytes = MAX_HEAD_BYTES
     head_timeout = HEAD_TIMEOUT_SECONDS
+    _head_bytes = 0
+    _head_started: float | None = None  # the loop time the head being read began, if one is
+    _head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._head_bytes = 0
-        self._reading_head = True
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._arm_head_timer()
+        self._begin_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_head_timer()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         # Counted once parsed: a chunk that leaves the head incomplete is all head, bar the tail of a
         # previous request, so the count is exact to within one read.
-        if self._reading_head:
+        if self._head_started is not None:
             self._head_bytes += len(data)
             if self._head_bytes > self.max_head_bytes:
                 self._refuse(431, f"the request line and headers exceed {self.max_head_bytes} bytes")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._reading_head = True
-        self._head_bytes = 0
-        self._arm_head_timer()
+        self._begin_head()
 
     def on_headers_complete(self) -> None:
-        self._reading_head = False
-        self._disarm_head_timer()
+        self._head_started = None
         super().on_headers_complete()
 
-    def _arm_head_timer(self) -> None:
+    def _begin_head(self) -> None:
+        self._head_bytes = 0
+        self._head_started = self.loop.time()
         if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
+            self._head_timer = self.loop.call_later(self.head_timeout, self._check_head)
 
-    def _disarm_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timed_out(self) -> None:
+    def _check_head(self) -> None:
         self._head_timer = None
-        self._refuse(408, f"the request head did not arrive within {self.head_timeout:g} s")
+        if self._head_started is None:
+            return  # between heads: the next one arms the timer again
+        waited = self.loop.time() - self._head_started
+        if waited < self.head_timeout:
+            self._head_timer = self.loop.call_later(self.head_timeout - waited, self._check_head)
+        else:
+            self._refuse(408, f"the request head did not arrive within {self.head_timeout:g} s")
 
     def _refuse(self, status: int, detail: str) -> None:
-        self._disarm_head_timer()
+        self._head_started = None
         if not self.transport.is_closing():
             self.transport.write(_raw_problem(status, detail))
             self.transport.close()

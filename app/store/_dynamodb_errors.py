@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from app.errors import BackendUnavailable, PayloadTooLarge, ProblemError, TableMissing
-from app.store.observed import CallObserver, observed
+from app.store.observed import CallObserver, ObservedCall
 
 logger = logging.getLogger("statestore.dynamodb")
 
@@ -58,25 +58,35 @@ def problem_for(code: str, message: str, table: str, operation: str) -> ProblemE
     )
 
 
+class _DynamoDBCall(ObservedCall):
+    __slots__ = ("_deadline", "_table")
+
+    def __init__(self, observer: CallObserver, operation: str, table: str, deadline: float) -> None:
+        super().__init__(observer, operation)
+        self._table = table
+        self._deadline = deadline
+
+    def translate(self, error: Exception) -> Exception:
+        operation = self._operation
+        if isinstance(error, ClientError):
+            return translate_client_error(error, self._table, operation)
+        if isinstance(error, TimeoutError):
+            return BackendUnavailable(
+                f"DynamoDB cannot be reached or did not answer {operation} within {self._deadline:g} s"
+            )
+        if isinstance(error, NoCredentialsError):
+            return BackendUnavailable("no AWS credentials are configured for DynamoDB", retry_after=30)
+        if isinstance(error, BotoCoreError):
+            logger.warning("DynamoDB %s failed: %s", operation, error)
+            return BackendUnavailable(f"DynamoDB cannot be reached for {operation}")
+        return error
+
+
 @asynccontextmanager
 async def dynamodb_call(
     table: str, operation: str, deadline: float, observer: CallObserver
 ) -> AsyncIterator[None]:
     """Bound one call (SDK retries included) by `deadline` seconds, translate its failures, report it."""
-    async with observed(observer, operation):
-        try:
-            async with asyncio.timeout(deadline):
-                yield
-        except ClientError as exc:
-            raise translate_client_error(exc, table, operation) from exc
-        except TimeoutError as exc:
-            raise BackendUnavailable(
-                f"DynamoDB cannot be reached or did not answer {operation} within {deadline:g} s"
-            ) from exc
-        except NoCredentialsError as exc:
-            raise BackendUnavailable(
-                "no AWS credentials are configured for DynamoDB", retry_after=30
-            ) from exc
-        except BotoCoreError as exc:
-            logger.warning("DynamoDB %s failed: %s", operation, exc)
-            raise BackendUnavailable(f"DynamoDB cannot be reached for {operation}") from exc
+    with _DynamoDBCall(observer, operation, table, deadline):
+        async with asyncio.timeout(deadline):
+            yield

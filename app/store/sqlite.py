@@ -21,7 +21,7 @@ from typing import TypeVar
 from app.errors import BackendUnavailable
 from app.settings import SettingsError
 from app.store._sqlite_writer import GroupCommitWriter, savepoint
-from app.store.observed import CallObserver, ignore_call, observed
+from app.store.observed import CallObserver, ObservedCall, ignore_call
 from app.store.port import (
     DeleteOperation,
     Operation,
@@ -116,6 +116,17 @@ def _connect_reader(path: Path) -> sqlite3.Connection:
     return connection
 
 
+class _SQLiteCall(ObservedCall):
+    def translate(self, error: Exception) -> Exception:
+        if isinstance(error, sqlite3.OperationalError):
+            logger.warning("SQLite %s failed: %s", self._operation, error)
+            return BackendUnavailable("the SQLite file is busy or unavailable")
+        if isinstance(error, sqlite3.DatabaseError):
+            logger.error("SQLite %s failed", self._operation, exc_info=error)
+            return BackendUnavailable("the SQLite file cannot be used", retry_after=30)
+        return error
+
+
 class SQLiteStore:
     def __init__(
         self,
@@ -151,24 +162,15 @@ class SQLiteStore:
     def description(self) -> str:
         return f"sqlite file {self._path.resolve()}"
 
-    @asynccontextmanager
-    async def _call(self, operation: str) -> AsyncIterator[None]:
-        async with observed(self._observer, operation):
-            try:
-                yield
-            except sqlite3.OperationalError as exc:
-                logger.warning("SQLite %s failed: %s", operation, exc)
-                raise BackendUnavailable("the SQLite file is busy or unavailable") from exc
-            except sqlite3.DatabaseError as exc:
-                logger.exception("SQLite %s failed", operation)
-                raise BackendUnavailable("the SQLite file cannot be used", retry_after=30) from exc
+    def _call(self, operation: str) -> _SQLiteCall:
+        return _SQLiteCall(self._observer, operation)
 
     async def _write(self, operation: str, work: Callable[[sqlite3.Connection], T]) -> T:
-        async with self._call(operation):
+        with self._call(operation):
             return await self._writer.run(work)
 
     async def get(self, persistence_id: str) -> StateRecord | None:
-        async with self._call("get"):
+        with self._call("get"):
             return _read(self._reader, persistence_id)
 
     async def put(self, record: StateRecord, precondition: Precondition) -> StateRecord:
@@ -193,9 +195,8 @@ class SQLiteStore:
         await self._write("delete", remove)
 
     async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
-        async with self._call("get_many"):
-            with _transaction(self._reader):
-                return list(_read_many(self._reader, persistence_ids).values())
+        with self._call("get_many"), _transaction(self._reader):
+            return list(_read_many(self._reader, persistence_ids).values())
 
     async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:
         def apply(connection: sqlite3.Connection) -> list[StateRecord | None]:
@@ -214,7 +215,7 @@ class SQLiteStore:
         return await self._write("transact", apply)
 
     async def ping(self) -> None:
-        async with self._call("ping"):
+        with self._call("ping"):
             self._reader.execute("SELECT 1 FROM states LIMIT 1").fetchall()
 
 
