@@ -83,12 +83,18 @@ async def test_a_streamed_body_over_the_cap_is_refused(
                 await writer.drain()
 
     sending = asyncio.create_task(send_chunks())
-    # The server closes with the body unread, so a reset may follow the answer: read only its head here.
-    answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+    # The server answers and closes with the body unread, so the client's kernel gets a reset for the
+    # chunks still arriving; if that reset lands before the answer is read, it discards the answer.
+    # Either way the body is refused (the answer itself is checked in full in test_request_bodies.py).
+    try:
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+    except ConnectionResetError:
+        answer = None
     await sending
     writer.close()
-    assert answer.startswith(b"HTTP/1.1 413 ")
-    assert b"application/problem+json" in answer
+    if answer is not None:
+        assert answer.startswith(b"HTTP/1.1 413 ")
+        assert b"application/problem+json" in answer
     assert (await client.get(state_path(state_id))).status_code == 404
 
 
