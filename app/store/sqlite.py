@@ -117,6 +117,8 @@ def _connect_reader(path: Path) -> sqlite3.Connection:
 
 
 class _SQLiteCall(ObservedCall):
+    __slots__ = ()
+
     def translate(self, error: Exception) -> Exception:
         if isinstance(error, sqlite3.OperationalError):
             logger.warning("SQLite %s failed: %s", self._operation, error)
