@@ -116,7 +116,7 @@ def if_none_match(request: Request) -> str | None:
     return _list_header(request, IF_NONE_MATCH.name)
 
 
-class BodyTooLarge(PayloadTooLarge):
+class _BodyTooLarge(PayloadTooLarge):
     def __init__(self) -> None:
         super().__init__(f"the request body exceeds {MAX_BODY_BYTES} bytes")
 
@@ -126,7 +126,7 @@ class BodyTooLarge(PayloadTooLarge):
         return {"Connection": "close"}
 
 
-def is_json_media_type(content_type: str) -> bool:
+def _is_json_media_type(content_type: str) -> bool:
     media_type = content_type.partition(";")[0].strip().lower()
     return media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
@@ -134,11 +134,11 @@ def is_json_media_type(content_type: str) -> bool:
 
 
 async def _bounded_body(request: Request) -> bytes:
-    if not is_json_media_type(request.headers.get("content-type", "")):
+    if not _is_json_media_type(request.headers.get("content-type", "")):
         raise UnsupportedMediaType("the request body must be application/json")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise BodyTooLarge
+        raise _BodyTooLarge
     chunks: list[bytes] = []
     received = 0
     # The stream, not `request.body()`, which would keep the raw body (400 KB for a 300 KB payload)
@@ -146,7 +146,7 @@ async def _bounded_body(request: Request) -> bytes:
     async for chunk in request.stream():
         received += len(chunk)
         if received > MAX_BODY_BYTES:
-            raise BodyTooLarge
+            raise _BodyTooLarge
         chunks.append(chunk)
     return b"".join(chunks)
 
