@@ -19,17 +19,16 @@ from app.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 def _serve(settings: Settings, workers: int) -> None:
     import uvicorn
 
-    from app.http_limits import UVICORN_OPTIONS
+    from app.http.server import UVICORN_OPTIONS
     from app.main import load_types
     from app.observability.logging import log_config
     from app.observability.multiprocess import shared_metrics_directory
-    from app.store import check_backend
 
     logging_config = log_config(settings.log_level)
     logging.config.dictConfig(logging_config)  # before the check below, so its warning is a JSON line too
     load_types(settings)
     try:
-        asyncio.run(check_backend(settings))
+        asyncio.run(_check_backend(settings))
     except TableUnusable:
         raise
     except BackendUnavailable as exc:
@@ -54,11 +53,24 @@ def _serve(settings: Settings, workers: int) -> None:
         )
 
 
+async def _check_backend(settings: Settings) -> None:
+    """Open the backend once and ping it, so a misconfiguration stops start-up with one line."""
+    from app.main import open_backend
+
+    async with open_backend(settings) as store:
+        await store.ping()
+
+
 async def _create_table(settings: Settings) -> str:
+    from app.main import unusable_setting
+    from app.store import StoreConfigurationError
     from app.store.dynamodb import DynamoDBStore
 
-    async with DynamoDBStore.open(settings.dynamodb_table, settings.endpoint_url) as store:
-        created = await store.create_table()
+    try:
+        async with DynamoDBStore.open(settings.dynamodb_table, settings.endpoint_url) as store:
+            created = await store.create_table()
+    except StoreConfigurationError as exc:
+        raise unusable_setting(exc) from None
     return f"table {settings.dynamodb_table} {'created' if created else 'already exists'} and is ACTIVE"
 
 

@@ -15,20 +15,18 @@ from fastapi import FastAPI
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
-from app.api import batch, health, metrics, states
-from app.api.auth import ApiKeyGuard
-from app.api.concurrency_limit import ConcurrencyLimit
-from app.api.openapi import build_openapi
-from app.api.problems import install_problem_handlers
-from app.api.services import LifespanState, Services
-from app.api.unexpected_errors import UnexpectedErrorLog
-from app.heap import settle_heap
+from app.api import LifespanState, Services, batch, probes, states
+from app.api.schemas import BatchGetRequest, PutStateRequest, TransactRequest
+from app.http.middleware import ApiKeyGuard, ConcurrencyLimit, RequestObserver, UnexpectedErrorLog
+from app.http.openapi import build_openapi
+from app.http.problems import install_problem_handlers
+from app.http.server import settle_heap
 from app.observability.logging import FIELDS
 from app.observability.metrics import Metrics
-from app.observability.middleware import RequestObserver
 from app.protobuf import DescriptorSetError, TypeRegistry
-from app.settings import Settings, SettingsError, load_settings
-from app.store import open_store
+from app.settings import Settings, SettingsError, load_settings, variable_name
+from app.states.service import StatesService
+from app.store import CallObserver, StateStore, StoreConfigurationError, ignore_call, open_store
 
 
 def _version() -> str:
@@ -44,7 +42,8 @@ VERSION = _version()
 
 logger = logging.getLogger("statestore")
 
-_ROUTERS = (states.router, batch.router, health.router, metrics.router)
+_ROUTERS = (states.router, batch.router, probes.router)
+_BODIES = (PutStateRequest, BatchGetRequest, TransactRequest)
 
 
 class _ObservedFastAPI(FastAPI):
@@ -68,7 +67,31 @@ def load_types(settings: Settings) -> TypeRegistry:
     try:
         return TypeRegistry.load(settings.descriptor_sets)
     except DescriptorSetError as exc:
-        raise SettingsError(f"invalid setting STATESTORE_DESCRIPTOR_SETS: {exc}") from None
+        raise SettingsError(f"invalid setting {variable_name('descriptor_sets')}: {exc}") from None
+
+
+def unusable_setting(error: StoreConfigurationError) -> SettingsError:
+    """A backend's configuration error in the service's words, naming the variable at fault."""
+    if error.setting is None:
+        return SettingsError(str(error))
+    return SettingsError(f"invalid setting {variable_name(error.setting)}: {error}")
+
+
+@asynccontextmanager
+async def open_backend(settings: Settings, observer: CallObserver = ignore_call) -> AsyncIterator[StateStore]:
+    """The backend the settings name, open; a backend that cannot be used as configured is a
+    `SettingsError` naming the variable at fault."""
+    try:
+        async with open_store(
+            settings.backend,
+            sqlite_path=settings.sqlite_path,
+            dynamodb_table=settings.dynamodb_table,
+            dynamodb_endpoint_url=settings.endpoint_url,
+            observer=observer,
+        ) as store:
+            yield store
+    except StoreConfigurationError as exc:
+        raise unusable_setting(exc) from None
 
 
 def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> FastAPI:
@@ -81,7 +104,7 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
         async with AsyncExitStack() as resources:
             store = await resources.enter_async_context(
-                open_store(settings, app_metrics.observe_backend_call)
+                open_backend(settings, app_metrics.observe_backend_call)
             )
             logger.info(
                 "statestore ready: backend %s, writing to %s",
@@ -97,24 +120,28 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
             )
             if settle_heap_when_ready:
                 settle_heap()
-            yield LifespanState(
-                services=Services(settings=settings, store=store, types=types, metrics=app_metrics)
+            states_service = StatesService(
+                store, types, manifest_policy=settings.manifest_policy, version_guard=settings.version_guard
             )
+            yield LifespanState(services=Services(states=states_service, metrics=app_metrics))
         logger.info("statestore stopped: backend closed", extra={FIELDS: {"backend": settings.backend}})
 
     routes = [route for router in _ROUTERS for route in router.routes]
     app = _ObservedFastAPI(
-        app_metrics, routes, title="durable-state-store", version=VERSION, lifespan=lifespan, redoc_url=None
+        app_metrics,
+        routes,
+        title="durable-state-store",
+        version=VERSION,
+        lifespan=lifespan,
+        redoc_url=None,
     )
-    # The routes themselves rather than `include_router`: FastAPI 0.165 keeps an included router as a
-    # branch it re-resolves on every request, which cost ~10 % of the handling of a read. Added before
-    # the app serves, and the service uses neither FastAPI's schema cache nor dependency overrides.
-    app.router.routes.extend(routes)
-    install_problem_handlers(app)
+    for router in _ROUTERS:
+        app.include_router(router)
+    install_problem_handlers(app, routes)
     app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests)
     if settings.api_keys:  # outermost, so a caller without a key never takes a concurrency slot
         app.add_middleware(ApiKeyGuard, keys=settings.api_keys)
-    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: build_openapi(app, _BODIES)  # type: ignore[method-assign]
     return app
 
 

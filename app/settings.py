@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ENV_PREFIX = "STATESTORE_"
 
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]
+Backend = Literal["sqlite", "dynamodb"]
+ManifestPolicy = Literal["permissive", "strict"]
+VersionGuard = Literal["off", "monotonic"]
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750 b64token: what `Bearer <key>` can carry
 
 
@@ -25,7 +28,7 @@ class SettingsError(Exception):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
-    backend: Literal["sqlite", "dynamodb"] = "sqlite"
+    backend: Backend = "sqlite"
     sqlite_path: Path = Path("./data/statestore.db")
     dynamodb_table: str = Field("states_store", min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
     dynamodb_endpoint_url: HttpUrl | None = None
@@ -34,8 +37,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     api_keys: CommaSeparated = ()
     descriptor_sets: Annotated[tuple[Path, ...], NoDecode] = ()
-    manifest_policy: Literal["permissive", "strict"] = "permissive"
-    version_guard: Literal["off", "monotonic"] = "off"
+    manifest_policy: ManifestPolicy = "permissive"
+    version_guard: VersionGuard = "off"
     max_concurrent_requests: int = Field(256, ge=1)
 
     @field_validator("api_keys", "descriptor_sets", mode="before")
@@ -62,6 +65,11 @@ class Settings(BaseSettings):
         return None if self.dynamodb_endpoint_url is None else str(self.dynamodb_endpoint_url).rstrip("/")
 
 
+def variable_name(field: str) -> str:
+    """The environment variable of a settings field: `sqlite_path` is `STATESTORE_SQLITE_PATH`."""
+    return f"{ENV_PREFIX}{field}".upper()
+
+
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment (and explicit overrides), or a `SettingsError` naming the variable."""
     try:
@@ -69,6 +77,6 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else ""
-        name = f"{ENV_PREFIX}{field}".upper()
+        name = variable_name(field)
         shown = "" if field == "api_keys" else f" (got {error['input']!r})"
         raise SettingsError(f"invalid setting {name}: {error['msg']}{shown}") from None

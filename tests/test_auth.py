@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from app.api import auth
+from app.http import middleware as auth
 from app.settings import SettingsError, load_settings
 from conftest import ServiceFactory
 from support.api import assert_problem, state_body, state_path

@@ -18,8 +18,7 @@ from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from app.api.schemas import MAX_INT64
-from app.store.port import MAX_UINT64
+from app.states.model import MAX_INT64, MAX_UINT64
 from conftest import ServiceFactory
 from support.processes import REPO
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.heap import YOUNG_GENERATION_THRESHOLD
+from app.http.server import YOUNG_GENERATION_THRESHOLD
 from app.main import create_app
 from app.settings import Settings
 

@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from app.http_limits import BoundedHttpToolsProtocol
+from app.http.server import BoundedHttpToolsProtocol
 from app.main import create_app
 from app.settings import Settings
 from conftest import ServiceFactory

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from app.api.request_parts import MAX_BODY_BYTES
+from app.http.routing import MAX_BODY_BYTES
 from app.main import create_app
 from app.settings import Settings
 from support.api import assert_problem

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.api.request_parts import MAX_BODY_BYTES
+from app.http.routing import MAX_BODY_BYTES
 from app.main import create_app
 from app.settings import Settings
 from conftest import ServiceFactory

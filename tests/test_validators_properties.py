@@ -11,12 +11,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from app.api._base64 import decode_base64, encode_base64
 from app.api.conditions import ENTITY_TAGS_PATTERN, precondition_from_headers
-from app.api.persistence_ids import MAX_ID_BYTES, check_persistence_id
-from app.api.schemas import MANIFEST_PATTERN, PutStateRequest
+from app.api.ids import MAX_ID_BYTES, check_persistence_id
+from app.api.schemas import MANIFEST_PATTERN, PutStateRequest, decode_base64, encode_base64
 from app.errors import BadRequest, InvalidState
-from app.store.port import MAX_UINT64
+from app.states.model import MAX_UINT64
 
 FORMS = {
     "standard, padded": base64.b64encode,

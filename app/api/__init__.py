@@ -1,0 +1,28 @@
+"""The HTTP API: the routes, the schemas of their bodies, and what every request shares (`Services`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypedDict
+
+from starlette.requests import Request
+
+from app.observability.metrics import Metrics
+from app.states.service import StatesService
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the lifespan opens once per process, for every request to share."""
+
+    states: StatesService
+    metrics: Metrics
+
+
+class LifespanState(TypedDict):
+    services: Services
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.state.services
+    return services

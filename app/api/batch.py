@@ -5,19 +5,30 @@ The paths have no `/` after `states`, so the `/states/{persistence_id}` routes n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from app.api import services_of
 from app.api.conditions import etag
-from app.api.operations import operations_to_apply
-from app.api.persistence_ids import check_persistence_id
-from app.api.problems import problem_responses
-from app.api.request_parts import DECODE, decode_requested, documented, json_body
-from app.api.resources import json_response, state_resource
-from app.api.schemas import BatchGetRequest, BatchGetResponse, TransactRequest, TransactResponse
-from app.api.services import services_of
+from app.api.ids import check_persistence_id
+from app.api.resources import DECODE, decode_requested, json_response, state_resource
+from app.api.schemas import (
+    BatchGetRequest,
+    BatchGetResponse,
+    TransactDelete,
+    TransactPut,
+    TransactRequest,
+    TransactResponse,
+)
+from app.errors import InvalidState
+from app.http.problems import problem_responses
+from app.http.routing import RequestRoute, documented, json_body
+from app.states.model import DeleteOperation, Precondition
+from app.states.service import PlannedPut
 
-router = APIRouter(tags=["states"])
+router = APIRouter(tags=["states"], route_class=RequestRoute)
 
 
 @router.post(
@@ -31,15 +42,15 @@ router = APIRouter(tags=["states"])
 async def batch_get_states(request: Request) -> Response:
     body = await json_body(request, BatchGetRequest)
     decode = decode_requested(request)
-    services = services_of(request)
+    states = services_of(request).states
     requested = list(
         dict.fromkeys(
             check_persistence_id(persistence_id, ["body", "persistence_ids", index])
             for index, persistence_id in enumerate(body.persistence_ids)
         )
     )
-    found = {record.persistence_id: record for record in await services.store.get_many(requested)}
-    decoded_by = services.types if decode else None
+    found = {record.persistence_id: record for record in await states.get_many(requested)}
+    decoded_by = states.types if decode else None
     return json_response(
         {
             "states": [state_resource(found[i], decoded_by=decoded_by) for i in requested if i in found],
@@ -61,9 +72,8 @@ async def batch_get_states(request: Request) -> Response:
 )
 async def transact_states(request: Request) -> Response:
     body = await json_body(request, TransactRequest)
-    services = services_of(request)
-    operations = operations_to_apply(body.operations, services.types, services.settings)
-    stored = await services.store.transact(operations)
+    operations = _planned_operations(body.operations)
+    stored = await services_of(request).states.transact(operations)
     return json_response(
         {
             "results": [
@@ -78,3 +88,27 @@ async def transact_states(request: Request) -> Response:
             ]
         }
     )
+
+
+def _planned_operations(
+    requested: Sequence[TransactPut | TransactDelete],
+) -> list[PlannedPut | DeleteOperation]:
+    """The operations of a transaction, once each names a valid id that no other operation names."""
+    first_use: dict[str, int] = {}
+    planned: list[PlannedPut | DeleteOperation] = []
+    for index, operation in enumerate(requested):
+        loc: list[str | int] = ["body", "operations", index, "persistence_id"]
+        persistence_id = check_persistence_id(operation.persistence_id, loc)
+        earlier = first_use.setdefault(persistence_id, index)
+        if earlier != index:
+            raise InvalidState(
+                "a transaction may name each persistence id in one operation only",
+                errors=[{"loc": loc, "msg": f"is already the persistence id of operation {earlier}"}],
+            )
+        match = None if operation.if_match is None else frozenset({operation.if_match})
+        if isinstance(operation, TransactDelete):
+            planned.append(DeleteOperation(persistence_id, Precondition(match=match)))
+        else:
+            precondition = Precondition(match=match, absent=bool(operation.if_none_match))
+            planned.append(PlannedPut(persistence_id, operation, precondition))
+    return planned

@@ -9,8 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from starlette.requests import Request
+
 from app.errors import BadRequest
-from app.store.port import MAX_UINT64, Precondition
+from app.http.routing import Parameter, list_header
+from app.states.model import MAX_UINT64, Precondition
 
 MAX_TAGS = 100
 _NEVER_A_VERSION = -1
@@ -21,6 +24,14 @@ ENTITY_TAGS_PATTERN = (
 )
 _TAGS = re.compile(ENTITY_TAGS_PATTERN)
 _ONE_TAG = re.compile(_TAG)
+
+
+def _entity_tags(name: str, description: str) -> Parameter:
+    return Parameter(name, "header", description, {"type": "string", "pattern": ENTITY_TAGS_PATTERN})
+
+
+IF_MATCH = _entity_tags("if-match", 'Entity tags (`"3"`, a list, or `*`); also a bare version such as `3`.')
+IF_NONE_MATCH = _entity_tags("if-none-match", '`*`, or entity tags such as `"3"`.')
 
 
 def etag(version: int) -> str:
@@ -73,3 +84,11 @@ def precondition_from_headers(if_match: str | None, if_none_match: str | None) -
         else:
             none_match = _versions(tags, weak_comparison=True) - {_NEVER_A_VERSION}
     return Precondition(match=match, exists=exists, absent=absent, none_match=none_match)
+
+
+def if_match(request: Request) -> str | None:
+    return list_header(request, IF_MATCH.name)
+
+
+def if_none_match(request: Request) -> str | None:
+    return list_header(request, IF_NONE_MATCH.name)

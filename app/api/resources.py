@@ -6,11 +6,24 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
-from app.api._base64 import encode_base64
+from app.api.schemas import encode_base64
+from app.http.routing import Parameter, query_flag
 from app.protobuf import TypeRegistry
-from app.store.port import StateRecord
+from app.states.model import StateRecord
+
+DECODE = Parameter(
+    "decode",
+    "query",
+    "Add `state`: the message in protobuf's JSON mapping (null when its type is unknown).",
+    {"type": "boolean", "default": False},
+)
+
+
+def decode_requested(request: Request) -> bool:
+    return query_flag(request, DECODE)
 
 
 def state_resource(

@@ -1,9 +1,11 @@
-"""The request and response bodies, one schema per use."""
+"""The request and response bodies, one schema per use, and base64 as protobuf's JSON mapping reads `bytes`:
+standard or URL-safe, padded or not, nothing else (pybase64, for speed: docs/design.md)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import pybase64
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -17,16 +19,51 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from app.api._base64 import decode_base64
-from app.api.persistence_ids import DOCUMENTED_ID
-from app.store.port import MAX_UINT64
+from app.api.ids import DOCUMENTED_ID
+from app.states.model import MAX_INT64, MAX_UINT64
 
-MAX_INT64 = 2**63 - 1
 MANIFEST_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 MAX_BATCH_GET_IDS = 1000
 MAX_TRANSACTION_OPERATIONS = 100
 
 _EXACT_FLOATS = 2**53
+
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_="
+_SEXTETS = {char: value for value, char in enumerate(_ALPHABET[:64])} | {"-": 62, "_": 63}
+_UNUSED_BITS = {2: 0b1111, 3: 0b11}
+_ALPHABET_ERROR = "payload must be base64 (standard or URL-safe alphabet) without white space"
+
+
+def _refusal(text: str, reason: str) -> ValueError:
+    """The error for an invalid payload: a foreign character, if any, is named before `reason`."""
+    if text.strip(_ALPHABET):
+        return ValueError(_ALPHABET_ERROR)
+    return ValueError(reason)
+
+
+def decode_base64(text: str) -> bytes:
+    """Decode strictly; raise ValueError for anything that is not exactly one encoding of some bytes."""
+    url_safe = "-" in text or "_" in text
+    if url_safe and ("+" in text or "/" in text):
+        raise ValueError(_ALPHABET_ERROR)
+    data = text.rstrip("=")
+    padding = len(text) - len(data)
+    remainder = len(data) % 4
+    if remainder == 1 or (padding and padding != 4 - remainder) or padding > 2:
+        raise _refusal(text, "payload has a base64 length that no padding completes")
+    if remainder and _SEXTETS.get(data[-1], 0) & _UNUSED_BITS[remainder]:
+        raise _refusal(text, "payload's last base64 character carries bits beyond the data")
+    # The text itself unless it lacks its padding: each copy of a 400 KB payload costs page faults.
+    padded = data + "=" * (4 - remainder) if remainder and not padding else text
+    try:
+        return pybase64.b64decode(padded, altchars=b"-_" if url_safe else None, validate=True)
+    except ValueError:  # binascii.Error for a character outside the alphabet; ValueError beyond ASCII
+        raise ValueError(_ALPHABET_ERROR) from None
+
+
+def encode_base64(data: bytes) -> str:
+    return pybase64.b64encode(data).decode("ascii")
 
 
 def _integral(value: object) -> object:

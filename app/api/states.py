@@ -9,25 +9,21 @@ from fastapi import APIRouter, Request
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.responses import Response
 
-from app.api.conditions import etag, precondition_from_headers
-from app.api.persistence_ids import path_persistence_id
-from app.api.problems import problem_responses
-from app.api.request_parts import (
-    DECODE,
+from app.api import services_of
+from app.api.conditions import (
     IF_MATCH,
     IF_NONE_MATCH,
-    PERSISTENCE_ID,
-    decode_requested,
-    documented,
+    etag,
     if_match,
     if_none_match,
-    json_body,
+    precondition_from_headers,
 )
-from app.api.resources import json_response, state_resource
+from app.api.ids import PERSISTENCE_ID, path_persistence_id
+from app.api.resources import DECODE, decode_requested, json_response, state_resource
 from app.api.schemas import PutStateRequest, State, StateWritten
-from app.api.services import services_of
-from app.api.writes import record_to_write, write_precondition
-from app.errors import PreconditionFailed, StateNotFound
+from app.errors import InvalidState, PreconditionFailed, StateNotFound
+from app.http.problems import problem_responses
+from app.http.routing import RequestRoute, documented, json_body
 
 
 class _AnyPathConvertor(PathConvertor):
@@ -38,7 +34,7 @@ class _AnyPathConvertor(PathConvertor):
 
 register_url_convertor("any_path", _AnyPathConvertor())
 
-router = APIRouter(prefix="/states", tags=["states"])
+router = APIRouter(prefix="/states", tags=["states"], route_class=RequestRoute)
 
 _PATH = "/{persistence_id:any_path}"
 _CACHE_HEADERS = {"Cache-Control": "no-cache"}
@@ -68,12 +64,12 @@ _READ_PARAMETERS = documented(PERSISTENCE_ID, DECODE, IF_MATCH, IF_NONE_MATCH)
     openapi_extra=_READ_PARAMETERS,
 )
 async def get_state(request: Request) -> Response:
-    services = services_of(request)
+    states = services_of(request).states
     persistence_id = path_persistence_id(request)
     decode = decode_requested(request)
     found_if = precondition_from_headers(if_match(request), None)
     modified_if = precondition_from_headers(None, if_none_match(request))
-    record = await services.store.get(persistence_id)
+    record = await states.get(persistence_id)
     stored_version = None if record is None else record.version_number
     if not found_if.allows(stored_version):
         raise PreconditionFailed("If-Match does not match the stored state", current_version=stored_version)
@@ -82,7 +78,7 @@ async def get_state(request: Request) -> Response:
     headers = {"ETag": etag(record.version_number), **_CACHE_HEADERS}
     if not modified_if.allows(stored_version):
         return Response(status_code=304, headers=headers)
-    return json_response(state_resource(record, decoded_by=services.types if decode else None), 200, headers)
+    return json_response(state_resource(record, decoded_by=states.types if decode else None), 200, headers)
 
 
 @router.put(
@@ -100,10 +96,13 @@ async def get_state(request: Request) -> Response:
 async def put_state(request: Request) -> Response:
     persistence_id = path_persistence_id(request)
     body = await json_body(request, PutStateRequest)
+    if body.persistence_id is not None and body.persistence_id != persistence_id:
+        raise InvalidState(
+            "the body's persistence_id differs from the path's",
+            errors=[{"loc": ["body", "persistence_id"], "msg": "must equal the persistence id in the path"}],
+        )
     written_if = precondition_from_headers(if_match(request), if_none_match(request))
-    services = services_of(request)
-    record = record_to_write(persistence_id, body, services.types, services.settings)
-    stored = await services.store.put(record, write_precondition(written_if, record, services.settings))
+    stored = await services_of(request).states.put(persistence_id, body, written_if)
     created = written_if.absent  # the one precondition that a success proves created the state
     headers = {"ETag": etag(stored.version_number)}
     if created:
@@ -120,8 +119,8 @@ async def put_state(request: Request) -> Response:
     openapi_extra=documented(PERSISTENCE_ID, IF_MATCH, IF_NONE_MATCH),
 )
 async def delete_state(request: Request) -> Response:
-    services = services_of(request)
+    states = services_of(request).states
     persistence_id = path_persistence_id(request)
     deleted_if = precondition_from_headers(if_match(request), if_none_match(request))
-    await services.store.delete(persistence_id, deleted_if)
+    await states.delete(persistence_id, deleted_if)
     return Response(status_code=204)

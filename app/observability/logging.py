@@ -1,16 +1,19 @@
-"""One JSON object per log line on stderr: the service's own lines, uvicorn's, and libraries' warnings."""
+"""One JSON object per log line on stderr: the service's own lines, uvicorn's, and libraries' warnings,
+each with the id of the request being served when it was written."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from contextvars import ContextVar
 from typing import Any
-
-from app.observability.request_id import current_request_id
 
 FIELDS = "fields"
 """The `extra` key under which a log call passes its structured fields: `extra={FIELDS: {...}}`."""
+
+current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
+"""The id of the request being served, for every log line written while serving it."""
 
 
 class JsonFormatter(logging.Formatter):

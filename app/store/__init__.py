@@ -1,33 +1,112 @@
-"""Storage backends behind one port (`app.store.port.StateStore`)."""
+"""Storage backends behind one port, `StateStore`, the one way to open the configured backend, and how an
+adapter reports each of its calls (operation, duration, outcome) without knowing who listens.
+
+Adapters translate their own library's exceptions into the service's errors at one visible boundary
+each (`app.store.dynamodb.errors`, `app.store.sqlite.store`); nothing above this package ever sees a
+boto3 or sqlite3 exception.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
 
-from app.settings import Settings
-from app.store.observed import CallObserver, ignore_call
-from app.store.port import StateStore
+from app.states.model import Operation, Precondition, StateRecord
+
+CallObserver = Callable[[str, float, Exception | None], None]
+"""Told of every backend call: its operation, its seconds, and the service error it ended with, if any."""
+
+
+def ignore_call(operation: str, seconds: float, error: Exception | None) -> None:
+    """The observer of a store nobody watches, such as the one `statestore create-table` opens."""
+
+
+class ObservedCall:
+    """One backend call as a `with` block that may await inside: timed, and reported to the observer with
+    the error it ended with. Adapters map their library's errors inside it, so the observer sees the
+    service's error. A class rather than a generator-based context manager: it wraps every backend call."""
+
+    __slots__ = ("_observer", "_operation", "_started")
+
+    def __init__(self, observer: CallObserver, operation: str) -> None:
+        self._observer = observer
+        self._operation = operation
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, raised: BaseException | None, _: TracebackType | None
+    ) -> None:
+        if raised is not None and not isinstance(raised, Exception):
+            return  # cancelled: the call has no outcome to report
+        self._observer(self._operation, time.perf_counter() - self._started, raised)
+
+
+class StoreConfigurationError(Exception):
+    """A backend cannot be used as configured; `setting` names the setting at fault (a `Settings` field),
+    or is None when the fault lies outside the service's settings (the AWS SDK's own chain)."""
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+class StateStore(Protocol):
+    """One backend. Adapters are async context managers that own their connections."""
+
+    @property
+    def description(self) -> str:
+        """Where this store writes, for the start-up log line."""
+        ...
+
+    async def get(self, persistence_id: str) -> StateRecord | None: ...
+
+    async def put(self, record: StateRecord, precondition: Precondition) -> StateRecord:
+        """Store `record` if `precondition` holds; returns what is stored, or raises 412/409."""
+        ...
+
+    async def delete(self, persistence_id: str, precondition: Precondition) -> None: ...
+
+    async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
+        """The stored states of distinct ids, in no particular order; ids with none are left out."""
+        ...
+
+    async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:
+        """Apply every operation or none (each id at most once).
+
+        Returns, for each operation in order, what its put left stored (None for a delete); raises
+        412/409 naming the first operation that fails, per `app.states.model.settle_refused`.
+        """
+        ...
+
+    async def ping(self) -> None:
+        """Raise `BackendUnavailable` unless the backend answers and its table exists."""
+        ...
 
 
 @asynccontextmanager
-async def open_store(settings: Settings, observer: CallObserver) -> AsyncIterator[StateStore]:
-    """The backend the settings name, open for the life of the process, reporting its calls to `observer`."""
-    if settings.backend == "dynamodb":
+async def open_store(
+    backend: str,
+    *,
+    sqlite_path: Path,
+    dynamodb_table: str,
+    dynamodb_endpoint_url: str | None,
+    observer: CallObserver = ignore_call,
+) -> AsyncIterator[StateStore]:
+    """The backend named, open for the life of the process, reporting its calls to `observer`."""
+    if backend == "dynamodb":
         from app.store.dynamodb import DynamoDBStore
 
-        async with DynamoDBStore.open(
-            settings.dynamodb_table, settings.endpoint_url, observer=observer
-        ) as dynamodb:
+        async with DynamoDBStore.open(dynamodb_table, dynamodb_endpoint_url, observer=observer) as dynamodb:
             yield dynamodb
     else:
         from app.store.sqlite import SQLiteStore
 
-        async with SQLiteStore.open(settings.sqlite_path, observer) as sqlite:
+        async with SQLiteStore.open(sqlite_path, observer) as sqlite:
             yield sqlite
-
-
-async def check_backend(settings: Settings) -> None:
-    """Open the backend once and ping it, so a misconfiguration stops start-up with one line."""
-    async with open_store(settings, ignore_call) as store:
-        await store.ping()

@@ -10,7 +10,7 @@ import sys
 
 import uvicorn
 
-from app.http_limits import UVICORN_OPTIONS
+from app.http.server import UVICORN_OPTIONS
 from app.main import create_app
 from app.observability.logging import log_config
 from app.settings import load_settings

@@ -3,12 +3,13 @@
 Items keep ego-contrib's Go layout, so Go actors and HTTP clients can share a table. Every
 precondition is a `ConditionExpression`, and a refused write gets the stored item back in the same
 call (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so telling a retry from a conflict costs no
-second read. Several states at once: `_dynamodb_batch_get` (BatchGetItem) and `_dynamodb_transact`
-(TransactWriteItems).
+second read. Several states at once: `batch_get` (BatchGetItem) and `transact` (TransactWriteItems).
+Every call runs inside `map_dynamodb_errors`, the adapter's one error boundary.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -16,18 +17,24 @@ from typing import TYPE_CHECKING, Any
 
 import aioboto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import ClientError
 
-from app.errors import BackendUnavailable, TableMissing
-from app.settings import SettingsError
-from app.store._dynamodb_batch_get import batch_get
-from app.store._dynamodb_codec import condition_arguments, from_item, key_of, to_item
-from app.store._dynamodb_errors import dynamodb_call, error_code
-from app.store._dynamodb_table import KEY_ATTRIBUTES, KEY_SCHEMA, check_table
-from app.store._dynamodb_transact import settle_cancellation, transact_items
-from app.store.observed import CallObserver, ignore_call
-from app.store.port import Operation, Precondition, StateRecord, refusal, settle_refused_write
-from app.store.transactions import Settled, transaction_results
+from app.errors import BackendUnavailable
+from app.states.model import (
+    Operation,
+    Precondition,
+    Settled,
+    StateRecord,
+    refusal,
+    settle_refused_write,
+    transaction_results,
+)
+from app.store import CallObserver, ObservedCall, StoreConfigurationError, ignore_call
+from app.store.dynamodb.batch_get import batch_get
+from app.store.dynamodb.codec import condition_arguments, from_item, key_of, to_item
+from app.store.dynamodb.errors import error_code, map_dynamodb_errors
+from app.store.dynamodb.table import check_table, request_table, wait_for_table
+from app.store.dynamodb.transact import settle_cancellation, transact_items
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -76,7 +83,9 @@ class DynamoDBStore:
         # botocore reads only AWS_DEFAULT_REGION; AWS_REGION is what the other AWS SDKs and Lambda set.
         session = aioboto3.Session(region_name=os.environ.get("AWS_REGION") or None)
         if session.region_name is None:
-            raise SettingsError("no AWS region is configured: set AWS_REGION (or a profile with a region)")
+            raise StoreConfigurationError(
+                "no AWS region is configured: set AWS_REGION (or a profile with a region)"
+            )
         async with session.client("dynamodb", endpoint_url=endpoint_url, config=CLIENT_CONFIG) as client:
             yield cls(client, table, deadline, observer)
 
@@ -84,8 +93,15 @@ class DynamoDBStore:
     def description(self) -> str:
         return f"dynamodb table {self._table} at {self._client.meta.endpoint_url}"
 
-    def _call(self, operation: str) -> Any:
-        return dynamodb_call(self._table, operation, self._deadline, self._observer)
+    @asynccontextmanager
+    async def _call(self, operation: str) -> AsyncIterator[None]:
+        """One call, SDK retries included: reported, its errors mapped, and bounded by the deadline."""
+        with (
+            ObservedCall(self._observer, operation),
+            map_dynamodb_errors(self._table, operation, self._deadline),
+        ):
+            async with asyncio.timeout(self._deadline):
+                yield
 
     async def get(self, persistence_id: str) -> StateRecord | None:
         async with self._call("GetItem"):
@@ -145,23 +161,8 @@ class DynamoDBStore:
     async def create_table(self) -> bool:
         """Create the table unless it exists, wait until it is ACTIVE, check its key. True when created."""
         async with self._call("CreateTable"):
-            try:
-                await self._client.create_table(
-                    TableName=self._table,
-                    AttributeDefinitions=KEY_ATTRIBUTES,
-                    KeySchema=KEY_SCHEMA,
-                    BillingMode="PAY_PER_REQUEST",
-                )
-                created = True
-            except ClientError as exc:
-                if error_code(exc) != "ResourceInUseException":
-                    raise
-                created = False
-        waiter = self._client.get_waiter("table_exists")
-        try:
-            await waiter.wait(TableName=self._table, WaiterConfig={"Delay": 1, "MaxAttempts": 300})
-        except WaiterError as exc:
-            raise TableMissing(self._table) from exc
+            created = await request_table(self._client, self._table)
+        await wait_for_table(self._client, self._table)
         await self.ping()
         return created
 

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from app.api.auth import SECURITY_SCHEME, is_protected
-from app.api.problems import Problem, problem_responses
-from app.api.schemas import MAX_INT64, BatchGetRequest, PutStateRequest, TransactRequest
-from app.store.port import MAX_UINT64
+from app.http.middleware import is_protected
+from app.http.problems import Problem, problem_responses
+from app.states.model import MAX_INT64, MAX_UINT64
+
+SECURITY_SCHEME = "HTTPBearer"
 
 DESCRIPTION = """\
 Keeps the latest durable state of each persistence id, the way eGo's durable state store does:
@@ -31,9 +34,6 @@ Every response carries an `X-Request-ID` header: the client's own when it sent a
 """
 
 _EXACT_BOUNDS = {float(bound): bound for bound in (MAX_UINT64, MAX_INT64)}
-# Models FastAPI does not see: the problem every error answers with, and the bodies the routes read
-# themselves (app/api/request_parts.py).
-_COMPONENTS = (Problem, PutStateRequest, BatchGetRequest, TransactRequest)
 
 
 class _FastAPISchema(GenerateJsonSchema):
@@ -46,7 +46,9 @@ class _FastAPISchema(GenerateJsonSchema):
         return json_schema
 
 
-def build_openapi(app: FastAPI) -> dict[str, Any]:
+def build_openapi(app: FastAPI, bodies: Sequence[type[BaseModel]]) -> dict[str, Any]:
+    """The document, built once; `bodies` are the models of the bodies that `RequestRoute`s read
+    themselves, which FastAPI does not see (nor the problem every error answers with)."""
     if app.openapi_schema is None:
         document = get_openapi(
             title=app.title,
@@ -64,7 +66,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         )
         document["info"]["license"] = {"name": "Apache 2.0", "identifier": "Apache-2.0"}
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for model in _COMPONENTS:
+        models: list[type[BaseModel]] = [Problem, *bodies]
+        for model in models:
             schema = model.model_json_schema(
                 ref_template="#/components/schemas/{model}", schema_generator=_FastAPISchema
             )

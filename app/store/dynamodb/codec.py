@@ -6,14 +6,14 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from app.store.port import Precondition, StateRecord
+from app.states.model import Attribute, Precondition, StateRecord
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.type_defs import AttributeValueTypeDef
 
     Item = dict[str, AttributeValueTypeDef]
 
-HASH_KEY = "PersistenceID"
+HASH_KEY = Attribute.PERSISTENCE_ID
 
 
 def key_of(persistence_id: str) -> Item:
@@ -23,11 +23,11 @@ def key_of(persistence_id: str) -> Item:
 def to_item(record: StateRecord) -> Item:
     return {
         HASH_KEY: {"S": record.persistence_id},
-        "VersionNumber": {"N": str(record.version_number)},
-        "StatePayload": {"B": record.payload},
-        "StateManifest": {"S": record.manifest},
-        "Timestamp": {"N": str(record.timestamp)},
-        "ShardNumber": {"N": str(record.shard)},
+        Attribute.VERSION_NUMBER: {"N": str(record.version_number)},
+        Attribute.PAYLOAD: {"B": record.payload},
+        Attribute.MANIFEST: {"S": record.manifest},
+        Attribute.TIMESTAMP: {"N": str(record.timestamp)},
+        Attribute.SHARD: {"N": str(record.shard)},
     }
 
 
@@ -40,20 +40,20 @@ def _number(item: Mapping[str, Any], name: str) -> int:
 
 def from_item(item: Mapping[str, Any]) -> StateRecord:
     """Read an item as the Go store writes it; tolerate extra attributes and missing numbers."""
-    payload: Any = item.get("StatePayload", {}).get("B", b"")
-    manifest: Any = item.get("StateManifest", {}).get("S", "")
+    payload: Any = item.get(Attribute.PAYLOAD, {}).get("B", b"")
+    manifest: Any = item.get(Attribute.MANIFEST, {}).get("S", "")
     persistence_id: Any = item[HASH_KEY]["S"]
     return StateRecord(
         persistence_id=persistence_id,
-        version_number=_number(item, "VersionNumber"),
+        version_number=_number(item, Attribute.VERSION_NUMBER),
         manifest=manifest,
         payload=bytes(payload),
-        timestamp=_number(item, "Timestamp"),
-        shard=_number(item, "ShardNumber"),
+        timestamp=_number(item, Attribute.TIMESTAMP),
+        shard=_number(item, Attribute.SHARD),
     )
 
 
-_NAMES = {"#k": HASH_KEY, "#v": "VersionNumber", "#m": "StateManifest", "#p": "StatePayload"}
+_NAMES = {"#k": HASH_KEY, "#v": Attribute.VERSION_NUMBER, "#m": Attribute.MANIFEST, "#p": Attribute.PAYLOAD}
 
 
 class ConditionBuilder:

@@ -2,7 +2,7 @@
 
 Every write checks its precondition and writes inside one transaction that holds the file's write
 lock (`BEGIN IMMEDIATE`), so the check and the write are atomic across processes too. Writes run on
-one thread that commits the writes queued at the same moment together (`_sqlite_writer`), and
+one thread that commits the writes queued at the same moment together (`writer`), and
 `synchronous=FULL` makes an acknowledged write survive a crash of the process or of the machine.
 Reads run on the event loop itself, on a connection of their own: in WAL mode a read never waits for
 a writer, and a point read costs less than handing it to a thread. Reads of several states run in
@@ -16,21 +16,23 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import TypeVar
 
 from app.errors import BackendUnavailable
-from app.settings import SettingsError
-from app.store._sqlite_writer import GroupCommitWriter, savepoint
-from app.store.observed import CallObserver, ObservedCall, ignore_call
-from app.store.port import (
+from app.states.model import (
     DeleteOperation,
     Operation,
     Precondition,
     StateRecord,
     refusal,
+    refused_operations,
+    settle_refused,
     settle_refused_write,
+    transaction_results,
 )
-from app.store.transactions import refused_operations, settle_refused, transaction_results
+from app.store import CallObserver, ObservedCall, StoreConfigurationError, ignore_call
+from app.store.sqlite.writer import GroupCommitWriter, savepoint
 
 T = TypeVar("T")
 
@@ -106,8 +108,8 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
     return connection
 
 
-def _unusable(path: Path, error: Exception) -> SettingsError:
-    return SettingsError(f"invalid setting STATESTORE_SQLITE_PATH: cannot use {path}: {error}")
+def _unusable(path: Path, error: Exception) -> StoreConfigurationError:
+    return StoreConfigurationError(f"cannot use {path}: {error}", setting="sqlite_path")
 
 
 def _connect_reader(path: Path) -> sqlite3.Connection:
@@ -116,17 +118,26 @@ def _connect_reader(path: Path) -> sqlite3.Connection:
     return connection
 
 
-class _SQLiteCall(ObservedCall):
-    __slots__ = ()
+class _map_sqlite_errors:  # noqa: N801 - used as a `with` statement, like a contextlib function
+    """The adapter's one error boundary: a sqlite3 error of one call becomes the service's 503."""
 
-    def translate(self, error: Exception) -> Exception:
-        if isinstance(error, sqlite3.OperationalError):
-            logger.warning("SQLite %s failed: %s", self._operation, error)
-            return BackendUnavailable("the SQLite file is busy or unavailable")
-        if isinstance(error, sqlite3.DatabaseError):
-            logger.error("SQLite %s failed", self._operation, exc_info=error)
-            return BackendUnavailable("the SQLite file cannot be used", retry_after=30)
-        return error
+    __slots__ = ("_operation",)
+
+    def __init__(self, operation: str) -> None:
+        self._operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, raised: BaseException | None, _: TracebackType | None
+    ) -> None:
+        if isinstance(raised, sqlite3.OperationalError):
+            logger.warning("SQLite %s failed: %s", self._operation, raised)
+            raise BackendUnavailable("the SQLite file is busy or unavailable") from raised
+        if isinstance(raised, sqlite3.DatabaseError):
+            logger.error("SQLite %s failed", self._operation, exc_info=raised)
+            raise BackendUnavailable("the SQLite file cannot be used", retry_after=30) from raised
 
 
 class SQLiteStore:
@@ -164,15 +175,12 @@ class SQLiteStore:
     def description(self) -> str:
         return f"sqlite file {self._path.resolve()}"
 
-    def _call(self, operation: str) -> _SQLiteCall:
-        return _SQLiteCall(self._observer, operation)
-
     async def _write(self, operation: str, work: Callable[[sqlite3.Connection], T]) -> T:
-        with self._call(operation):
+        with ObservedCall(self._observer, operation), _map_sqlite_errors(operation):
             return await self._writer.run(work)
 
     async def get(self, persistence_id: str) -> StateRecord | None:
-        with self._call("get"):
+        with ObservedCall(self._observer, "get"), _map_sqlite_errors("get"):
             return _read(self._reader, persistence_id)
 
     async def put(self, record: StateRecord, precondition: Precondition) -> StateRecord:
@@ -197,7 +205,11 @@ class SQLiteStore:
         await self._write("delete", remove)
 
     async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
-        with self._call("get_many"), _transaction(self._reader):
+        with (
+            ObservedCall(self._observer, "get_many"),
+            _map_sqlite_errors("get_many"),
+            _transaction(self._reader),
+        ):
             return list(_read_many(self._reader, persistence_ids).values())
 
     async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:
@@ -217,7 +229,7 @@ class SQLiteStore:
         return await self._write("transact", apply)
 
     async def ping(self) -> None:
-        with self._call("ping"):
+        with ObservedCall(self._observer, "ping"), _map_sqlite_errors("ping"):
             self._reader.execute("SELECT 1 FROM states LIMIT 1").fetchall()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -12,7 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from app.errors import InvalidState, ProblemError
 
@@ -96,24 +97,28 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     )
 
 
-def _allowed_methods(request: Request) -> str:
-    """Every method some route takes for this path: Starlette names only the first route's."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
-    return ", ".join(sorted(methods))
+def _http_error_handler(routes: Sequence[BaseRoute]) -> Callable[[Request, Exception], Awaitable[Response]]:
+    def allowed_methods(scope: Scope) -> str:
+        """Every method some route takes for this path: Starlette names only the first route's."""
+        methods: set[str] = set()
+        for route in routes:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:
+                methods.update(getattr(route, "methods", None) or ())
+        return ", ".join(sorted(methods))
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        status = HTTPStatus(exc.status_code)
+        detail = (
+            exc.detail if isinstance(exc.detail, str) and exc.detail != status.phrase else status.description
+        )
+        headers = dict(exc.headers or {})
+        if status is HTTPStatus.METHOD_NOT_ALLOWED:
+            headers["Allow"] = allowed_methods(request.scope)
+        return problem_response(exc.status_code, detail, headers=headers)
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    status = HTTPStatus(exc.status_code)
-    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != status.phrase else status.description
-    headers = dict(exc.headers or {})
-    if status is HTTPStatus.METHOD_NOT_ALLOWED:
-        headers["Allow"] = _allowed_methods(request)
-    return problem_response(exc.status_code, detail, headers=headers)
+    return http_error
 
 
 async def _unexpected_error(_: Request, __: Exception) -> Response:
@@ -121,10 +126,12 @@ async def _unexpected_error(_: Request, __: Exception) -> Response:
     return problem_response(500, "the server met an unexpected error", slug="internal")
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI, routes: Sequence[BaseRoute]) -> None:
+    """Every error as a problem document; a 405's `Allow` lists the methods of every one of `routes` that
+    matches the path."""
     app.add_exception_handler(ProblemError, _problem_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(HTTPException, _http_error_handler(routes))
     app.add_exception_handler(Exception, _unexpected_error)
 
 

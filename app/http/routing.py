@@ -1,24 +1,26 @@
-"""The parts of a request the `/states` routes read themselves, and the OpenAPI entries that describe them.
+"""How the `/states` routes run: `RequestRoute`, and the request parts they read themselves.
 
 FastAPI resolves every declared parameter and body through its dependency machinery on each request,
-which cost more CPU than the rest of a read served from SQLite (README, "Performance"). So these routes
-take the `Request`, read these few parts directly, and declare them in `openapi_extra` as FastAPI would.
+which cost more CPU than the rest of a read served from SQLite (docs/design.md). So these routes are
+`RequestRoute`s: FastAPI documents them from their decorators (parameters and bodies declared in
+`openapi_extra` as FastAPI would declare them, with `documented`), and Starlette serves them, calling the
+endpoint with the `Request`. The endpoint reads the few parts it needs with the readers below.
 A body must be JSON (else 415) and at most `MAX_BODY_BYTES` (else 413, decided from `Content-Length` or
 while it streams in, so that no request makes the service hold more).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
+from starlette.responses import Response
 
-from app.api.conditions import ENTITY_TAGS_PATTERN
-from app.api.persistence_ids import DOCUMENTED_ID
 from app.errors import PayloadTooLarge, UnsupportedMediaType
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -29,6 +31,19 @@ _BOOLEANS = {
     **dict.fromkeys(("1", "on", "t", "true", "y", "yes"), True),
     **dict.fromkeys(("0", "off", "f", "false", "n", "no"), False),
 }
+
+
+Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+class RequestRoute(APIRoute):
+    """A route whose endpoint takes the `Request` and returns the `Response` itself: FastAPI's documented
+    way to change how a route runs (`route_class`). The endpoint is the whole handler; errors it raises
+    reach the app's exception handlers as any route's do."""
+
+    def get_route_handler(self) -> Endpoint:
+        endpoint: Endpoint = self.endpoint
+        return endpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,27 +65,6 @@ class Parameter:
         }
 
 
-def _entity_tags(name: str, description: str) -> Parameter:
-    return Parameter(name, "header", description, {"type": "string", "pattern": ENTITY_TAGS_PATTERN})
-
-
-PERSISTENCE_ID = Parameter(
-    "persistence_id",
-    "path",
-    "Percent-encoded persistence id: 1 to 2048 bytes of UTF-8, no control characters.",
-    {"type": "string", "examples": ["account-42"], **DOCUMENTED_ID},
-    required=True,
-)
-DECODE = Parameter(
-    "decode",
-    "query",
-    "Add `state`: the message in protobuf's JSON mapping (null when its type is unknown).",
-    {"type": "boolean", "default": False},
-)
-IF_MATCH = _entity_tags("if-match", 'Entity tags (`"3"`, a list, or `*`); also a bare version such as `3`.')
-IF_NONE_MATCH = _entity_tags("if-none-match", '`*`, or entity tags such as `"3"`.')
-
-
 def documented(*parameters: Parameter, body: type[BaseModel] | None = None) -> dict[str, Any]:
     """The `openapi_extra` of an operation that reads these parameters (and this JSON body)."""
     extra: dict[str, Any] = {}
@@ -82,38 +76,31 @@ def documented(*parameters: Parameter, body: type[BaseModel] | None = None) -> d
     return extra
 
 
-def decode_requested(request: Request) -> bool:
+def query_flag(request: Request, parameter: Parameter) -> bool:
+    """A boolean query parameter, read as FastAPI would read a `bool`; absent is false."""
     if not request.scope["query_string"]:  # the common case, without parsing anything
         return False
-    value = request.query_params.get(DECODE.name)
+    value = request.query_params.get(parameter.name)
     if value is None:
         return False
-    decode = _BOOLEANS.get(value.lower())
-    if decode is None:
+    flag = _BOOLEANS.get(value.lower())
+    if flag is None:
         raise RequestValidationError(
             [
                 {
                     "type": "bool_parsing",
-                    "loc": ("query", DECODE.name),
+                    "loc": ("query", parameter.name),
                     "msg": "Input should be a valid boolean, unable to interpret input",
                 }
             ]
         )
-    return decode
+    return flag
 
 
-def _list_header(request: Request, name: str) -> str | None:
-    # Repeated fields of a list-valued header mean what their values joined by commas mean (RFC 9110 §5.3).
+def list_header(request: Request, name: str) -> str | None:
+    """A list-valued header: repeated fields mean their values joined by commas (RFC 9110 §5.3)."""
     values = request.headers.getlist(name)
     return ", ".join(values) if values else None
-
-
-def if_match(request: Request) -> str | None:
-    return _list_header(request, IF_MATCH.name)
-
-
-def if_none_match(request: Request) -> str | None:
-    return _list_header(request, IF_NONE_MATCH.name)
 
 
 class _BodyTooLarge(PayloadTooLarge):

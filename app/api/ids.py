@@ -8,6 +8,7 @@ from urllib.parse import unquote_to_bytes
 from starlette.requests import Request
 
 from app.errors import InvalidState
+from app.http.routing import Parameter
 
 MAX_ID_BYTES = 2048
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
@@ -15,6 +16,14 @@ _CONTROL_CHARACTERS = re.compile(rf"[{_CONTROL}]")
 # JSON Schema counts characters, not bytes: the document states what it can, the description the rest.
 DOCUMENTED_ID = {"minLength": 1, "maxLength": MAX_ID_BYTES, "pattern": rf"^[^{_CONTROL}]+$"}
 _STATES_PREFIX = b"/states/"
+
+PERSISTENCE_ID = Parameter(
+    "persistence_id",
+    "path",
+    "Percent-encoded persistence id: 1 to 2048 bytes of UTF-8, no control characters.",
+    {"type": "string", "examples": ["account-42"], **DOCUMENTED_ID},
+    required=True,
+)
 
 
 def _id_problem(value: str) -> str | None:

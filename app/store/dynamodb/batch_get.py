@@ -15,8 +15,8 @@ from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.errors import BackendUnavailable
-from app.store._dynamodb_codec import from_item, key_of
-from app.store.port import StateRecord
+from app.states.model import StateRecord
+from app.store.dynamodb.codec import from_item, key_of
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

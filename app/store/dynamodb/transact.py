@@ -17,10 +17,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.errors import ProblemError
-from app.store._dynamodb_codec import condition_arguments, from_item, key_of, pin_arguments, to_item
-from app.store._dynamodb_errors import problem_for
-from app.store.port import Operation, PutOperation, StateRecord
-from app.store.transactions import Settled, settle_refused
+from app.states.model import Operation, PutOperation, Settled, StateRecord, settle_refused
+from app.store.dynamodb.codec import condition_arguments, from_item, key_of, pin_arguments, to_item
+from app.store.dynamodb.errors import problem_for
 
 OPERATION = "TransactWriteItems"
 

@@ -1,0 +1,210 @@
+"""The service's ASGI middleware, outermost first: the request observer (request id, metrics, access log),
+the log of unexpected errors, the API key guard, and the concurrency limit.
+
+Each is plain ASGI: `BaseHTTPMiddleware` would add a task and a body copy to every request.
+
+- `RequestObserver` gives each request an `X-Request-ID` (the client's own when it is safe to echo and to
+  log, else a fresh one), then counts, times and logs it, with one pass over the headers, one wrapper of
+  `send` and one log call.
+- `UnexpectedErrorLog` writes one log record for each unexpected error, with its traceback and the request
+  id. Starlette's `ServerErrorMiddleware` answers an unhandled exception with the app's 500 handler, then
+  raises it again for the server to log: uvicorn would log it a second time, once the request id is gone.
+- `ApiKeyGuard`: with `STATESTORE_API_KEYS` set, every `/states…` call needs `Authorization: Bearer <key>`.
+  It runs in front of the routes, so a caller without a key learns nothing (not even 413, 415 or 422) and
+  costs no body read. The presented token's digest is compared with the digest of every key, each in
+  constant time, so the time a refusal takes tells neither which key came closest nor how long keys are.
+- `ConcurrencyLimit` answers `503` with `Retry-After` once too many requests are in progress, instead of
+  queueing them: under overload a queue only makes every answer late, and a quick `503` lets clients back
+  off. The probes and `/metrics` are never refused: a busy process is neither dead nor unready.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import random
+import re
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import Unauthorized
+from app.http.problems import problem_response, render_problem
+from app.observability.logging import FIELDS, current_request_id
+from app.observability.metrics import Metrics
+
+UNMATCHED = "<unmatched>"
+MAX_LOGGED_ID_CHARACTERS = 2048
+"""A refused persistence id can be far longer than a valid one; the log line stays bounded."""
+REQUEST_ID_HEADER = b"x-request-id"
+MAX_REQUEST_ID_LENGTH = 128
+PROTECTED_PREFIX = "/states"
+RETRY_AFTER_SECONDS = 1
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:=+/@-]{1,%d}" % MAX_REQUEST_ID_LENGTH)
+_NEVER_REFUSED = frozenset({"/healthz", "/readyz", "/metrics"})
+
+access_logger = logging.getLogger("statestore.access")
+error_logger = logging.getLogger("statestore.errors")
+
+
+def route_path(scope: Scope) -> str:
+    """The request path without the server's root path (`--root-path`), as Starlette routes it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def is_protected(path: str) -> bool:
+    return path.startswith(PROTECTED_PREFIX)
+
+
+def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            return value.decode("ascii") if _SAFE_REQUEST_ID.fullmatch(value) else new_request_id()
+    return new_request_id()
+
+
+def new_request_id() -> str:
+    # A version 4 UUID from the process's own generator (seeded from os.urandom in each worker process):
+    # uuid4() reads os.urandom, whose system call lets go of the GIL on every request (docs/design.md).
+    # An id needs uniqueness, not secrecy, and nothing in the service draws secrets from `random`.
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
+class RequestObserver:
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_of(scope["headers"])
+        id_header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        token = current_request_id.set(request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            route, path_params = self._route_of(scope)
+            self.metrics.observe_request(scope["method"], route, status, seconds)
+            if access_logger.isEnabledFor(logging.INFO):
+                persistence_id = path_params.get("persistence_id")
+                client = scope.get("client")
+                fields = {
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 3),
+                    "persistence_id": persistence_id and persistence_id[:MAX_LOGGED_ID_CHARACTERS],
+                    "client": client[0] if client else None,
+                }
+                access_logger.info("%s %s %d", scope["method"], route, status, extra={FIELDS: fields})
+            current_request_id.reset(token)
+
+    def _route_of(self, scope: Scope) -> tuple[str, dict[str, Any]]:
+        """The template of the route that served (or would have served) the request, and its path parameters.
+
+        Requests answered before routing (401, 413, 415) are matched here, so they are counted under
+        their route too; only a path that no route knows is `<unmatched>`.
+        """
+        route: BaseRoute | None = scope.get("route")
+        if route is not None:
+            return getattr(route, "path_format", UNMATCHED), scope.get("path_params", {})
+        partial: tuple[str, dict[str, Any]] | None = None
+        for candidate in self.routes:
+            match, child_scope = candidate.matches(scope)
+            found = (getattr(candidate, "path_format", UNMATCHED), child_scope.get("path_params", {}))
+            if match is Match.FULL:
+                return found
+            if match is Match.PARTIAL and partial is None:
+                partial = found
+        return partial or (UNMATCHED, {})
+
+
+class UnexpectedErrorLog:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        except Exception:
+            error_logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
+
+
+def _digest(secret: bytes) -> bytes:
+    return hashlib.sha256(secret).digest()
+
+
+class ApiKeyGuard:
+    def __init__(self, app: ASGIApp, keys: Sequence[str]) -> None:
+        self.app = app
+        self._key_digests = tuple(_digest(key.encode()) for key in keys)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and is_protected(route_path(scope)):
+            refusal = self._refusal(scope["headers"])
+            if refusal is not None:
+                await render_problem(refusal)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, headers: Iterable[tuple[bytes, bytes]]) -> Unauthorized | None:
+        credentials = next((value for name, value in headers if name == b"authorization"), None)
+        if credentials is None:
+            return Unauthorized("this call needs the header `Authorization: Bearer <API key>`")
+        scheme, _, token = credentials.partition(b" ")
+        token = token.strip()
+        if scheme.lower() != b"bearer" or not token:
+            return Unauthorized("the Authorization header must use the Bearer scheme: `Bearer <API key>`")
+        presented = _digest(token)
+        matched = False
+        for key_digest in self._key_digests:
+            matched |= hmac.compare_digest(presented, key_digest)
+        return None if matched else Unauthorized("the API key is not valid", invalid_token=True)
+
+
+class ConcurrencyLimit:
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.in_progress = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or route_path(scope) in _NEVER_REFUSED:
+            await self.app(scope, receive, send)
+        elif self.in_progress >= self.limit:
+            await problem_response(
+                503,
+                f"the service is handling {self.limit} requests already; retry later",
+                slug="overloaded",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )(scope, receive, send)
+        else:
+            self.in_progress += 1
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self.in_progress -= 1

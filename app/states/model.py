@@ -1,0 +1,245 @@
+"""The model of a stored state and the rules every write obeys, whatever the backend.
+
+A state is a `StateRecord`; a write carries a `Precondition`, checked by the backend in the same atomic
+step as the write. When it fails, the backend hands the stored record to `settle_refused_write`, which
+tells a retry of what is already stored (a success) from a refusal: 412 for the client's own condition,
+409 for the monotonic version guard.
+
+Transactions follow the same rule operation by operation (`settle_refused`):
+
+- a put whose condition fails but which finds its own state stored (version, manifest and payload)
+  is already done;
+- a conditional delete that finds nothing stored is already done only when a put of the same
+  transaction is already done: that put is the sign of a retry of this very transaction. Without
+  it, the delete is refused as `DELETE` with `If-Match` on a missing state is (412), since a missing
+  state proves nothing about the version the client expected;
+- any other refused operation fails the whole transaction: 412 for its `if_match`/`if_none_match`,
+  409 for the version guard, naming the lowest-numbered failing operation.
+
+Backends then apply the transaction with the operations already done pinned to what they found, in
+the same atomic step, so "applied" always describes one instant at which every outcome held at once.
+
+Every backend refuses a state that would not fit in a DynamoDB item (`item_size`), so that a state
+stored on one backend can be stored on any.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from app.errors import PreconditionFailed, VersionConflict
+
+MAX_UINT64 = 2**64 - 1
+"""Versions and shards are unsigned 64-bit, as in eGo."""
+MAX_INT64 = 2**63 - 1
+MAX_ITEM_BYTES = 400 * 1024
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024  # the items of one TransactWriteItems call, together
+
+
+class Attribute:
+    """The item layout of ego-contrib's Go store: one DynamoDB attribute per field of a state."""
+
+    PERSISTENCE_ID = "PersistenceID"
+    VERSION_NUMBER = "VersionNumber"
+    PAYLOAD = "StatePayload"
+    MANIFEST = "StateManifest"
+    TIMESTAMP = "Timestamp"
+    SHARD = "ShardNumber"
+
+
+_NAMES_BYTES = sum(
+    len(name)
+    for name in (
+        Attribute.PERSISTENCE_ID,
+        Attribute.VERSION_NUMBER,
+        Attribute.PAYLOAD,
+        Attribute.MANIFEST,
+        Attribute.TIMESTAMP,
+        Attribute.SHARD,
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StateRecord:
+    persistence_id: str
+    version_number: int
+    manifest: str
+    payload: bytes
+    timestamp: int
+    shard: int
+
+    def same_state_as(self, other: StateRecord) -> bool:
+        return (
+            self.version_number == other.version_number
+            and self.manifest == other.manifest
+            and self.payload == other.payload
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Precondition:
+    """What must hold of the stored state for a write to go ahead.
+
+    `match` is If-Match (the stored version must be one of these; a state must exist), `exists` is
+    If-Match: *, `absent` is If-None-Match: *, `none_match` is If-None-Match with versions, and
+    `older_than` is the monotonic version guard (a stored version, if any, must be below it).
+    """
+
+    match: frozenset[int] | None = None
+    exists: bool = False
+    absent: bool = False
+    none_match: frozenset[int] = frozenset()
+    older_than: int | None = None
+
+    @property
+    def is_unconditional(self) -> bool:
+        return self == UNCONDITIONAL
+
+    def client_allows(self, stored_version: int | None) -> bool:
+        """The client's own preconditions (If-Match / If-None-Match), without the guard."""
+        if stored_version is None:
+            return self.match is None and not self.exists
+        if self.absent or stored_version in self.none_match:
+            return False
+        return self.match is None or stored_version in self.match
+
+    def guard_allows(self, stored_version: int | None) -> bool:
+        return self.older_than is None or stored_version is None or stored_version < self.older_than
+
+    def allows(self, stored_version: int | None) -> bool:
+        return self.client_allows(stored_version) and self.guard_allows(stored_version)
+
+    def allows_state(self, stored: StateRecord | None) -> bool:
+        return self.allows(None if stored is None else stored.version_number)
+
+    def with_guard(self, new_version: int) -> Precondition:
+        return Precondition(self.match, self.exists, self.absent, self.none_match, new_version)
+
+
+UNCONDITIONAL = Precondition()
+
+
+def refusal(precondition: Precondition, stored: StateRecord | None) -> PreconditionFailed | VersionConflict:
+    """The error for a write whose condition failed against `stored`."""
+    if stored is None:
+        return PreconditionFailed("no state is stored under this persistence id")
+    current = stored.version_number
+    if not precondition.client_allows(current):
+        return PreconditionFailed(f"the stored version is {current}", current_version=current)
+    return VersionConflict(
+        f"version {precondition.older_than} does not move past the stored version {current}",
+        current_version=current,
+    )
+
+
+def settle_refused_write(
+    precondition: Precondition, record: StateRecord, stored: StateRecord | None
+) -> StateRecord:
+    """A write whose condition failed is still a success when it finds its own state stored."""
+    if stored is not None and stored.same_state_as(record):
+        return stored
+    raise refusal(precondition, stored)
+
+
+@dataclass(frozen=True, slots=True)
+class PutOperation:
+    """One write of a transaction: store `record` if `precondition` holds."""
+
+    record: StateRecord
+    precondition: Precondition = UNCONDITIONAL
+
+    @property
+    def persistence_id(self) -> str:
+        return self.record.persistence_id
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteOperation:
+    """One delete of a transaction: remove the state if `precondition` holds."""
+
+    persistence_id: str
+    precondition: Precondition = UNCONDITIONAL
+
+
+Operation = PutOperation | DeleteOperation
+
+
+def _number_bytes(value: int) -> int:
+    significant = str(value).strip("0") or "0"
+    return (len(significant) + 1) // 2 + 1
+
+
+def item_size(record: StateRecord) -> int:
+    """Bytes the record's item counts against DynamoDB's 400 KB limit: attribute names plus values."""
+    return (
+        _NAMES_BYTES
+        + len(record.persistence_id.encode())
+        + len(record.payload)
+        + len(record.manifest.encode())
+        + _number_bytes(record.version_number)
+        + _number_bytes(record.timestamp)
+        + _number_bytes(record.shard)
+    )
+
+
+Settled = dict[int, StateRecord | None]
+"""Operations already done, by index, with what each found stored (None: nothing, for a delete)."""
+
+
+def refused_operations(
+    operations: Sequence[Operation], stored: Mapping[str, StateRecord]
+) -> dict[int, StateRecord | None]:
+    """The operations whose condition fails against `stored`, with what each finds."""
+    refused: dict[int, StateRecord | None] = {}
+    for index, operation in enumerate(operations):
+        found = stored.get(operation.persistence_id)
+        if not operation.precondition.allows_state(found):
+            refused[index] = found
+    return refused
+
+
+def settle_refused(
+    operations: Sequence[Operation],
+    refused: Mapping[int, StateRecord | None],
+    settled_before: Mapping[int, StateRecord | None] | None = None,
+) -> Settled:
+    """The operations already done, or the 412/409 of the first one that fails.
+
+    `refused` holds what is stored for each operation the backend refused: its condition failed, or,
+    for one found done by an earlier attempt (`settled_before`), the pin on what it found failed.
+    """
+    settled = {i: found for i, found in (settled_before or {}).items() if i not in refused}
+    failed: list[int] = []
+    deletes_of_nothing: list[int] = []
+    for index, found in refused.items():
+        operation = operations[index]
+        if operation.precondition.allows_state(found):
+            continue  # its own condition holds again: it is written rather than pinned
+        if isinstance(operation, PutOperation):
+            if found is not None and found.same_state_as(operation.record):
+                settled[index] = found
+            else:
+                failed.append(index)
+        elif found is None:
+            deletes_of_nothing.append(index)
+        else:
+            failed.append(index)
+    if any(isinstance(operations[index], PutOperation) for index in settled):
+        settled.update(dict.fromkeys(deletes_of_nothing))
+    else:
+        failed.extend(deletes_of_nothing)
+    if failed:
+        first = min(failed)
+        operation = operations[first]
+        raise refusal(operation.precondition, refused[first]).for_operation(first, operation.persistence_id)
+    return settled
+
+
+def transaction_results(operations: Sequence[Operation], settled: Settled) -> list[StateRecord | None]:
+    """What each operation left stored: a put's record (or the state it found), None for a delete."""
+    return [
+        settled.get(index, operation.record) if isinstance(operation, PutOperation) else None
+        for index, operation in enumerate(operations)
+    ]

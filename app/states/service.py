@@ -1,0 +1,160 @@
+"""The states service: what a write request becomes before any backend call, and the calls themselves.
+
+A write's payload is checked against its type (or its JSON state serialized), it gets the server's time
+when it has none, the version guard joins the client's precondition, and a state that would not fit in
+a DynamoDB item is refused, on every backend alike. A transaction's puts get the same treatment, and the
+transaction as a whole must fit DynamoDB's rules (at most 4 MB of items), so a transaction that works on
+one backend works on the other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from app.errors import InvalidState, PayloadTooLarge, ProblemError
+from app.protobuf import TypeRegistry
+from app.settings import ManifestPolicy, VersionGuard
+from app.states.model import (
+    MAX_ITEM_BYTES,
+    MAX_TRANSACTION_BYTES,
+    DeleteOperation,
+    Operation,
+    Precondition,
+    PutOperation,
+    StateRecord,
+    item_size,
+)
+from app.store import StateStore
+
+
+class WriteRequest(Protocol):
+    """A validated write, as `PUT /states/{id}` and a transaction's puts carry it."""
+
+    @property
+    def manifest(self) -> str: ...
+    @property
+    def payload(self) -> bytes | None: ...
+    @property
+    def state(self) -> Any: ...
+    @property
+    def version_number(self) -> int: ...
+    @property
+    def timestamp(self) -> int | None: ...
+    @property
+    def shard(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedPut:
+    """A transaction's put before validation: `request`, under `persistence_id`, if `precondition` holds."""
+
+    persistence_id: str
+    request: WriteRequest
+    precondition: Precondition
+
+
+@dataclass(frozen=True, slots=True)
+class StatesService:
+    store: StateStore
+    types: TypeRegistry
+    manifest_policy: ManifestPolicy
+    version_guard: VersionGuard
+
+    async def ping(self) -> None:
+        await self.store.ping()
+
+    async def get(self, persistence_id: str) -> StateRecord | None:
+        return await self.store.get(persistence_id)
+
+    async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
+        return await self.store.get_many(persistence_ids)
+
+    async def put(
+        self, persistence_id: str, request: WriteRequest, precondition: Precondition
+    ) -> StateRecord:
+        """Store the request's state if `precondition` holds: what is stored, or 412/409/413/422."""
+        record = self._record_to_write(persistence_id, request)
+        return await self.store.put(record, self._with_guard(precondition, record))
+
+    async def delete(self, persistence_id: str, precondition: Precondition) -> None:
+        await self.store.delete(persistence_id, precondition)
+
+    async def transact(self, planned: Sequence[PlannedPut | DeleteOperation]) -> list[StateRecord | None]:
+        """Apply every operation or none; each put is validated first, as `put` validates one."""
+        operations: list[Operation] = []
+        for index, operation in enumerate(planned):
+            if isinstance(operation, DeleteOperation):
+                operations.append(operation)
+                continue
+            try:
+                record = self._record_to_write(operation.persistence_id, operation.request)
+            except ProblemError as error:
+                raise _within_operation(error, index).for_operation(index, operation.persistence_id) from None
+            operations.append(PutOperation(record, self._with_guard(operation.precondition, record)))
+        size = sum(
+            item_size(operation.record) for operation in operations if isinstance(operation, PutOperation)
+        )
+        if size > MAX_TRANSACTION_BYTES:
+            raise PayloadTooLarge(
+                f"the transaction's states would take {size} bytes as DynamoDB items;"
+                f" the limit for one transaction is {MAX_TRANSACTION_BYTES}"
+            )
+        return await self.store.transact(operations)
+
+    def _record_to_write(self, persistence_id: str, request: WriteRequest) -> StateRecord:
+        record = StateRecord(
+            persistence_id=persistence_id,
+            version_number=request.version_number,
+            manifest=request.manifest,
+            payload=self._payload_to_store(request),
+            timestamp=time.time_ns() // 1_000_000 if request.timestamp is None else request.timestamp,
+            shard=request.shard,
+        )
+        size = item_size(record)
+        if size > MAX_ITEM_BYTES:
+            raise PayloadTooLarge(
+                f"the state would take {size} bytes as a DynamoDB item; the limit is {MAX_ITEM_BYTES}"
+            )
+        return record
+
+    def _payload_to_store(self, request: WriteRequest) -> bytes:
+        """The payload checked against its type, or the JSON state serialized."""
+        manifest = request.manifest
+        if request.payload is None:
+            try:
+                return self.types.from_json(manifest, request.state)
+            except InvalidState as exc:
+                raise _refusal("state", exc.detail) from exc
+        if self.types.knows(manifest):
+            try:
+                self.types.check_payload(manifest, request.payload)
+            except InvalidState as exc:
+                raise _refusal("payload", exc.detail) from exc
+        elif self.manifest_policy == "strict":
+            raise _refusal(
+                "manifest",
+                f"{manifest} is neither a well-known type nor in the loaded descriptor sets,"
+                " and STATESTORE_MANIFEST_POLICY is strict",
+            )
+        return request.payload
+
+    def _with_guard(self, precondition: Precondition, record: StateRecord) -> Precondition:
+        """The client's precondition, plus the monotonic version guard when it is on."""
+        if self.version_guard == "monotonic":
+            return precondition.with_guard(record.version_number)
+        return precondition
+
+
+def _refusal(field: str, detail: str) -> InvalidState:
+    return InvalidState(detail, errors=[{"loc": ["body", field], "msg": detail}])
+
+
+def _within_operation(error: ProblemError, index: int) -> ProblemError:
+    """PUT's field errors (`["body", "payload"]`) located in the transaction's body instead."""
+    for field_error in error.extensions.get("errors", []):
+        if field_error["loc"][:1] == ["body"]:
+            field_error["loc"] = ["body", "operations", index, *field_error["loc"][1:]]
+    return error

@@ -1,0 +1,92 @@
+"""The one place where what aiobotocore raises becomes the service's errors, as httpx's
+`map_httpcore_exceptions` does for httpcore: every DynamoDB call runs inside `map_dynamodb_errors`, and a
+transaction's cancellation reasons go through the same `problem_for`."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from app.errors import BackendUnavailable, PayloadTooLarge, ProblemError, TableMissing
+
+logger = logging.getLogger("statestore.dynamodb")
+
+# Error codes, and the codes of a transaction's cancellation reasons, that retrying later may cure.
+_RETRYABLE = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionConflictException",
+        "TransactionInProgressException",
+        "TransactionConflict",
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
+    }
+)
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def problem_for(code: str, message: str, table: str, operation: str) -> ProblemError:
+    """The problem for an error code, or for the code of a transaction's cancellation reason."""
+    if code == "ResourceNotFoundException":
+        return TableMissing(table)
+    if code in _RETRYABLE:
+        return BackendUnavailable(f"DynamoDB is throttling or busy ({code}); retry later", retry_after=1)
+    if (
+        code in ("ValidationException", "ValidationError")
+        and "size" in message.lower()
+        and "exceeded" in message.lower()
+    ):
+        return PayloadTooLarge("the state exceeds DynamoDB's item size limit")
+    logger.error("DynamoDB refused %s on table %s: %s %s", operation, table, code, message)
+    return BackendUnavailable(
+        f"DynamoDB refused the {operation} call ({code or 'unknown error'})", retry_after=5
+    )
+
+
+def _problem_for_exception(error: Exception, table: str, operation: str, deadline: float) -> Exception:
+    if isinstance(error, ClientError):
+        return problem_for(
+            error_code(error), str(error.response.get("Error", {}).get("Message", "")), table, operation
+        )
+    if isinstance(error, TimeoutError):
+        return BackendUnavailable(
+            f"DynamoDB cannot be reached or did not answer {operation} within {deadline:g} s"
+        )
+    if isinstance(error, NoCredentialsError):
+        return BackendUnavailable("no AWS credentials are configured for DynamoDB", retry_after=30)
+    if isinstance(error, BotoCoreError):
+        logger.warning("DynamoDB %s failed: %s", operation, error)
+        return BackendUnavailable(f"DynamoDB cannot be reached for {operation}")
+    return error
+
+
+class map_dynamodb_errors:  # noqa: N801 - used as a `with` statement, like a contextlib function
+    """Raise the service's error in place of an SDK error (or the deadline's `TimeoutError`) of one call.
+    A class rather than a generator-based context manager: it wraps every backend call."""
+
+    __slots__ = ("_deadline", "_operation", "_table")
+
+    def __init__(self, table: str, operation: str, deadline: float) -> None:
+        self._table = table
+        self._operation = operation
+        self._deadline = deadline
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, raised: BaseException | None, _: TracebackType | None
+    ) -> None:
+        if isinstance(raised, Exception) and not isinstance(raised, ProblemError):
+            error = _problem_for_exception(raised, self._table, self._operation, self._deadline)
+            if error is not raised:
+                raise error from raised
