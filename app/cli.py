@@ -9,11 +9,16 @@ import logging
 import logging.config
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 
+from app import __version__
 from app.errors import BackendUnavailable, ProblemError, TableUnusable
 from app.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+
+_FLAGS = ("host", "port", "backend", "log_level")
+"""The settings `statestore serve` also takes as flags (`--log-level` for `log_level`)."""
 
 
 def _serve(settings: Settings, workers: int) -> None:
@@ -25,15 +30,15 @@ def _serve(settings: Settings, workers: int) -> None:
     from app.observability.multiprocess import shared_metrics_directory
 
     logging_config = log_config(settings.log_level)
-    logging.config.dictConfig(logging_config)  # before the check below, so its warning is a JSON line too
+    logging.config.dictConfig(logging_config)
     load_types(settings)
+    _check_address(settings.host, settings.port)
     try:
         asyncio.run(_check_backend(settings))
     except TableUnusable:
         raise
-    except BackendUnavailable as exc:
-        # An outage now may pass; /readyz reports it until then. A missing or wrongly keyed table will not.
-        logging.getLogger("statestore").warning("%s; starting anyway", exc.detail)
+    except BackendUnavailable:
+        pass  # an outage now may pass: the app starts, says so, and /readyz reports it until then
 
     # uvicorn re-raises the stop signal once it has shut down cleanly; a requested stop is a success.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -51,6 +56,22 @@ def _serve(settings: Settings, workers: int) -> None:
             server_header=False,
             **UVICORN_OPTIONS,
         )
+
+
+def _check_address(host: str, port: int) -> None:
+    """Stop with one line if the address cannot be listened on, before uvicorn starts the app only to fail
+    binding it."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror}", field="host") from None
+    for family, kind, protocol, _, address in addresses:
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 async def _check_backend(settings: Settings) -> None:
@@ -88,6 +109,7 @@ def _is_connection_failure(error: BaseException | None) -> bool:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="statestore", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"statestore {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", help="bind address (STATESTORE_HOST)")
@@ -104,11 +126,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = _parser().parse_args(argv)
-    overrides = {
-        name: value
-        for name in ("host", "port", "backend", "log_level")
-        if (value := getattr(arguments, name, None)) is not None
-    }
+    overrides = {name: value for name in _FLAGS if (value := getattr(arguments, name, None)) is not None}
     # Workers re-read the environment, so flags travel there rather than as arguments.
     os.environ.update({f"{ENV_PREFIX}{name.upper()}": str(value) for name, value in overrides.items()})
     try:
@@ -116,11 +134,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         if arguments.command == "serve":
             _serve(settings, arguments.workers)
         elif arguments.command == "create-table":
+            if settings.backend != "dynamodb":
+                sys.exit(
+                    "statestore: create-table creates the DynamoDB table; STATESTORE_BACKEND is"
+                    f" {settings.backend}, which needs none (set STATESTORE_BACKEND=dynamodb to create it)"
+                )
             logging.basicConfig(level=logging.ERROR, format="statestore: %(message)s")
             print(asyncio.run(_create_table(settings)))
         else:
             sys.stdout.write(_openapi(settings))
     except SettingsError as exc:
+        if exc.field in overrides:
+            sys.exit(f"statestore: invalid value for --{exc.field.replace('_', '-')}: {exc.reason}")
         sys.exit(f"statestore: {exc}")
     except ProblemError as exc:
         # Say which endpoint failed to connect; the HTTP API never shows this, an operator needs it.

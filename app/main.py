@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import logging
-import tomllib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import cache
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
+from app import __version__
 from app.api import LifespanState, Services, batch, probes, states
 from app.api.schemas import BatchGetRequest, PutStateRequest, TransactRequest
+from app.errors import BackendUnavailable
 from app.http.middleware import ApiKeyGuard, ConcurrencyLimit, RequestObserver, UnexpectedErrorLog
 from app.http.openapi import build_openapi
 from app.http.problems import install_problem_handlers
@@ -27,18 +26,6 @@ from app.protobuf import DescriptorSetError, TypeRegistry
 from app.settings import Settings, SettingsError, load_settings, variable_name
 from app.states.service import StatesService
 from app.store import CallObserver, StateStore, StoreConfigurationError, ignore_call, open_store
-
-
-def _version() -> str:
-    try:
-        return version("durable-state-store")
-    except PackageNotFoundError:  # a source tree run without `pip install`: the same number, from its file
-        pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
-        return str(pyproject["project"]["version"])
-
-
-VERSION = _version()
-"""The distribution's version, as pyproject.toml sets it; the OpenAPI document's `info.version`."""
 
 logger = logging.getLogger("statestore")
 
@@ -94,6 +81,26 @@ async def open_backend(settings: Settings, observer: CallObserver = ignore_call)
         raise unusable_setting(exc) from None
 
 
+async def _log_readiness(store: StateStore, settings: Settings) -> None:
+    """ "ready" once the backend has answered; otherwise a warning that says what is missing."""
+    fields = {"backend": settings.backend, "location": store.description, "api_keys": len(settings.api_keys)}
+    try:
+        await store.ping()
+    except BackendUnavailable as exc:
+        logger.warning(
+            "statestore started, but its backend is not ready: %s; /readyz answers 503 until it is",
+            exc.detail,
+            extra={FIELDS: fields},
+        )
+    else:
+        logger.info(
+            "statestore ready: backend %s, writing to %s",
+            settings.backend,
+            store.description,
+            extra={FIELDS: fields},
+        )
+
+
 def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> FastAPI:
     """The service; `settle_heap_when_ready` tunes the process's garbage collector once it has started,
     which only a process that serves nothing else should do (`app.main:app`)."""
@@ -106,18 +113,7 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
             store = await resources.enter_async_context(
                 open_backend(settings, app_metrics.observe_backend_call)
             )
-            logger.info(
-                "statestore ready: backend %s, writing to %s",
-                settings.backend,
-                store.description,
-                extra={
-                    FIELDS: {
-                        "backend": settings.backend,
-                        "location": store.description,
-                        "api_keys": len(settings.api_keys),
-                    }
-                },
-            )
+            await _log_readiness(store, settings)
             if settle_heap_when_ready:
                 settle_heap()
             states_service = StatesService(
@@ -131,7 +127,7 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
         app_metrics,
         routes,
         title="durable-state-store",
-        version=VERSION,
+        version=__version__,
         lifespan=lifespan,
         redoc_url=None,
     )

@@ -22,7 +22,14 @@ _BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750 b64token: what `
 
 
 class SettingsError(Exception):
-    """A bad setting; the message is one line naming the variable."""
+    """A bad setting; the message is one line naming the variable. `field` is the settings field at fault,
+    when there is one, and `reason` what is wrong with its value, for a caller that names it otherwise
+    (the CLI names its flags)."""
+
+    def __init__(self, message: str, *, field: str | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason or message
 
 
 class Settings(BaseSettings):
@@ -77,6 +84,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else ""
-        name = variable_name(field)
         shown = "" if field == "api_keys" else f" (got {error['input']!r})"
-        raise SettingsError(f"invalid setting {name}: {error['msg']}{shown}") from None
+        reason = f"{error['msg']}{shown}"
+        raise SettingsError(
+            f"invalid setting {variable_name(field)}: {reason}", field=field, reason=reason
+        ) from None

@@ -88,7 +88,7 @@ def test_api_keys_never_appear_in_the_error() -> None:
     [
         (["serve"], {"STATESTORE_BACKEND": "postgres"}, "invalid setting STATESTORE_BACKEND"),
         (["serve"], {"STATESTORE_PORT": "x"}, "invalid setting STATESTORE_PORT"),
-        (["serve", "--port", "99999"], {}, "invalid setting STATESTORE_PORT"),
+        (["serve", "--port", "99999"], {}, "invalid value for --port"),
         (["openapi"], {"STATESTORE_LOG_LEVEL": "loud"}, "invalid setting STATESTORE_LOG_LEVEL"),
     ],
 )
