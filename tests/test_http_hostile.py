@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import socket
 import sqlite3
 import time
@@ -213,3 +214,33 @@ async def test_requests_beyond_the_concurrency_limit_get_a_quick_503(
             blocker.close()
             assert [response.status_code for response in await asyncio.gather(*held)] == [200, 200]
             assert (await client.get(state_path("held-1"))).status_code == 200
+
+
+def _upgrade_put(body: bytes) -> bytes:
+    head = put_head(
+        "Connection: Upgrade, HTTP2-Settings",
+        "Upgrade: h2c",
+        "HTTP2-Settings: AAMAAABkAAQBAAAAAAIAAAAA",
+        f"Content-Length: {len(body)}",
+    )
+    return head + body
+
+
+@pytest.mark.parametrize("split_at", [None, "\r\nUpgr", "\r\n", "\r\nUpgrade:"])
+def test_an_offer_to_upgrade_is_ignored_and_the_body_arrives(served: Served, split_at: str | None) -> None:
+    """Java's default HttpClient offers HTTP/2 (`Upgrade: h2c`) on every cleartext request; the body of such a
+    request must reach the app, however the head is cut into reads."""
+    body = json.dumps(state_body(7)).encode()
+    request = _upgrade_put(body)
+    if split_at is None:
+        chunks = [request]
+    else:
+        cut = request.index(split_at.encode()) + len(split_at)
+        chunks = [request[:cut], request[cut:]]
+    with connect(served.url) as sock:
+        for chunk in chunks:
+            sock.sendall(chunk)
+            time.sleep(0.05)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert b'"version_number":7' in answer or b'"version_number":"7"' in answer

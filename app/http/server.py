@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -39,6 +40,15 @@ UVICORN_OPTIONS: dict[str, Any] = {
 }
 
 
+# httptools tells its parser that a request asking to upgrade the connection (`Connection: Upgrade` and an
+# `Upgrade` header) has no body, so the body never reaches the app: every PUT from Java's default HttpClient,
+# which offers HTTP/2 with `Upgrade: h2c`, would arrive empty. The service upgrades nothing (RFC 9110 §7.8
+# lets a server ignore the header), so a head's `Upgrade` field is renamed before the parser sees it.
+_UPGRADE_FIELD = re.compile(rb"\nupgrade:", re.IGNORECASE)
+_IGNORED_FIELD = b"\nignored:"  # the same length, so the head's size is unchanged
+_END_OF_HEAD = b"\r\n\r\n"
+
+
 def _raw_problem(status: int, detail: str) -> bytes:
     """A whole HTTP/1.1 problem response that closes the connection, for answers below the ASGI app."""
     response = problem_response(status, detail, headers={"Connection": "close"})
@@ -48,7 +58,8 @@ def _raw_problem(status: int, detail: str) -> bytes:
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """httptools' protocol, with a bound on the size of a request head and on the time to send it.
+    """httptools' protocol, with a bound on the size of a request head and on the time to send it, and
+    without connection upgrades.
 
     One timer per connection, armed when a head starts and re-armed only when it fires: arming and
     cancelling one per request would cost every request two timer operations.
@@ -59,6 +70,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _head_started: float | None = None  # the loop time the head being read began, if one is
     _head_timer: asyncio.TimerHandle | None = None
+    _in_body = False
+    _held_back = b""  # the end of a chunk that may be the start of an `Upgrade` field name
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -71,11 +84,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        received = len(data)
+        if not self._in_body:
+            data = self._without_upgrade(self._held_back + data)
         super().data_received(data)
         # Counted once parsed: a chunk that leaves the head incomplete is all head, bar the tail of a
         # previous request, so the count is exact to within one read.
         if self._head_started is not None:
-            self._head_bytes += len(data)
+            self._head_bytes += received
             if self._head_bytes > self.max_head_bytes:
                 self._refuse(431, f"the request line and headers exceed {self.max_head_bytes} bytes")
 
@@ -85,7 +101,25 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_started = None
+        self._in_body = True
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        super().on_message_complete()
+
+    def _without_upgrade(self, data: bytes) -> bytes:
+        """The head part of `data` with any `Upgrade` field renamed; a tail that may be the start of one is
+        held back for the next chunk."""
+        self._held_back = b""
+        end = data.find(_END_OF_HEAD)
+        if end >= 0:
+            end += len(_END_OF_HEAD)
+            return _UPGRADE_FIELD.sub(_IGNORED_FIELD, data[:end]) + data[end:]
+        line_start = data.rfind(b"\n")
+        if line_start >= 0 and b"\nupgrade:".startswith(data[line_start:].lower()):
+            data, self._held_back = data[:line_start], data[line_start:]
+        return _UPGRADE_FIELD.sub(_IGNORED_FIELD, data)
 
     def _begin_head(self) -> None:
         self._head_bytes = 0
