@@ -1,4 +1,4 @@
-"""Fixtures: a moto server process, the service on each backend over real HTTP, and clients."""
+"""Fixtures: DynamoDB-compatible server processes, the service on each backend over real HTTP, and clients."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 
 from app.main import create_app
 from app.settings import Settings
+from support.dynalite import DynaliteUnavailable, dynalite_server, install
 from support.processes import moto_server
 from support.uvicorn_thread import serving
 
@@ -27,7 +28,10 @@ os.environ.update(
 for _name in [name for name in os.environ if name.startswith("STATESTORE_")]:
     del os.environ[_name]
 
-BACKENDS = ["sqlite", "dynamodb"]
+BACKENDS = ["sqlite", "moto", "dynalite"]
+# The service's dynamodb backend on each DynamoDB-compatible server, by the fixture that gives the
+# server's endpoint with TABLE created. README, "Test backends", says which tests use which and why.
+DYNAMODB_SERVERS = {"moto": "dynamodb_endpoint", "dynalite": "dynalite_endpoint"}
 TABLE = "states_store"
 
 ServiceFactory = Callable[..., AbstractContextManager[str]]
@@ -57,16 +61,54 @@ def dynamodb_endpoint(moto_endpoint: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def dynalite_endpoint() -> Iterator[str]:
+    """dynalite, with the default table created. Without node and npm: a skip, but a failure on CI."""
+    try:
+        install()
+    except DynaliteUnavailable as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    with dynalite_server() as endpoint:
+        create_table(endpoint, TABLE)
+        yield endpoint
+
+
+def server_endpoint(backend: str, request: pytest.FixtureRequest) -> str:
+    """The endpoint of the DynamoDB-compatible server that `backend` names, started on first use."""
+    endpoint: str = request.getfixturevalue(DYNAMODB_SERVERS[backend])
+    return endpoint
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "differs_on(**reasons): the test states what DynamoDB does; on each backend named, which "
+        "does otherwise, it is an expected failure (strict) with the reason given",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend: str = callspec.params.get("backend", "") if callspec else ""
+        for marker in item.iter_markers("differs_on"):
+            if backend in marker.kwargs:
+                item.add_marker(pytest.mark.xfail(strict=True, reason=marker.kwargs[backend]))
+
+
+@pytest.fixture(scope="session")
 def settings_for(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[..., Settings]:
     def settings(backend: str, **overrides: Any) -> Settings:
-        if backend == "dynamodb":
-            endpoint = request.getfixturevalue("dynamodb_endpoint")
-            overrides = {"dynamodb_endpoint_url": endpoint, "dynamodb_table": TABLE, **overrides}
-        else:
+        """Settings of the service on `backend`, one of BACKENDS."""
+        if backend == "sqlite":
             overrides = {"sqlite_path": tmp_path_factory.mktemp("sqlite") / "states.db", **overrides}
-        return Settings(backend=backend, **overrides)
+            return Settings(backend="sqlite", **overrides)
+        endpoint = server_endpoint(backend, request)
+        overrides = {"dynamodb_endpoint_url": endpoint, "dynamodb_table": TABLE, **overrides}
+        return Settings(backend="dynamodb", **overrides)
 
     return settings
 
@@ -91,9 +133,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def ready_backend(backend: str, request: pytest.FixtureRequest) -> str:
-    """`backend`, with moto's table created before an async test's event loop runs."""
-    if backend == "dynamodb":
-        request.getfixturevalue("dynamodb_endpoint")
+    """`backend`, with its server's table created before an async test's event loop runs."""
+    if backend in DYNAMODB_SERVERS:
+        server_endpoint(backend, request)
     return backend
 
 

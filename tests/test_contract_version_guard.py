@@ -9,6 +9,7 @@ import pytest
 
 from conftest import ServiceFactory
 from support.api import assert_problem, delete_op, put_op, state_body, state_path, stored_versions, transact
+from support.differences import DYNALITE_HAS_NO_TRANSACTIONS, DYNALITE_RETURNS_NO_OLD_ITEM
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +28,7 @@ async def put(client: httpx.AsyncClient, persistence_id: str, version: int, payl
     return await client.put(state_path(persistence_id), json=state_body(version, payload))
 
 
+@DYNALITE_RETURNS_NO_OLD_ITEM
 @pytest.mark.parametrize("version", [4, 5])
 async def test_put_that_does_not_move_the_version_forward_is_409(
     guarded: httpx.AsyncClient, state_id: str, version: int
@@ -42,6 +44,7 @@ async def test_put_that_moves_the_version_forward_succeeds(guarded: httpx.AsyncC
     assert (await put(guarded, state_id, 6, b"six")).status_code == 200
 
 
+@DYNALITE_RETURNS_NO_OLD_ITEM
 async def test_a_retried_put_of_the_stored_state_succeeds(guarded: httpx.AsyncClient, state_id: str) -> None:
     first = await put(guarded, state_id, 5, b"five")
     retried = await put(guarded, state_id, 5, b"five")
@@ -49,12 +52,14 @@ async def test_a_retried_put_of_the_stored_state_succeeds(guarded: httpx.AsyncCl
     assert retried.headers["etag"] == '"5"'
 
 
+@DYNALITE_RETURNS_NO_OLD_ITEM
 async def test_if_match_is_checked_before_the_guard(guarded: httpx.AsyncClient, state_id: str) -> None:
     await put(guarded, state_id, 5, b"five")
     response = await guarded.put(state_path(state_id), json=state_body(4), headers={"If-Match": '"3"'})
     assert assert_problem(response, 412)["current_version"] == 5
 
 
+@DYNALITE_HAS_NO_TRANSACTIONS
 async def test_transact_put_behind_the_stored_version_is_409_and_nothing_applies(
     guarded: httpx.AsyncClient, state_id: str
 ) -> None:
@@ -70,6 +75,7 @@ async def test_transact_put_behind_the_stored_version_is_409_and_nothing_applies
     assert await stored_versions(guarded, [ahead, behind]) == {ahead: None, behind: 5}
 
 
+@DYNALITE_HAS_NO_TRANSACTIONS
 async def test_transact_retry_carrying_the_stored_state_succeeds(
     guarded: httpx.AsyncClient, state_id: str
 ) -> None:
@@ -81,6 +87,7 @@ async def test_transact_retry_carrying_the_stored_state_succeeds(
     assert [result["version_number"] for result in retried.json()["results"]] == [2, 7]
 
 
+@DYNALITE_HAS_NO_TRANSACTIONS
 async def test_transact_delete_is_not_guarded(guarded: httpx.AsyncClient, state_id: str) -> None:
     await put(guarded, state_id, 5, b"five")
     assert (await transact(guarded, delete_op(state_id))).status_code == 200

@@ -35,7 +35,7 @@ async def test_unprocessed_keys_are_read_again_until_every_state_is_answered(
 ) -> None:
     requested = [f"{state_id}/{n}" for n in range(150)]
     stored = requested[::10]
-    with start_service("dynamodb", dynamodb_endpoint_url=proxy[0]) as url:
+    with start_service("moto", dynamodb_endpoint_url=proxy[0]) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             assert (await transact(client, *(put_op(i, 1) for i in stored))).status_code == 200
             steer.leave_unprocessed(4)

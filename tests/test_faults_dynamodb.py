@@ -50,7 +50,7 @@ def proxy(moto_with_endpoint: tuple[subprocess.Popen[bytes], str]) -> Iterator[F
 
 @pytest.fixture(scope="module")
 def faulty_url(proxy: FaultProxy, start_service: ServiceFactory) -> Iterator[str]:
-    with start_service("dynamodb", dynamodb_endpoint_url=proxy.url, dynamodb_table=TABLE) as url:
+    with start_service("moto", dynamodb_endpoint_url=proxy.url, dynamodb_table=TABLE) as url:
         yield url
 
 

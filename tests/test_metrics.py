@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from app.observability.multiprocess import MULTIPROC_DIR_VARIABLE, shared_metrics_directory
-from conftest import ServiceFactory
+from conftest import DYNAMODB_SERVERS, ServiceFactory
 from support.api import state_body, state_path
+from support.differences import DYNALITE_RETURNS_NO_OLD_ITEM
 from support.metrics import label_values, sample_value
 from support.processes import serving_process
 
@@ -22,14 +23,15 @@ BACKEND_OPERATIONS = {
 }
 
 
+@DYNALITE_RETURNS_NO_OLD_ITEM
 async def test_requests_backend_calls_and_refused_conditions_are_counted(
     ready_backend: str, start_service: ServiceFactory, state_id: str
 ) -> None:
-    backend = ready_backend
+    backend = "dynamodb" if ready_backend in DYNAMODB_SERVERS else ready_backend
     persistence_id = f"{state_id}/with a/raw path"
     path = state_path(persistence_id)
     stale_delete = {"op": "delete", "persistence_id": persistence_id, "if_match": 7}
-    with start_service(backend, version_guard="monotonic") as url:
+    with start_service(ready_backend, version_guard="monotonic") as url:
         async with httpx.AsyncClient(base_url=url) as client:
             assert (await client.put(path, json=state_body(1))).status_code == 200
             assert (await client.put(path, json=state_body(1, b"other"))).status_code == 409
@@ -78,7 +80,7 @@ async def test_requests_backend_calls_and_refused_conditions_are_counted(
 async def test_backend_errors_are_counted_by_operation_and_problem(
     dynamodb_endpoint: str, start_service: ServiceFactory
 ) -> None:
-    with start_service("dynamodb", dynamodb_table="no_such_table") as url:
+    with start_service("moto", dynamodb_table="no_such_table") as url:
         async with httpx.AsyncClient(base_url=url) as client:
             assert (await client.get(state_path("x"))).status_code == 503
             assert (await client.get("/readyz")).status_code == 503

@@ -28,7 +28,7 @@ def raw_table(dynamodb_endpoint: str) -> Any:
 
 @pytest.fixture(scope="module")
 def dynamodb_url(start_service: ServiceFactory) -> Iterator[str]:
-    with start_service("dynamodb") as url:
+    with start_service("moto") as url:
         yield url
 
 
@@ -120,7 +120,7 @@ async def test_a_missing_table_is_a_503_that_says_what_to_do(
     start_service: ServiceFactory, state_id: str
 ) -> None:
     table = f"missing-{uuid.uuid4().hex[:8]}"
-    with start_service("dynamodb", dynamodb_table=table) as url:
+    with start_service("moto", dynamodb_table=table) as url:
         async with httpx.AsyncClient(base_url=url) as http:
             for response in (
                 await http.get(state_path(state_id)),
@@ -165,7 +165,7 @@ def test_create_table_is_idempotent_and_the_table_serves(
     assert description["TableStatus"] == "ACTIVE"
     assert description["KeySchema"] == [{"AttributeName": "PersistenceID", "KeyType": "HASH"}]
     assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    with start_service("dynamodb", dynamodb_table=table) as url:
+    with start_service("moto", dynamodb_table=table) as url:
         assert httpx.get(f"{url}/readyz").status_code == 200
 
 
@@ -240,7 +240,7 @@ async def test_readiness_names_a_table_with_another_key(
     wrongly_keyed_table: tuple[str, str], start_service: ServiceFactory
 ) -> None:
     table, found = wrongly_keyed_table
-    with start_service("dynamodb", dynamodb_table=table) as url:
+    with start_service("moto", dynamodb_table=table) as url:
         async with httpx.AsyncClient(base_url=url) as http:
             response = await http.get("/readyz")
     problem = assert_problem(response, 503)

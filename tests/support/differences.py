@@ -1,0 +1,20 @@
+"""Where a DynamoDB-compatible test server does not do what DynamoDB does, one mark each.
+
+A test so marked asserts what DynamoDB itself does; on the server named it is an expected failure
+(strict, so it fails once the server catches up). The README's "Test backends" lists them all.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+DYNALITE_HAS_NO_TRANSACTIONS = pytest.mark.differs_on(
+    dynalite="dynalite has no TransactWriteItems (UnknownOperationException, so a 503 here); DynamoDB has"
+)
+DYNALITE_RETURNS_NO_OLD_ITEM = pytest.mark.differs_on(
+    dynalite="dynalite ignores ReturnValuesOnConditionCheckFailure=ALL_OLD: a refused write comes back "
+    "without the stored item, so no current_version, no retry told from a conflict, no 409"
+)
+MOTO_ITEM_LIMIT_IS_LOWER = pytest.mark.differs_on(
+    moto="moto's limit is 405,000 bytes, a binary value counted by its base64 text: it refuses this item"
+)
