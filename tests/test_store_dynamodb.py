@@ -1,4 +1,5 @@
-"""The DynamoDB adapter against a moto server: eGo's item layout, unusable tables, table creation."""
+"""The DynamoDB adapter on each DynamoDB-compatible test server: eGo's item layout, unusable tables,
+table creation, and the servers' own limits where they differ from DynamoDB's."""
 
 from __future__ import annotations
 
@@ -12,23 +13,37 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 from google.protobuf import any_pb2, wrappers_pb2
 
 from app.errors import TableKeyMismatch
 from app.store.dynamodb import DynamoDBStore
-from conftest import TABLE, ServiceFactory
+from conftest import DYNAMODB_SERVERS, TABLE, ServiceFactory, server_endpoint
 from support.api import assert_problem, state_body, state_path
+from support.differences import DYNALITE_HAS_NO_TTL, DYNALITE_RETURNS_NO_OLD_ITEM, MOTO_GETS_ANY_KEY_SIZE
 from support.processes import free_port, service_command
 
 
-@pytest.fixture(scope="module")
-def raw_table(dynamodb_endpoint: str) -> Any:
-    return boto3.client("dynamodb", endpoint_url=dynamodb_endpoint, region_name="us-east-1")
+@pytest.fixture(scope="module", params=list(DYNAMODB_SERVERS))
+def backend(request: pytest.FixtureRequest) -> str:
+    """This module's tests are about DynamoDB alone: they run on each DynamoDB-compatible server."""
+    name: str = request.param
+    return name
 
 
 @pytest.fixture(scope="module")
-def dynamodb_url(start_service: ServiceFactory) -> Iterator[str]:
-    with start_service("moto") as url:
+def endpoint(backend: str, request: pytest.FixtureRequest) -> str:
+    return server_endpoint(backend, request)
+
+
+@pytest.fixture(scope="module")
+def raw_table(endpoint: str) -> Any:
+    return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+
+
+@pytest.fixture(scope="module")
+def dynamodb_url(backend: str, start_service: ServiceFactory) -> Iterator[str]:
+    with start_service(backend) as url:
         yield url
 
 
@@ -102,6 +117,7 @@ async def test_extra_attributes_and_missing_numbers_are_tolerated(
     assert written.status_code == 200
 
 
+@DYNALITE_RETURNS_NO_OLD_ITEM
 async def test_a_missing_version_attribute_counts_as_zero_in_conditions(
     raw_table: Any, dynamodb_client: httpx.AsyncClient, state_id: str
 ) -> None:
@@ -117,10 +133,10 @@ async def test_a_missing_version_attribute_counts_as_zero_in_conditions(
 
 
 async def test_a_missing_table_is_a_503_that_says_what_to_do(
-    start_service: ServiceFactory, state_id: str
+    backend: str, start_service: ServiceFactory, state_id: str
 ) -> None:
     table = f"missing-{uuid.uuid4().hex[:8]}"
-    with start_service("moto", dynamodb_table=table) as url:
+    with start_service(backend, dynamodb_table=table) as url:
         async with httpx.AsyncClient(base_url=url) as http:
             for response in (
                 await http.get(state_path(state_id)),
@@ -147,13 +163,13 @@ def run_cli(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess
 
 
 def test_create_table_is_idempotent_and_the_table_serves(
-    dynamodb_endpoint: str, raw_table: Any, start_service: ServiceFactory
+    backend: str, endpoint: str, raw_table: Any, start_service: ServiceFactory
 ) -> None:
     table = f"created-{uuid.uuid4().hex[:8]}"
     env = {
         "STATESTORE_BACKEND": "dynamodb",
         "STATESTORE_DYNAMODB_TABLE": table,
-        "STATESTORE_DYNAMODB_ENDPOINT_URL": dynamodb_endpoint,
+        "STATESTORE_DYNAMODB_ENDPOINT_URL": endpoint,
     }
     first = run_cli("create-table", env=env)
     assert first.returncode == 0, first.stderr
@@ -165,7 +181,7 @@ def test_create_table_is_idempotent_and_the_table_serves(
     assert description["TableStatus"] == "ACTIVE"
     assert description["KeySchema"] == [{"AttributeName": "PersistenceID", "KeyType": "HASH"}]
     assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    with start_service("moto", dynamodb_table=table) as url:
+    with start_service(backend, dynamodb_table=table) as url:
         assert httpx.get(f"{url}/readyz").status_code == 200
 
 
@@ -183,12 +199,12 @@ def test_create_table_without_a_backend_fails_in_one_line() -> None:
     assert "cannot be reached" in result.stderr
 
 
-def test_serve_refuses_to_start_without_its_table(dynamodb_endpoint: str) -> None:
+def test_serve_refuses_to_start_without_its_table(endpoint: str) -> None:
     table = f"absent-{uuid.uuid4().hex[:8]}"
     env = {
         "STATESTORE_BACKEND": "dynamodb",
         "STATESTORE_DYNAMODB_TABLE": table,
-        "STATESTORE_DYNAMODB_ENDPOINT_URL": dynamodb_endpoint,
+        "STATESTORE_DYNAMODB_ENDPOINT_URL": endpoint,
         "STATESTORE_PORT": str(free_port()),
     }
     result = run_cli("serve", env=env)
@@ -237,10 +253,10 @@ def assert_names_the_keys(detail: str, table: str, found: str) -> None:
 
 
 async def test_readiness_names_a_table_with_another_key(
-    wrongly_keyed_table: tuple[str, str], start_service: ServiceFactory
+    backend: str, wrongly_keyed_table: tuple[str, str], start_service: ServiceFactory
 ) -> None:
     table, found = wrongly_keyed_table
-    with start_service("moto", dynamodb_table=table) as url:
+    with start_service(backend, dynamodb_table=table) as url:
         async with httpx.AsyncClient(base_url=url) as http:
             response = await http.get("/readyz")
     problem = assert_problem(response, 503)
@@ -250,12 +266,12 @@ async def test_readiness_names_a_table_with_another_key(
 
 
 async def test_a_ping_of_a_table_with_another_key_is_one_describe_table(
-    wrongly_keyed_table: tuple[str, str], dynamodb_endpoint: str
+    wrongly_keyed_table: tuple[str, str], endpoint: str
 ) -> None:
     table, found = wrongly_keyed_table
     calls: list[str] = []
     async with DynamoDBStore.open(
-        table, dynamodb_endpoint, observer=lambda operation, *_: calls.append(operation)
+        table, endpoint, observer=lambda operation, *_: calls.append(operation)
     ) as store:
         with pytest.raises(TableKeyMismatch) as refused:
             await store.ping()
@@ -267,13 +283,13 @@ async def test_a_ping_of_a_table_with_another_key_is_one_describe_table(
     "wrongly_keyed_table", [WRONG_KEYS["an extra range key"]], ids=["an extra range key"], indirect=True
 )
 def test_serve_and_create_table_refuse_a_table_with_another_key_in_one_line(
-    wrongly_keyed_table: tuple[str, str], dynamodb_endpoint: str
+    wrongly_keyed_table: tuple[str, str], endpoint: str
 ) -> None:
     table, found = wrongly_keyed_table
     env = {
         "STATESTORE_BACKEND": "dynamodb",
         "STATESTORE_DYNAMODB_TABLE": table,
-        "STATESTORE_DYNAMODB_ENDPOINT_URL": dynamodb_endpoint,
+        "STATESTORE_DYNAMODB_ENDPOINT_URL": endpoint,
         "STATESTORE_PORT": str(free_port()),
     }
     served, created = run_cli("serve", env=env), run_cli("create-table", env=env)
@@ -283,3 +299,34 @@ def test_serve_and_create_table_refuse_a_table_with_another_key_in_one_line(
     assert served.stderr.strip().count("\n") == 0
     assert served.stderr.startswith("statestore: ")
     assert_names_the_keys(served.stderr, table, found)
+
+
+@MOTO_GETS_ANY_KEY_SIZE
+def test_a_read_of_a_key_over_2048_bytes_is_refused(raw_table: Any) -> None:
+    """DynamoDB refuses a partition key over 2048 bytes in reads as in writes (Developer Guide, "Service,
+    account, and table quotas": "Partition key value length"). The service never sends one: it refuses
+    such an id with a 422 first (test_contract_states.py)."""
+    key = {"PersistenceID": {"S": "x" * 2049}}
+    with pytest.raises(ClientError) as refused:
+        raw_table.get_item(TableName=TABLE, Key=key, ConsistentRead=True)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "2048" in refused.value.response["Error"]["Message"]
+
+
+@DYNALITE_HAS_NO_TTL
+def test_time_to_live_can_be_turned_on_for_expires_at(raw_table: Any) -> None:
+    """What `create-table` will ask for expiry: DynamoDB answers UpdateTimeToLive with the specification,
+    and DescribeTimeToLive then says ENABLING or ENABLED (API Reference, "UpdateTimeToLive")."""
+    table = f"ttl-{uuid.uuid4().hex[:8]}"
+    raw_table.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "PersistenceID", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "PersistenceID", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    specification = {"Enabled": True, "AttributeName": "ExpiresAt"}
+    answer = raw_table.update_time_to_live(TableName=table, TimeToLiveSpecification=specification)
+    assert answer["TimeToLiveSpecification"] == specification
+    description = raw_table.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    assert description["TimeToLiveStatus"] in ("ENABLING", "ENABLED")
+    assert description["AttributeName"] == "ExpiresAt"

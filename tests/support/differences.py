@@ -18,3 +18,9 @@ DYNALITE_RETURNS_NO_OLD_ITEM = pytest.mark.differs_on(
 MOTO_ITEM_LIMIT_IS_LOWER = pytest.mark.differs_on(
     moto="moto's limit is 405,000 bytes, a binary value counted by its base64 text: it refuses this item"
 )
+MOTO_GETS_ANY_KEY_SIZE = pytest.mark.differs_on(
+    moto="moto checks the 2048-byte partition key limit on PutItem but not on GetItem"
+)
+DYNALITE_HAS_NO_TTL = pytest.mark.differs_on(
+    dynalite="dynalite has no UpdateTimeToLive (UnknownOperationException); DescribeTimeToLive says DISABLED"
+)
