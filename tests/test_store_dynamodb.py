@@ -20,7 +20,12 @@ from app.errors import TableKeyMismatch
 from app.store.dynamodb import DynamoDBStore
 from conftest import DYNAMODB_SERVERS, TABLE, ServiceFactory, server_endpoint
 from support.api import assert_problem, state_body, state_path
-from support.differences import DYNALITE_HAS_NO_TTL, DYNALITE_RETURNS_NO_OLD_ITEM, MOTO_GETS_ANY_KEY_SIZE
+from support.differences import (
+    DYNALITE_ANSWERS_1_MB_OF_A_BATCH,
+    DYNALITE_HAS_NO_TTL,
+    DYNALITE_RETURNS_NO_OLD_ITEM,
+    MOTO_GETS_ANY_KEY_SIZE,
+)
 from support.processes import free_port, service_command
 
 
@@ -301,6 +306,18 @@ def test_serve_and_create_table_refuse_a_table_with_another_key_in_one_line(
     assert_names_the_keys(served.stderr, table, found)
 
 
+def table_of_its_own(raw_table: Any, prefix: str) -> str:
+    """A new table keyed as the service's, made with the server's own client; its name."""
+    table = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    raw_table.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "PersistenceID", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "PersistenceID", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return table
+
+
 @MOTO_GETS_ANY_KEY_SIZE
 def test_a_read_of_a_key_over_2048_bytes_is_refused(raw_table: Any) -> None:
     """DynamoDB refuses a partition key over 2048 bytes in reads as in writes (Developer Guide, "Service,
@@ -317,16 +334,23 @@ def test_a_read_of_a_key_over_2048_bytes_is_refused(raw_table: Any) -> None:
 def test_time_to_live_can_be_turned_on_for_expires_at(raw_table: Any) -> None:
     """What `create-table` will ask for expiry: DynamoDB answers UpdateTimeToLive with the specification,
     and DescribeTimeToLive then says ENABLING or ENABLED (API Reference, "UpdateTimeToLive")."""
-    table = f"ttl-{uuid.uuid4().hex[:8]}"
-    raw_table.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "PersistenceID", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "PersistenceID", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = table_of_its_own(raw_table, "ttl")
     specification = {"Enabled": True, "AttributeName": "ExpiresAt"}
     answer = raw_table.update_time_to_live(TableName=table, TimeToLiveSpecification=specification)
     assert answer["TimeToLiveSpecification"] == specification
     description = raw_table.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
     assert description["TimeToLiveStatus"] in ("ENABLING", "ENABLED")
     assert description["AttributeName"] == "ExpiresAt"
+
+
+@DYNALITE_ANSWERS_1_MB_OF_A_BATCH
+def test_a_batch_read_of_items_within_16_mb_is_answered_whole(raw_table: Any) -> None:
+    """DynamoDB's BatchGetItem answers up to 16 MB at once; UnprocessedKeys only beyond that or when
+    throttled (API Reference, "BatchGetItem")."""
+    table = table_of_its_own(raw_table, "large-items")  # moto's transactions slow down with table size
+    keys = [{"PersistenceID": {"S": str(n)}} for n in range(8)]
+    for key in keys:
+        raw_table.put_item(TableName=table, Item={**key, "StatePayload": {"B": b"\x00" * 300_000}})
+    answer = raw_table.batch_get_item(RequestItems={table: {"Keys": keys, "ConsistentRead": True}})
+    assert len(answer["Responses"][table]) == len(keys)
+    assert not answer["UnprocessedKeys"]

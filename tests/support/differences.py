@@ -24,3 +24,6 @@ MOTO_GETS_ANY_KEY_SIZE = pytest.mark.differs_on(
 DYNALITE_HAS_NO_TTL = pytest.mark.differs_on(
     dynalite="dynalite has no UpdateTimeToLive (UnknownOperationException); DescribeTimeToLive says DISABLED"
 )
+DYNALITE_ANSWERS_1_MB_OF_A_BATCH = pytest.mark.differs_on(
+    dynalite="dynalite's BatchGetItem answers about 1 MB and leaves the rest in UnprocessedKeys"
+)
