@@ -30,7 +30,7 @@ for _name in [name for name in os.environ if name.startswith("STATESTORE_")]:
 
 BACKENDS = ["sqlite", "moto", "dynalite"]
 # The service's dynamodb backend on each DynamoDB-compatible server, by the fixture that gives the
-# server's endpoint with TABLE created. README, "Test backends", says which tests use which and why.
+# server's endpoint with TABLE created. docs/test-backends.md says which tests use which and why.
 DYNAMODB_SERVERS = {"moto": "dynamodb_endpoint", "dynalite": "dynalite_endpoint"}
 TABLE = "states_store"
 

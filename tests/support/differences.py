@@ -1,7 +1,7 @@
 """Where a DynamoDB-compatible test server does not do what DynamoDB does, one mark each.
 
 A test so marked asserts what DynamoDB itself does; on the server named it is an expected failure
-(strict, so it fails once the server catches up). The README's "Test backends" lists them all.
+(strict, so it fails once the server catches up). docs/test-backends.md lists them all.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """dynalite, a DynamoDB-compatible server, as a process of its own on 127.0.0.1, in memory.
 
 Unlike moto it locks each item around a conditional write, so concurrent compare-and-set needs no
-serialising, and it applies DynamoDB's item size and key size limits exactly (README, "Test backends").
+serialising, and it applies DynamoDB's item size and key size limits exactly (docs/test-backends.md).
 It is pinned by tests/dynalite/package-lock.json and installed from it on first use; npm keeps the
 download in its own cache (~/.npm), so later installs and every start take about a second.
 """
