@@ -39,11 +39,13 @@ def installed_version() -> str | None:
 
 def install() -> Path:
     """dynalite's cli.js at the pinned version, `npm ci` from the lockfile when it is missing or stale."""
+    if shutil.which("node") is None:
+        raise DynaliteUnavailable("dynalite needs node on PATH")
     if installed_version() == pinned_version():
         return CLI
     npm = shutil.which("npm")
-    if shutil.which("node") is None or npm is None:
-        raise DynaliteUnavailable("dynalite needs node and npm on PATH")
+    if npm is None:
+        raise DynaliteUnavailable(f"dynalite is not installed in {PROJECT}, and npm is not on PATH")
     result = subprocess.run(
         [npm, "ci", "--prefix", str(PROJECT)],
         capture_output=True,
