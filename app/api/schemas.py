@@ -95,20 +95,18 @@ def _wire_integer(format_: str, minimum: int, maximum: int, description: str) ->
     )
 
 
-Uint64 = Annotated[
-    StrictInt,
-    Field(ge=0, le=MAX_UINT64),
-    BeforeValidator(_integral),
-    _wire_integer("uint64", 0, MAX_UINT64, "0 to 2^64-1, as a string of decimal digits or a number."),
-]
-Int64 = Annotated[
-    StrictInt,
-    Field(ge=-MAX_INT64 - 1, le=MAX_INT64),
-    BeforeValidator(_integral),
-    _wire_integer(
-        "int64", -MAX_INT64 - 1, MAX_INT64, "-2^63 to 2^63-1, as a string of decimal digits or a number."
-    ),
-]
+_UINT64_WIRE = _wire_integer(
+    "uint64", 0, MAX_UINT64, "0 to 2^64-1, as a string of decimal digits or a number."
+)
+_INT64_WIRE = _wire_integer(
+    "int64", -MAX_INT64 - 1, MAX_INT64, "-2^63 to 2^63-1, as a string of decimal digits or a number."
+)
+Uint64 = Annotated[StrictInt, Field(ge=0, le=MAX_UINT64), BeforeValidator(_integral), _UINT64_WIRE]
+Int64 = Annotated[StrictInt, Field(ge=-MAX_INT64 - 1, le=MAX_INT64), BeforeValidator(_integral), _INT64_WIRE]
+# May be omitted (or null): nullable, not a union with None, so that an error is located at the field
+# alone, without a union branch's name and a second "should be None" error; documented without the null.
+OptionalUint64 = Annotated[Uint64 | None, _UINT64_WIRE]
+OptionalInt64 = Annotated[Int64 | None, _INT64_WIRE]
 # Checked by `check_persistence_id` (bytes, not characters), so that body ids answer as path ids do.
 BodyPersistenceId = Annotated[
     str,
@@ -165,7 +163,7 @@ class PutStateRequest(_Body):
         examples=[{"accountId": "account-42", "balanceCents": "104"}],
     )
     version_number: Uint64
-    timestamp: Int64 | SkipJsonSchema[None] = Field(
+    timestamp: OptionalInt64 = Field(
         None,
         description="As the writer counts time (eGo's Go actors write nanoseconds or seconds since the Unix"
         " epoch); the server's time, in the unit it is configured with, when omitted.",
@@ -232,9 +230,7 @@ class TransactPut(PutStateRequest):
 
     op: Literal["put"]
     persistence_id: BodyPersistenceId
-    if_match: Uint64 | SkipJsonSchema[None] = Field(
-        None, description="Write only if this version is stored (`If-Match`)."
-    )
+    if_match: OptionalUint64 = Field(None, description="Write only if this version is stored (`If-Match`).")
     if_none_match: Literal[True] | None = Field(
         None, description="Write only if no state is stored (`If-None-Match: *`)."
     )
@@ -245,9 +241,7 @@ class TransactDelete(_Body):
 
     op: Literal["delete"]
     persistence_id: BodyPersistenceId
-    if_match: Uint64 | SkipJsonSchema[None] = Field(
-        None, description="Delete only if this version is stored (`If-Match`)."
-    )
+    if_match: OptionalUint64 = Field(None, description="Delete only if this version is stored (`If-Match`).")
 
 
 TransactOperation = Annotated[TransactPut | TransactDelete, Field(discriminator="op")]
