@@ -73,10 +73,11 @@ async def test_batch_get_answers_states_and_missing_in_request_order(
     body = response.json()
     assert [state["persistence_id"] for state in body["states"]] == [i for i in requested if i in stored]
     assert body["missing"] == [i for i in requested if i not in stored]
+    assert body["unprocessed"] == []
     first = body["states"][0]
     assert first == {
         **first,
-        "version_number": 1,
+        "version_number": "1",
         "payload": base64.b64encode(first["persistence_id"].encode()).decode(),
     }
     assert first.keys() == {"persistence_id", "version_number", "manifest", "payload", "timestamp", "shard"}
@@ -97,7 +98,11 @@ async def test_batch_get_answers_like_get(client: httpx.AsyncClient, state_id: s
         state_path(persistence_id), json=state_body(7, b"\x00\xff", timestamp=5, shard=2**64 - 1)
     )
     got = (await client.get(state_path(persistence_id))).json()
-    assert (await batch_get(client, [persistence_id])).json() == {"states": [got], "missing": []}
+    assert (await batch_get(client, [persistence_id])).json() == {
+        "states": [got],
+        "missing": [],
+        "unprocessed": [],
+    }
 
 
 async def test_batch_get_folds_duplicate_ids(client: httpx.AsyncClient, state_id: str) -> None:
@@ -163,18 +168,18 @@ async def test_transact_applies_puts_and_deletes(client: httpx.AsyncClient, stat
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {
         "results": [
-            {"persistence_id": replaced, "version_number": 2, "etag": '"2"'},
+            {"persistence_id": replaced, "version_number": "2", "etag": '"2"'},
             {"persistence_id": deleted},
-            {"persistence_id": f"{state_id}-new", "version_number": 1, "etag": '"1"'},
+            {"persistence_id": f"{state_id}-new", "version_number": "1", "etag": '"1"'},
             {"persistence_id": never},
         ]
     }
     assert await stored_versions(client, [kept, replaced, deleted, never, f"{state_id}-new"]) == {
-        kept: 1,
-        replaced: 2,
+        kept: "1",
+        replaced: "2",
         deleted: None,
         never: None,
-        f"{state_id}-new": 1,
+        f"{state_id}-new": "1",
     }
     assert (await client.get(state_path(replaced))).json()["payload"] == base64.b64encode(b"two").decode()
 
@@ -198,7 +203,7 @@ async def test_a_failing_last_operation_leaves_every_state_untouched(
     assert (problem["operation_index"], problem["persistence_id"], problem["current_version"]) == (
         5,
         ids[4],
-        1,
+        "1",
     )
     assert "operation 5" in problem["detail"]
     assert (await batch_get(client, ids)).json() == before
@@ -222,8 +227,8 @@ async def test_a_failing_condition_is_412_naming_the_operation(
     problem = assert_problem(response, 412)
     assert problem["operation_index"] == 1
     assert problem["persistence_id"] == state_id
-    assert problem["current_version"] == 1
-    assert await stored_versions(client, [state_id, other]) == {state_id: 1, other: None}
+    assert problem["current_version"] == "1"
+    assert await stored_versions(client, [state_id, other]) == {state_id: "1", other: None}
 
 
 @pytest.mark.parametrize("operation", [put_op("x", 2, if_match=1), delete_op("x", if_match=1)])
@@ -249,8 +254,8 @@ async def test_a_retried_transaction_succeeds(client: httpx.AsyncClient, state_i
     assert (first.status_code, retried.status_code) == (200, 200)
     assert retried.json() == first.json()
     assert await stored_versions(client, [updated, created, deleted]) == {
-        updated: 2,
-        created: 1,
+        updated: "2",
+        created: "1",
         deleted: None,
     }
 
@@ -270,7 +275,7 @@ async def test_a_put_found_done_lets_the_rest_apply(client: httpx.AsyncClient, s
     await transact(client, put_op(done, 2, b"same", if_match=1))
     response = await transact(client, put_op(done, 2, b"same", if_match=1), put_op(pending, 2, if_match=1))
     assert response.status_code == 200, response.text
-    assert await stored_versions(client, [done, pending]) == {done: 2, pending: 2}
+    assert await stored_versions(client, [done, pending]) == {done: "2", pending: "2"}
 
 
 async def test_a_put_with_other_content_at_the_same_version_is_412(
@@ -280,8 +285,8 @@ async def test_a_put_with_other_content_at_the_same_version_is_412(
     await put_all(client, [done, pending])
     await transact(client, put_op(done, 2, b"theirs", if_match=1))
     response = await transact(client, put_op(done, 2, b"mine", if_match=1), put_op(pending, 2, if_match=1))
-    assert assert_problem(response, 412)["current_version"] == 2
-    assert await stored_versions(client, [done, pending]) == {done: 2, pending: 1}
+    assert assert_problem(response, 412)["current_version"] == "2"
+    assert await stored_versions(client, [done, pending]) == {done: "2", pending: "1"}
 
 
 @pytest.mark.parametrize("count", [0, 101])
@@ -298,7 +303,7 @@ async def test_transact_takes_1_to_100_operations(
 async def test_transact_takes_100_operations(client: httpx.AsyncClient, state_id: str) -> None:
     ids = ids_of(state_id, 100)
     assert (await transact(client, *(put_op(i, 1) for i in ids))).status_code == 200
-    assert set((await stored_versions(client, ids)).values()) == {1}
+    assert set((await stored_versions(client, ids)).values()) == {"1"}
 
 
 async def test_transact_names_each_id_once(client: httpx.AsyncClient, state_id: str) -> None:
@@ -321,7 +326,11 @@ async def test_transact_names_each_id_once(client: httpx.AsyncClient, state_id: 
         ("manifest", "acme..State"),
         ("version_number", -1),
         ("version_number", 2**64),
-        ("if_match", "1"),
+        ("if_match", "01"),
+        ("if_match", "+1"),
+        ("if_match", -1),
+        ("if_match", "18446744073709551616"),
+        ("version_number", "1.0"),
         ("if_none_match", False),
         ("op", "upsert"),
         ("unknown", 1),
@@ -407,7 +416,7 @@ async def test_concurrent_transactions_never_leave_a_half_applied_state(
             }
             operations = []
             for account, change in ((source, -1), (target, +1)):
-                version = states[account]["version_number"]
+                version = int(states[account]["version_number"])
                 balance = json.loads(base64.b64decode(states[account]["payload"]))[0]
                 payload = json.dumps([balance + change, f"{worker}-{move}"]).encode()
                 operations.append(put_op(account, version + 1, payload, if_match=version))
@@ -422,7 +431,8 @@ async def test_concurrent_transactions_never_leave_a_half_applied_state(
     final = {s["persistence_id"]: s for s in (await batch_get(client, accounts)).json()["states"]}
     balances = [json.loads(base64.b64decode(final[a]["payload"]))[0] for a in accounts]
     assert sum(balances) == 300
-    assert {a: final[a]["version_number"] - 1 for a in accounts} == {a: acknowledged[a] for a in accounts}
+    versions = {a: final[a]["version_number"] for a in accounts}
+    assert versions == {a: str(1 + acknowledged[a]) for a in accounts}
     assert acknowledged.total() > 0
 
 

@@ -18,7 +18,7 @@ async def increment(client: httpx.AsyncClient, persistence_id: str, worker: int,
     """Add versions by If-Match on the version just read until enough land; returns how many did."""
     landed = 0
     while landed < INCREMENTS_PER_CLIENT and time.monotonic() < deadline:
-        current = (await client.get(state_path(persistence_id))).json()["version_number"]
+        current = int((await client.get(state_path(persistence_id))).json()["version_number"])
         # Each writer's state differs, so two writers can never both succeed by writing "the same" state.
         body = state_body(current + 1, f"worker {worker} step {landed}".encode())
         response = await client.put(
@@ -37,4 +37,4 @@ async def test_concurrent_compare_and_set_loses_no_update(service_url: str, stat
         landed = await asyncio.gather(*(increment(client, state_id, n, deadline) for n in range(CLIENTS)))
         final = (await client.get(state_path(state_id))).json()["version_number"]
     assert landed == [INCREMENTS_PER_CLIENT] * CLIENTS
-    assert final == sum(landed)
+    assert final == str(sum(landed))

@@ -141,6 +141,12 @@ def test_head_answers_document_no_body(document: dict[str, Any]) -> None:
 
 def test_uint64_bounds_are_exact_integers(document: dict[str, Any]) -> None:
     version = document["components"]["schemas"]["PutStateRequest"]["properties"]["version_number"]
-    assert version["maximum"] == MAX_UINT64
-    assert isinstance(version["maximum"], int)
-    assert isinstance(version["minimum"], int)
+    [number] = [form for form in version["oneOf"] if form["type"] == "integer"]
+    assert (number["minimum"], number["maximum"]) == (0, MAX_UINT64)
+    assert isinstance(number["maximum"], int)
+    assert isinstance(number["minimum"], int)
+    timestamp = document["components"]["schemas"]["PutStateRequest"]["properties"]["timestamp"]
+    [number] = [form for form in timestamp["oneOf"] if form["type"] == "integer"]
+    assert (number["minimum"], number["maximum"]) == (-(2**63), 2**63 - 1)
+    assert isinstance(number["maximum"], int)
+    assert isinstance(number["minimum"], int)
