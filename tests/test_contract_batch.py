@@ -346,6 +346,53 @@ async def test_transact_puts_are_validated_like_put(
     assert await stored_versions(client, [state_id, other]) == {state_id: None, other: None}
 
 
+async def test_transact_takes_the_decimal_string_of_every_64_bit_field(
+    client: httpx.AsyncClient, state_id: str
+) -> None:
+    created, replaced, deleted = ids_of(state_id, 3)
+    await put_all(client, [replaced, deleted])
+    response = await transact(
+        client,
+        put_op(
+            created, "18446744073709551615", timestamp="1764115200123456789", shard="18446744073709551615"
+        ),
+        put_op(replaced, "2", timestamp="-62135596800", shard="7", if_match="1"),
+        delete_op(deleted, if_match="1"),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["results"] == [
+        {
+            "persistence_id": created,
+            "version_number": "18446744073709551615",
+            "etag": '"18446744073709551615"',
+        },
+        {"persistence_id": replaced, "version_number": "2", "etag": '"2"'},
+        {"persistence_id": deleted},
+    ]
+    states = (await batch_get(client, [created, replaced, deleted])).json()
+    assert [(s["version_number"], s["timestamp"], s["shard"]) for s in states["states"]] == [
+        ("18446744073709551615", "1764115200123456789", "18446744073709551615"),
+        ("2", "-62135596800", "7"),
+    ]
+    assert states["missing"] == [deleted]
+
+
+@pytest.mark.parametrize("op", ["put", "delete"])
+@pytest.mark.parametrize(
+    "if_match", ["+1", "01", "-0", "1.0", "1e0", " 1", "", "-1", "18446744073709551616", -1, 2.0**60]
+)
+async def test_a_transaction_if_match_refuses_every_other_form_naming_the_field(
+    client: httpx.AsyncClient, state_id: str, op: str, if_match: object
+) -> None:
+    other = f"{state_id}-other"
+    await put_all(client, [state_id])
+    operation = put_op(state_id, 2) if op == "put" else delete_op(state_id)
+    response = await transact(client, put_op(other, 1), {**operation, "if_match": if_match})
+    problem = assert_problem(response, 422)
+    assert [error["loc"] for error in problem["errors"]] == [["body", "operations", 1, op, "if_match"]]
+    assert await stored_versions(client, [state_id, other]) == {state_id: "1", other: None}
+
+
 async def test_transact_puts_take_a_json_state_like_put(client: httpx.AsyncClient, state_id: str) -> None:
     operation = {
         "op": "put",

@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+from conftest import ServiceFactory
 from support.api import MANIFEST, assert_decimal_between, assert_problem, state_body, state_path
 
 MAX_UINT64 = 2**64 - 1
@@ -207,6 +208,116 @@ async def test_an_integral_number_written_with_a_fraction_is_that_integer(
         "5",
         "7",
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("version_number", "18446744073709551615"),
+        ("version_number", "0"),
+        ("timestamp", "-62135596800"),  # eGo's zero time.Time, in seconds
+        ("timestamp", "1764115200123456789"),  # eGo's nanoseconds
+        ("timestamp", "-9223372036854775808"),
+        ("timestamp", "9223372036854775807"),
+        ("shard", "18446744073709551615"),
+        ("shard", "7"),
+    ],
+)
+async def test_every_64_bit_field_takes_a_string_of_its_decimal_digits(
+    client: httpx.AsyncClient, state_id: str, field: str, value: str
+) -> None:
+    written = await put(client, state_id, {**state_body(1), field: value})
+    assert written.status_code == 200, written.text
+    assert written.json()[field] == value
+    read = await client.get(state_path(state_id))
+    assert read.json()[field] == value
+    if field == "version_number":
+        assert (written.headers["etag"], read.headers["etag"]) == (f'"{value}"', f'"{value}"')
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "answered"),
+    [
+        (-1, "-1"),
+        (-62135596800, "-62135596800"),  # eGo writes the zero time.Time when an actor stops early
+        (-1764115200123456789, "-1764115200123456789"),
+        (MIN_INT64, "-9223372036854775808"),
+        (-5.0, "-5"),
+    ],
+)
+async def test_a_negative_timestamp_round_trips(
+    client: httpx.AsyncClient, state_id: str, timestamp: int | float, answered: str
+) -> None:
+    written = await put(client, state_id, state_body(1, timestamp=timestamp))
+    assert written.status_code == 200, written.text
+    assert written.json()["timestamp"] == answered
+    assert (await client.get(state_path(state_id))).json()["timestamp"] == answered
+
+
+@pytest.mark.parametrize("field", ["version_number", "timestamp", "shard"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "+3",
+        "03",
+        "00",
+        "-0",
+        "3.0",
+        "1e3",
+        " 3",
+        "3 ",
+        "3\n",
+        "",
+        "0x10",
+        "1_000",
+        "\u0663",  # ARABIC-INDIC DIGIT THREE, a digit to int()
+        "\uff13",  # FULLWIDTH DIGIT THREE
+        "three",
+        "18446744073709551616",  # 2^64, over every field
+        "100000000000000000000",  # 21 digits
+        2.0**60,  # a float above 2^53 may not be the integer the client wrote
+    ],
+)
+async def test_a_64_bit_field_refuses_every_other_form_naming_the_field(
+    client: httpx.AsyncClient, state_id: str, field: str, value: object
+) -> None:
+    problem = assert_problem(await put(client, state_id, {**state_body(1), field: value}), 422)
+    assert [error["loc"] for error in problem["errors"]] == [["body", field]]
+    await assert_absent(client, state_id)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("version_number", "-1"),
+        ("shard", "-1"),
+        ("timestamp", "9223372036854775808"),
+        ("timestamp", "-9223372036854775809"),
+        ("timestamp", -(2.0**60)),
+    ],
+)
+async def test_a_string_out_of_the_fields_range_is_refused_naming_the_field(
+    client: httpx.AsyncClient, state_id: str, field: str, value: object
+) -> None:
+    problem = assert_problem(await put(client, state_id, {**state_body(1), field: value}), 422)
+    assert [error["loc"] for error in problem["errors"]] == [["body", field]]
+    await assert_absent(client, state_id)
+
+
+@pytest.mark.parametrize(("unit", "per_second"), [("s", 1), ("ns", 1_000_000_000)])
+def test_an_omitted_timestamp_is_server_time_in_the_configured_unit(
+    backend: str, start_service: ServiceFactory, state_id: str, unit: str, per_second: int
+) -> None:
+    """`STATESTORE_TIMESTAMP_UNIT`, for tables shared with eGo actors that count seconds or nanoseconds."""
+    with start_service(backend, timestamp_unit=unit) as url:
+        before = time.time_ns()
+        written = httpx.put(f"{url}{state_path(state_id)}", json=state_body(1), timeout=30)
+        after = time.time_ns()
+        read = httpx.get(f"{url}{state_path(state_id)}", timeout=30)
+    assert written.status_code == 200, written.text
+    nanoseconds = 1_000_000_000 // per_second
+    assert_decimal_between(written.json()["timestamp"], before // nanoseconds, after // nanoseconds)
+    assert read.json()["timestamp"] == written.json()["timestamp"]
 
 
 async def test_a_512_character_manifest_is_accepted(client: httpx.AsyncClient, state_id: str) -> None:
