@@ -80,6 +80,20 @@ async def test_a_put_writes_the_go_stores_exact_layout(
     assert stored["Item"] == item
 
 
+async def test_a_go_actors_negative_timestamp_is_a_negative_number_both_ways(
+    raw_table: Any, dynamodb_client: httpx.AsyncClient, state_id: str
+) -> None:
+    """eGo writes the zero time.Time (-62135596800 s) when an actor stops before any command."""
+    body = state_body(1, timestamp="-62135596800")
+    assert (await dynamodb_client.put(state_path(state_id), json=body)).status_code == 200
+    stored = raw_table.get_item(TableName=TABLE, Key={"PersistenceID": {"S": state_id}}, ConsistentRead=True)
+    assert stored["Item"]["Timestamp"] == {"N": "-62135596800"}
+    item, _ = go_item(f"{state_id}-go")
+    raw_table.put_item(TableName=TABLE, Item={**item, "Timestamp": {"N": "-9223372036854775808"}})
+    read = (await dynamodb_client.get(state_path(f"{state_id}-go"))).json()
+    assert read["timestamp"] == "-9223372036854775808"
+
+
 async def test_extra_attributes_and_missing_numbers_are_tolerated(
     raw_table: Any, dynamodb_client: httpx.AsyncClient, state_id: str
 ) -> None:
