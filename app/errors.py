@@ -67,7 +67,18 @@ class StateNotFound(ProblemError):
         return {"Cache-Control": "no-cache"}
 
 
-class VersionConflict(ProblemError):
+class _VersionRefusal(ProblemError):
+    """A write refused on the stored version, which the problem carries as `current_version` when a state is
+    stored: a string of decimal digits, as every 64-bit integer the service answers with."""
+
+    def __init__(self, detail: str, *, current_version: int | None = None) -> None:
+        if current_version is None:
+            super().__init__(detail)
+        else:
+            super().__init__(detail, current_version=str(current_version))
+
+
+class VersionConflict(_VersionRefusal):
     """The monotonic version guard refused a write that does not move the version forward."""
 
     status = 409
@@ -75,7 +86,7 @@ class VersionConflict(ProblemError):
     slug = "version-conflict"
 
 
-class PreconditionFailed(ProblemError):
+class PreconditionFailed(_VersionRefusal):
     status = 412
     title = "Precondition Failed"
     slug = "precondition-failed"

@@ -117,7 +117,11 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
             if settle_heap_when_ready:
                 settle_heap()
             states_service = StatesService(
-                store, types, manifest_policy=settings.manifest_policy, version_guard=settings.version_guard
+                store,
+                types,
+                manifest_policy=settings.manifest_policy,
+                version_guard=settings.version_guard,
+                timestamp_unit=settings.timestamp_unit,
             )
             yield LifespanState(services=Services(states=states_service, metrics=app_metrics))
         logger.info("statestore stopped: backend closed", extra={FIELDS: {"backend": settings.backend}})

@@ -18,6 +18,7 @@ CommaSeparated = Annotated[tuple[str, ...], NoDecode]
 Backend = Literal["sqlite", "dynamodb"]
 ManifestPolicy = Literal["permissive", "strict"]
 VersionGuard = Literal["off", "monotonic"]
+TimestampUnit = Literal["s", "ms", "ns"]
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750 b64token: what `Bearer <key>` can carry
 
 
@@ -46,6 +47,7 @@ class Settings(BaseSettings):
     descriptor_sets: Annotated[tuple[Path, ...], NoDecode] = ()
     manifest_policy: ManifestPolicy = "permissive"
     version_guard: VersionGuard = "off"
+    timestamp_unit: TimestampUnit = "ms"
     max_concurrent_requests: int = Field(256, ge=1)
 
     @field_validator("api_keys", "descriptor_sets", mode="before")
@@ -62,7 +64,9 @@ class Settings(BaseSettings):
             raise ValueError("each key must be letters, digits and -._~+/ (then optional = padding)")
         return keys
 
-    @field_validator("log_level", "backend", "manifest_policy", "version_guard", mode="before")
+    @field_validator(
+        "log_level", "backend", "manifest_policy", "version_guard", "timestamp_unit", mode="before"
+    )
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

@@ -123,7 +123,7 @@ class Soak:
         if read.status == 404:
             version, condition = 1, {"If-None-Match": "*"}
         else:
-            current = json.loads(read.body)["version_number"]
+            current = int(json.loads(read.body)["version_number"])  # a string of decimal digits
             version, condition = current + 1, {"If-Match": f'"{current}"'}
         payload = f"{worker}:{rng.getrandbits(64)}".encode()
         written = await self._send("PUT", key, json=_body(version, payload), headers=condition)
@@ -150,7 +150,7 @@ class Soak:
     async def count_lost_updates(self) -> None:
         for key, acknowledged in self._acknowledged.items():
             async with self._session.get(_path(key)) as response:
-                stored = (await response.json())["version_number"]
+                stored = int((await response.json())["version_number"])
             # A stored version above the count is an increment whose answer was lost, not a lost update.
             self._report.lost_updates += max(0, acknowledged - stored)
         self._report.increments_acknowledged = sum(self._acknowledged.values())

@@ -77,10 +77,11 @@ async def test_batch_get_answers_states_and_missing_in_request_order(
     body = response.json()
     assert [state["persistence_id"] for state in body["states"]] == [i for i in requested if i in stored]
     assert body["missing"] == [i for i in requested if i not in stored]
+    assert body["unprocessed"] == []
     first = body["states"][0]
     assert first == {
         **first,
-        "version_number": 1,
+        "version_number": "1",
         "payload": base64.b64encode(first["persistence_id"].encode()).decode(),
     }
     assert first.keys() == {"persistence_id", "version_number", "manifest", "payload", "timestamp", "shard"}
@@ -101,7 +102,11 @@ async def test_batch_get_answers_like_get(client: httpx.AsyncClient, state_id: s
         state_path(persistence_id), json=state_body(7, b"\x00\xff", timestamp=5, shard=2**64 - 1)
     )
     got = (await client.get(state_path(persistence_id))).json()
-    assert (await batch_get(client, [persistence_id])).json() == {"states": [got], "missing": []}
+    assert (await batch_get(client, [persistence_id])).json() == {
+        "states": [got],
+        "missing": [],
+        "unprocessed": [],
+    }
 
 
 async def test_batch_get_folds_duplicate_ids(client: httpx.AsyncClient, state_id: str) -> None:
@@ -169,18 +174,18 @@ async def test_transact_applies_puts_and_deletes(client: httpx.AsyncClient, stat
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {
         "results": [
-            {"persistence_id": replaced, "version_number": 2, "etag": '"2"'},
+            {"persistence_id": replaced, "version_number": "2", "etag": '"2"'},
             {"persistence_id": deleted},
-            {"persistence_id": f"{state_id}-new", "version_number": 1, "etag": '"1"'},
+            {"persistence_id": f"{state_id}-new", "version_number": "1", "etag": '"1"'},
             {"persistence_id": never},
         ]
     }
     assert await stored_versions(client, [kept, replaced, deleted, never, f"{state_id}-new"]) == {
-        kept: 1,
-        replaced: 2,
+        kept: "1",
+        replaced: "2",
         deleted: None,
         never: None,
-        f"{state_id}-new": 1,
+        f"{state_id}-new": "1",
     }
     assert (await client.get(state_path(replaced))).json()["payload"] == base64.b64encode(b"two").decode()
 
@@ -205,7 +210,7 @@ async def test_a_failing_last_operation_leaves_every_state_untouched(
     assert (problem["operation_index"], problem["persistence_id"], problem["current_version"]) == (
         5,
         ids[4],
-        1,
+        "1",
     )
     assert "operation 5" in problem["detail"]
     assert (await batch_get(client, ids)).json() == before
@@ -230,8 +235,8 @@ async def test_a_failing_condition_is_412_naming_the_operation(
     problem = assert_problem(response, 412)
     assert problem["operation_index"] == 1
     assert problem["persistence_id"] == state_id
-    assert problem["current_version"] == 1
-    assert await stored_versions(client, [state_id, other]) == {state_id: 1, other: None}
+    assert problem["current_version"] == "1"
+    assert await stored_versions(client, [state_id, other]) == {state_id: "1", other: None}
 
 
 @DYNALITE_HAS_NO_TRANSACTIONS
@@ -259,8 +264,8 @@ async def test_a_retried_transaction_succeeds(client: httpx.AsyncClient, state_i
     assert (first.status_code, retried.status_code) == (200, 200)
     assert retried.json() == first.json()
     assert await stored_versions(client, [updated, created, deleted]) == {
-        updated: 2,
-        created: 1,
+        updated: "2",
+        created: "1",
         deleted: None,
     }
 
@@ -282,7 +287,7 @@ async def test_a_put_found_done_lets_the_rest_apply(client: httpx.AsyncClient, s
     await transact(client, put_op(done, 2, b"same", if_match=1))
     response = await transact(client, put_op(done, 2, b"same", if_match=1), put_op(pending, 2, if_match=1))
     assert response.status_code == 200, response.text
-    assert await stored_versions(client, [done, pending]) == {done: 2, pending: 2}
+    assert await stored_versions(client, [done, pending]) == {done: "2", pending: "2"}
 
 
 @DYNALITE_HAS_NO_TRANSACTIONS
@@ -293,8 +298,8 @@ async def test_a_put_with_other_content_at_the_same_version_is_412(
     await put_all(client, [done, pending])
     await transact(client, put_op(done, 2, b"theirs", if_match=1))
     response = await transact(client, put_op(done, 2, b"mine", if_match=1), put_op(pending, 2, if_match=1))
-    assert assert_problem(response, 412)["current_version"] == 2
-    assert await stored_versions(client, [done, pending]) == {done: 2, pending: 1}
+    assert assert_problem(response, 412)["current_version"] == "2"
+    assert await stored_versions(client, [done, pending]) == {done: "2", pending: "1"}
 
 
 @pytest.mark.parametrize("count", [0, 101])
@@ -312,7 +317,7 @@ async def test_transact_takes_1_to_100_operations(
 async def test_transact_takes_100_operations(client: httpx.AsyncClient, state_id: str) -> None:
     ids = ids_of(state_id, 100)
     assert (await transact(client, *(put_op(i, 1) for i in ids))).status_code == 200
-    assert set((await stored_versions(client, ids)).values()) == {1}
+    assert set((await stored_versions(client, ids)).values()) == {"1"}
 
 
 async def test_transact_names_each_id_once(client: httpx.AsyncClient, state_id: str) -> None:
@@ -335,7 +340,11 @@ async def test_transact_names_each_id_once(client: httpx.AsyncClient, state_id: 
         ("manifest", "acme..State"),
         ("version_number", -1),
         ("version_number", 2**64),
-        ("if_match", "1"),
+        ("if_match", "01"),
+        ("if_match", "+1"),
+        ("if_match", -1),
+        ("if_match", "18446744073709551616"),
+        ("version_number", "1.0"),
         ("if_none_match", False),
         ("op", "upsert"),
         ("unknown", 1),
@@ -349,6 +358,55 @@ async def test_transact_puts_are_validated_like_put(
     problem = assert_problem(response, 422)
     assert problem["errors"][0]["loc"][:3] == ["body", "operations", 1]
     assert await stored_versions(client, [state_id, other]) == {state_id: None, other: None}
+
+
+@DYNALITE_HAS_NO_TRANSACTIONS
+async def test_transact_takes_the_decimal_string_of_every_64_bit_field(
+    client: httpx.AsyncClient, state_id: str
+) -> None:
+    created, replaced, deleted = ids_of(state_id, 3)
+    await put_all(client, [replaced, deleted])
+    response = await transact(
+        client,
+        put_op(
+            created, "18446744073709551615", timestamp="1764115200123456789", shard="18446744073709551615"
+        ),
+        put_op(replaced, "2", timestamp="-62135596800", shard="7", if_match="1"),
+        delete_op(deleted, if_match="1"),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["results"] == [
+        {
+            "persistence_id": created,
+            "version_number": "18446744073709551615",
+            "etag": '"18446744073709551615"',
+        },
+        {"persistence_id": replaced, "version_number": "2", "etag": '"2"'},
+        {"persistence_id": deleted},
+    ]
+    states = (await batch_get(client, [created, replaced, deleted])).json()
+    assert [(s["version_number"], s["timestamp"], s["shard"]) for s in states["states"]] == [
+        ("18446744073709551615", "1764115200123456789", "18446744073709551615"),
+        ("2", "-62135596800", "7"),
+    ]
+    assert states["missing"] == [deleted]
+
+
+@DYNALITE_HAS_NO_TRANSACTIONS
+@pytest.mark.parametrize("op", ["put", "delete"])
+@pytest.mark.parametrize(
+    "if_match", ["+1", "01", "-0", "1.0", "1e0", " 1", "", "-1", "18446744073709551616", -1, 2.0**60]
+)
+async def test_a_transaction_if_match_refuses_every_other_form_naming_the_field(
+    client: httpx.AsyncClient, state_id: str, op: str, if_match: object
+) -> None:
+    other = f"{state_id}-other"
+    await put_all(client, [state_id])
+    operation = put_op(state_id, 2) if op == "put" else delete_op(state_id)
+    response = await transact(client, put_op(other, 1), {**operation, "if_match": if_match})
+    problem = assert_problem(response, 422)
+    assert [error["loc"] for error in problem["errors"]] == [["body", "operations", 1, op, "if_match"]]
+    assert await stored_versions(client, [state_id, other]) == {state_id: "1", other: None}
 
 
 @DYNALITE_HAS_NO_TRANSACTIONS
@@ -423,7 +481,7 @@ async def test_concurrent_transactions_never_leave_a_half_applied_state(
             }
             operations = []
             for account, change in ((source, -1), (target, +1)):
-                version = states[account]["version_number"]
+                version = int(states[account]["version_number"])
                 balance = json.loads(base64.b64decode(states[account]["payload"]))[0]
                 payload = json.dumps([balance + change, f"{worker}-{move}"]).encode()
                 operations.append(put_op(account, version + 1, payload, if_match=version))
@@ -438,7 +496,8 @@ async def test_concurrent_transactions_never_leave_a_half_applied_state(
     final = {s["persistence_id"]: s for s in (await batch_get(client, accounts)).json()["states"]}
     balances = [json.loads(base64.b64decode(final[a]["payload"]))[0] for a in accounts]
     assert sum(balances) == 300
-    assert {a: final[a]["version_number"] - 1 for a in accounts} == {a: acknowledged[a] for a in accounts}
+    versions = {a: final[a]["version_number"] for a in accounts}
+    assert versions == {a: str(1 + acknowledged[a]) for a in accounts}
     assert acknowledged.total() > 0
 
 

@@ -8,11 +8,13 @@ import time
 import httpx
 import pytest
 
-from support.api import MANIFEST, assert_problem, state_body, state_path
+from conftest import ServiceFactory
+from support.api import MANIFEST, assert_decimal_between, assert_problem, state_body, state_path
 from support.differences import DYNALITE_RETURNS_NO_OLD_ITEM
 
 MAX_UINT64 = 2**64 - 1
 MAX_INT64 = 2**63 - 1
+MIN_INT64 = -(2**63)
 
 
 async def put(client: httpx.AsyncClient, persistence_id: str, body: object, **headers: str) -> httpx.Response:
@@ -30,10 +32,10 @@ async def test_put_then_get_round_trips_every_field(client: httpx.AsyncClient, s
     assert written.headers["etag"] == '"3"'
     assert written.json() == {
         "persistence_id": state_id,
-        "version_number": 3,
+        "version_number": "3",
         "manifest": MANIFEST,
-        "timestamp": 1764115200000,
-        "shard": 7,
+        "timestamp": "1764115200000",
+        "shard": "7",
     }
     read = await client.get(state_path(state_id))
     assert read.status_code == 200
@@ -48,15 +50,15 @@ async def test_extreme_numbers_round_trip_exactly(client: httpx.AsyncClient, sta
     assert (await put(client, state_id, body)).status_code == 200
     read = await client.get(state_path(state_id))
     assert read.headers["etag"] == f'"{MAX_UINT64}"'
-    assert read.json()["version_number"] == MAX_UINT64
-    assert read.json()["timestamp"] == MAX_INT64
-    assert read.json()["shard"] == MAX_UINT64
+    assert read.json()["version_number"] == "18446744073709551615"
+    assert read.json()["timestamp"] == "9223372036854775807"
+    assert read.json()["shard"] == "18446744073709551615"
 
 
 async def test_zero_values_and_an_empty_payload_are_valid(client: httpx.AsyncClient, state_id: str) -> None:
     assert (await put(client, state_id, state_body(0, b"", timestamp=0))).status_code == 200
     read = (await client.get(state_path(state_id))).json()
-    assert (read["payload"], read["version_number"], read["timestamp"], read["shard"]) == ("", 0, 0, 0)
+    assert (read["payload"], read["version_number"], read["timestamp"], read["shard"]) == ("", "0", "0", "0")
 
 
 async def test_omitted_timestamp_is_server_time_in_milliseconds(
@@ -65,8 +67,8 @@ async def test_omitted_timestamp_is_server_time_in_milliseconds(
     before = time.time_ns() // 1_000_000
     written = await put(client, state_id, state_body(1))
     after = time.time_ns() // 1_000_000
-    assert before <= written.json()["timestamp"] <= after
-    assert written.json()["shard"] == 0
+    assert_decimal_between(written.json()["timestamp"], before, after)
+    assert written.json()["shard"] == "0"
 
 
 @pytest.mark.parametrize(
@@ -108,7 +110,7 @@ async def test_body_id_must_equal_the_path_id(client: httpx.AsyncClient, state_i
     assert problem["errors"] == [
         {"loc": ["body", "persistence_id"], "msg": "must equal the persistence id in the path"}
     ]
-    assert (await client.get(state_path(state_id))).json()["version_number"] == 1
+    assert (await client.get(state_path(state_id))).json()["version_number"] == "1"
 
 
 @pytest.mark.parametrize(
@@ -167,11 +169,12 @@ async def test_bad_base64_is_refused_never_cleaned(
         ("version_number", MAX_UINT64 + 1),
         ("version_number", 1.5),
         ("version_number", 2.0**53),  # a float from here on may not be the integer the client wrote
-        ("version_number", "1"),
         ("version_number", True),
         ("version_number", None),
-        ("timestamp", -1),
+        ("version_number", [1]),
         ("timestamp", MAX_INT64 + 1),
+        ("timestamp", MIN_INT64 - 1),
+        ("timestamp", True),
         ("shard", MAX_UINT64 + 1),
         ("shard", -1),
         ("manifest", "acme..State"),
@@ -202,10 +205,120 @@ async def test_an_integral_number_written_with_a_fraction_is_that_integer(
     )
     assert written.status_code == 200, written.text
     assert (written.json()["version_number"], written.json()["timestamp"], written.json()["shard"]) == (
-        3,
-        5,
-        7,
+        "3",
+        "5",
+        "7",
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("version_number", "18446744073709551615"),
+        ("version_number", "0"),
+        ("timestamp", "-62135596800"),  # eGo's zero time.Time, in seconds
+        ("timestamp", "1764115200123456789"),  # eGo's nanoseconds
+        ("timestamp", "-9223372036854775808"),
+        ("timestamp", "9223372036854775807"),
+        ("shard", "18446744073709551615"),
+        ("shard", "7"),
+    ],
+)
+async def test_every_64_bit_field_takes_a_string_of_its_decimal_digits(
+    client: httpx.AsyncClient, state_id: str, field: str, value: str
+) -> None:
+    written = await put(client, state_id, {**state_body(1), field: value})
+    assert written.status_code == 200, written.text
+    assert written.json()[field] == value
+    read = await client.get(state_path(state_id))
+    assert read.json()[field] == value
+    if field == "version_number":
+        assert (written.headers["etag"], read.headers["etag"]) == (f'"{value}"', f'"{value}"')
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "answered"),
+    [
+        (-1, "-1"),
+        (-62135596800, "-62135596800"),  # eGo writes the zero time.Time when an actor stops early
+        (-1764115200123456789, "-1764115200123456789"),
+        (MIN_INT64, "-9223372036854775808"),
+        (-5.0, "-5"),
+    ],
+)
+async def test_a_negative_timestamp_round_trips(
+    client: httpx.AsyncClient, state_id: str, timestamp: int | float, answered: str
+) -> None:
+    written = await put(client, state_id, state_body(1, timestamp=timestamp))
+    assert written.status_code == 200, written.text
+    assert written.json()["timestamp"] == answered
+    assert (await client.get(state_path(state_id))).json()["timestamp"] == answered
+
+
+@pytest.mark.parametrize("field", ["version_number", "timestamp", "shard"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "+3",
+        "03",
+        "00",
+        "-0",
+        "3.0",
+        "1e3",
+        " 3",
+        "3 ",
+        "3\n",
+        "",
+        "0x10",
+        "1_000",
+        "\u0663",  # ARABIC-INDIC DIGIT THREE, a digit to int()
+        "\uff13",  # FULLWIDTH DIGIT THREE
+        "three",
+        "18446744073709551616",  # 2^64, over every field
+        "100000000000000000000",  # 21 digits
+        2.0**60,  # a float above 2^53 may not be the integer the client wrote
+    ],
+)
+async def test_a_64_bit_field_refuses_every_other_form_naming_the_field(
+    client: httpx.AsyncClient, state_id: str, field: str, value: object
+) -> None:
+    problem = assert_problem(await put(client, state_id, {**state_body(1), field: value}), 422)
+    assert [error["loc"] for error in problem["errors"]] == [["body", field]]
+    await assert_absent(client, state_id)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("version_number", "-1"),
+        ("shard", "-1"),
+        ("timestamp", "9223372036854775808"),
+        ("timestamp", "-9223372036854775809"),
+        ("timestamp", -(2.0**60)),
+    ],
+)
+async def test_a_string_out_of_the_fields_range_is_refused_naming_the_field(
+    client: httpx.AsyncClient, state_id: str, field: str, value: object
+) -> None:
+    problem = assert_problem(await put(client, state_id, {**state_body(1), field: value}), 422)
+    assert [error["loc"] for error in problem["errors"]] == [["body", field]]
+    await assert_absent(client, state_id)
+
+
+@pytest.mark.parametrize(("unit", "per_second"), [("s", 1), ("ns", 1_000_000_000)])
+def test_an_omitted_timestamp_is_server_time_in_the_configured_unit(
+    backend: str, start_service: ServiceFactory, state_id: str, unit: str, per_second: int
+) -> None:
+    """`STATESTORE_TIMESTAMP_UNIT`, for tables shared with eGo actors that count seconds or nanoseconds."""
+    with start_service(backend, timestamp_unit=unit) as url:
+        before = time.time_ns()
+        written = httpx.put(f"{url}{state_path(state_id)}", json=state_body(1), timeout=30)
+        after = time.time_ns()
+        read = httpx.get(f"{url}{state_path(state_id)}", timeout=30)
+    assert written.status_code == 200, written.text
+    nanoseconds = 1_000_000_000 // per_second
+    assert_decimal_between(written.json()["timestamp"], before // nanoseconds, after // nanoseconds)
+    assert read.json()["timestamp"] == written.json()["timestamp"]
 
 
 async def test_a_512_character_manifest_is_accepted(client: httpx.AsyncClient, state_id: str) -> None:
@@ -335,8 +448,8 @@ async def test_if_match_refuses_a_stale_write(
     problem = assert_problem(
         await put(client, state_id, state_body(4, b"next"), **{"If-Match": if_match}), 412
     )
-    assert problem["current_version"] == 3
-    assert (await client.get(state_path(state_id))).json()["version_number"] == 3
+    assert problem["current_version"] == "3"
+    assert (await client.get(state_path(state_id))).json()["version_number"] == "3"
 
 
 @pytest.mark.parametrize("if_match", ['"1"', "*"])
@@ -367,7 +480,7 @@ async def test_if_none_match_star_creates_only(client: httpx.AsyncClient, state_
     problem = assert_problem(
         await put(client, state_id, state_body(2, b"other"), **{"If-None-Match": "*"}), 412
     )
-    assert problem["current_version"] == 1
+    assert problem["current_version"] == "1"
 
 
 @DYNALITE_RETURNS_NO_OLD_ITEM
@@ -387,13 +500,13 @@ async def test_a_retried_compare_and_set_succeeds(client: httpx.AsyncClient, sta
     assert (first.status_code, retried.status_code) == (200, 200)
     assert retried.json() == first.json()
     other = await put(client, state_id, state_body(4, b"different"), **{"If-Match": '"3"'})
-    assert assert_problem(other, 412)["current_version"] == 4
+    assert assert_problem(other, 412)["current_version"] == "4"
 
 
 async def test_unconditional_writes_are_last_write_wins(client: httpx.AsyncClient, state_id: str) -> None:
     await put(client, state_id, state_body(5))
     assert (await put(client, state_id, state_body(2, b"older"))).status_code == 200
-    assert (await client.get(state_path(state_id))).json()["version_number"] == 2
+    assert (await client.get(state_path(state_id))).json()["version_number"] == "2"
 
 
 async def test_delete_is_idempotent(client: httpx.AsyncClient, state_id: str) -> None:
@@ -409,7 +522,7 @@ async def test_delete_is_idempotent(client: httpx.AsyncClient, state_id: str) ->
 async def test_conditional_delete(client: httpx.AsyncClient, state_id: str) -> None:
     await put(client, state_id, state_body(2))
     stale = assert_problem(await client.delete(state_path(state_id), headers={"If-Match": '"1"'}), 412)
-    assert stale["current_version"] == 2
+    assert stale["current_version"] == "2"
     assert (await client.get(state_path(state_id))).status_code == 200
     assert (await client.delete(state_path(state_id), headers={"If-Match": '"2"'})).status_code == 204
     await assert_absent(client, state_id)
@@ -422,7 +535,7 @@ async def test_get_with_a_failing_if_match_is_412(client: httpx.AsyncClient, sta
         assert_problem(await client.get(state_path(state_id), headers={"If-Match": '"1"'}), 412)[
             "current_version"
         ]
-        == 2
+        == "2"
     )
 
 

@@ -35,7 +35,7 @@ async def test_put_that_does_not_move_the_version_forward_is_409(
 ) -> None:
     assert (await put(guarded, state_id, 5, b"five")).status_code == 200
     problem = assert_problem(await put(guarded, state_id, version, b"other"), 409)
-    assert problem["current_version"] == 5
+    assert problem["current_version"] == "5"
     assert (await guarded.get(state_path(state_id))).json()["payload"] == "Zml2ZQ=="
 
 
@@ -56,7 +56,7 @@ async def test_a_retried_put_of_the_stored_state_succeeds(guarded: httpx.AsyncCl
 async def test_if_match_is_checked_before_the_guard(guarded: httpx.AsyncClient, state_id: str) -> None:
     await put(guarded, state_id, 5, b"five")
     response = await guarded.put(state_path(state_id), json=state_body(4), headers={"If-Match": '"3"'})
-    assert assert_problem(response, 412)["current_version"] == 5
+    assert assert_problem(response, 412)["current_version"] == "5"
 
 
 @DYNALITE_HAS_NO_TRANSACTIONS
@@ -70,9 +70,9 @@ async def test_transact_put_behind_the_stored_version_is_409_and_nothing_applies
     assert (problem["operation_index"], problem["persistence_id"], problem["current_version"]) == (
         1,
         behind,
-        5,
+        "5",
     )
-    assert await stored_versions(guarded, [ahead, behind]) == {ahead: None, behind: 5}
+    assert await stored_versions(guarded, [ahead, behind]) == {ahead: None, behind: "5"}
 
 
 @DYNALITE_HAS_NO_TRANSACTIONS
@@ -84,7 +84,7 @@ async def test_transact_retry_carrying_the_stored_state_succeeds(
     assert (await transact(guarded, *operations)).status_code == 200
     retried = await transact(guarded, *operations)
     assert retried.status_code == 200, retried.text
-    assert [result["version_number"] for result in retried.json()["results"]] == [2, 7]
+    assert [result["version_number"] for result in retried.json()["results"]] == ["2", "7"]
 
 
 @DYNALITE_HAS_NO_TRANSACTIONS

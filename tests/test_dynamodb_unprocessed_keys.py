@@ -44,6 +44,7 @@ async def test_unprocessed_keys_are_read_again_until_every_state_is_answered(
     assert steer.degraded == 4
     assert [state["persistence_id"] for state in response.json()["states"]] == stored
     assert response.json()["missing"] == [i for i in requested if i not in stored]
+    assert response.json()["unprocessed"] == []
 
 
 async def test_keys_still_unprocessed_at_the_deadline_are_503_never_a_partial_answer(

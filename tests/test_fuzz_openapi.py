@@ -7,6 +7,7 @@ schemathesis has, on a fixed seed and a bounded number of examples.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
@@ -24,7 +25,13 @@ from support.processes import REPO
 
 EXAMPLES_PER_OPERATION = 40
 API_KEY = "fuzz-key"
-MAXIMA = {"version_number": MAX_UINT64, "shard": MAX_UINT64, "timestamp": MAX_INT64, "if_match": MAX_UINT64}
+BOUNDS = {
+    "version_number": (0, MAX_UINT64),
+    "shard": (0, MAX_UINT64),
+    "timestamp": (-MAX_INT64 - 1, MAX_INT64),
+    "if_match": (0, MAX_UINT64),
+}
+DECIMAL = re.compile(r"0|-?[1-9][0-9]*")
 _DOCUMENT = json.loads((REPO / "openapi" / "openapi.json").read_text())
 # Negative data needs some input to break; the probes take none.
 CASES = [
@@ -78,10 +85,13 @@ def within_the_rules_json_schema_cannot_state(case: schemathesis.Case[Any]) -> N
 def keep_valid(write: dict[str, Any]) -> None:
     if "state" in write:
         write["manifest"] = "google.protobuf.Value"  # a well-known type that any JSON value maps to
-    # schemathesis reads bounds past 2^53 as floats and may generate one past them: keep "valid" valid.
-    for name, maximum in MAXIMA.items():
+    # schemathesis reads bounds past 2^53 as floats and may generate one past them, and a pattern cannot
+    # bound the number a string of decimal digits spells (its `format` does, in words): keep "valid" valid.
+    for name, (minimum, maximum) in BOUNDS.items():
         if isinstance(number := write.get(name), int):
-            write[name] = min(number, maximum)
+            write[name] = max(min(number, maximum), minimum)
+        elif isinstance(number, str) and DECIMAL.fullmatch(number):
+            write[name] = str(max(min(int(number), maximum), minimum))
 
 
 @pytest.mark.parametrize(("method", "path", "mode"), CASES, ids=[" ".join(case) for case in CASES])

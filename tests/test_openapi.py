@@ -141,6 +141,85 @@ def test_head_answers_document_no_body(document: dict[str, Any]) -> None:
 
 def test_uint64_bounds_are_exact_integers(document: dict[str, Any]) -> None:
     version = document["components"]["schemas"]["PutStateRequest"]["properties"]["version_number"]
-    assert version["maximum"] == MAX_UINT64
-    assert isinstance(version["maximum"], int)
-    assert isinstance(version["minimum"], int)
+    [number] = [form for form in version["oneOf"] if form["type"] == "integer"]
+    assert (number["minimum"], number["maximum"]) == (0, MAX_UINT64)
+    assert isinstance(number["maximum"], int)
+    assert isinstance(number["minimum"], int)
+    timestamp = document["components"]["schemas"]["PutStateRequest"]["properties"]["timestamp"]
+    [number] = [form for form in timestamp["oneOf"] if form["type"] == "integer"]
+    assert (number["minimum"], number["maximum"]) == (-(2**63), 2**63 - 1)
+    assert isinstance(number["maximum"], int)
+    assert isinstance(number["minimum"], int)
+
+
+def _reachable(document: dict[str, Any], node: object) -> set[str]:
+    """The names of the schemas `node` refers to, directly or through others."""
+    prefix = "#/components/schemas/"
+    seen: set[str] = set()
+    pending = _references(node)
+    while pending:
+        name = pending.pop().removeprefix(prefix)
+        if name not in seen:
+            seen.add(name)
+            pending += _references(document["components"]["schemas"][name])
+    return seen
+
+
+def _keys(node: object) -> set[str]:
+    if isinstance(node, dict):
+        return set(node) | {key for value in node.values() for key in _keys(value)}
+    if isinstance(node, list):
+        return {key for item in node for key in _keys(item)}
+    return set()
+
+
+def test_request_bodies_document_no_defaults(document: dict[str, Any]) -> None:
+    """A generator makes a property with a default required in the types it writes (openapi-typescript)."""
+    bodies = [
+        operation["requestBody"] for _, _, operation in operations(document) if "requestBody" in operation
+    ]
+    names = _reachable(document, bodies)
+    assert {"PutStateRequest", "BatchGetRequest", "TransactRequest", "TransactPut", "TransactDelete"} <= names
+    schemas = document["components"]["schemas"]
+    assert {name for name in names if "default" in _keys(schemas[name])} == set()
+
+
+ANSWERED_64_BIT = [
+    ("State", "version_number", "uint64"),
+    ("State", "timestamp", "int64"),
+    ("State", "shard", "uint64"),
+    ("StateWritten", "version_number", "uint64"),
+    ("StateWritten", "timestamp", "int64"),
+    ("StateWritten", "shard", "uint64"),
+    ("TransactResult", "version_number", "uint64"),
+    ("Problem", "current_version", "uint64"),
+]
+REQUESTED_64_BIT = [
+    ("PutStateRequest", "version_number", "uint64"),
+    ("PutStateRequest", "timestamp", "int64"),
+    ("PutStateRequest", "shard", "uint64"),
+    ("TransactPut", "version_number", "uint64"),
+    ("TransactPut", "if_match", "uint64"),
+    ("TransactDelete", "if_match", "uint64"),
+]
+DECIMAL_PATTERNS = {"uint64": "^(0|[1-9][0-9]*)$", "int64": "^(0|-?[1-9][0-9]*)$"}
+
+
+@pytest.mark.parametrize(("schema", "field", "format_"), ANSWERED_64_BIT)
+def test_answers_document_64_bit_integers_as_decimal_strings(
+    document: dict[str, Any], schema: str, field: str, format_: str
+) -> None:
+    documented = document["components"]["schemas"][schema]["properties"][field]
+    assert (documented["type"], documented["format"]) == ("string", format_)
+    assert documented["pattern"] == DECIMAL_PATTERNS[format_]
+
+
+@pytest.mark.parametrize(("schema", "field", "format_"), REQUESTED_64_BIT)
+def test_requests_document_64_bit_integers_as_a_decimal_string_or_a_number(
+    document: dict[str, Any], schema: str, field: str, format_: str
+) -> None:
+    documented = document["components"]["schemas"][schema]["properties"][field]
+    [text, number] = documented["oneOf"]
+    assert text == {"type": "string", "format": format_, "pattern": DECIMAL_PATTERNS[format_]}
+    bounds = {"uint64": (0, MAX_UINT64), "int64": (-(2**63), 2**63 - 1)}[format_]
+    assert number == {"type": "integer", "format": format_, "minimum": bounds[0], "maximum": bounds[1]}

@@ -75,7 +75,7 @@ def test_the_generated_client_writes_reads_compares_and_deletes(
     persistence_id = "tenant:7/order 42|é"
     payload = base64.b64encode(b"\x0a\x02hi").decode()
 
-    def state(version: int) -> object:
+    def state(version: int | str) -> object:
         return sdk.models.PutStateRequest(manifest=MANIFEST, payload=payload, version_number=version)
 
     with start_service("sqlite", api_keys=(KEY,)) as url:
@@ -89,17 +89,24 @@ def test_the_generated_client_writes_reads_compares_and_deletes(
 
             read = sdk.get_state.sync(persistence_id, client=client)
             assert isinstance(read, sdk.models.State)
-            assert (read.version_number, read.payload, read.manifest) == (MAX_UINT64 - 1, payload, MANIFEST)
+            assert (read.version_number, read.payload, read.manifest) == (
+                "18446744073709551614",
+                payload,
+                MANIFEST,
+            )
 
             swapped = sdk.put_state.sync(
-                persistence_id, client=client, body=state(MAX_UINT64), if_match=f'"{MAX_UINT64 - 1}"'
+                persistence_id,
+                client=client,
+                body=state("18446744073709551615"),  # requests take the string form too
+                if_match=f'"{MAX_UINT64 - 1}"',
             )
             assert isinstance(swapped, sdk.models.StateWritten)
-            assert swapped.version_number == MAX_UINT64
+            assert swapped.version_number == "18446744073709551615"
 
             stale = sdk.put_state.sync(persistence_id, client=client, body=state(1), if_match='"1"')
             assert isinstance(stale, sdk.models.Problem)
-            assert (stale.status, stale.current_version) == (412, MAX_UINT64)
+            assert (stale.status, stale.current_version) == (412, "18446744073709551615")
 
             head = sdk.head_state.sync_detailed(persistence_id, client=client)
             assert (head.status_code, head.headers["etag"], head.parsed) == (200, f'"{MAX_UINT64}"', None)

@@ -24,6 +24,7 @@ def test_defaults_match_the_contract() -> None:
     assert settings.descriptor_sets == ()
     assert settings.manifest_policy == "permissive"
     assert settings.version_guard == "off"
+    assert settings.timestamp_unit == "ms"
 
 
 def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,6 +40,7 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         "DESCRIPTOR_SETS": "a.pb,b.pb",
         "MANIFEST_POLICY": "strict",
         "VERSION_GUARD": "monotonic",
+        "TIMESTAMP_UNIT": "NS",
     }.items():
         monkeypatch.setenv(f"STATESTORE_{name}", value)
     settings = load_settings()
@@ -54,6 +56,7 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         descriptor_sets=(Path("a.pb"), Path("b.pb")),
         manifest_policy="strict",
         version_guard="monotonic",
+        timestamp_unit="ns",
     )
     assert settings.endpoint_url == "http://localhost:8000"
 
@@ -69,6 +72,9 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("DYNAMODB_TABLE", "a b"),
         ("MANIFEST_POLICY", "lenient"),
         ("VERSION_GUARD", "strict"),
+        ("TIMESTAMP_UNIT", "us"),
+        ("TIMESTAMP_UNIT", "seconds"),
+        ("TIMESTAMP_UNIT", ""),
     ],
 )
 def test_a_bad_setting_names_its_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
@@ -90,6 +96,7 @@ def test_api_keys_never_appear_in_the_error() -> None:
         (["serve"], {"STATESTORE_PORT": "x"}, "invalid setting STATESTORE_PORT"),
         (["serve", "--port", "99999"], {}, "invalid value for --port"),
         (["openapi"], {"STATESTORE_LOG_LEVEL": "loud"}, "invalid setting STATESTORE_LOG_LEVEL"),
+        (["serve"], {"STATESTORE_TIMESTAMP_UNIT": "us"}, "invalid setting STATESTORE_TIMESTAMP_UNIT"),
     ],
 )
 def test_the_cli_stops_with_one_line(arguments: list[str], env: dict[str, str], message: str) -> None:

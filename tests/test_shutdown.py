@@ -39,7 +39,7 @@ async def test_a_request_in_flight_at_sigterm_completes_and_the_process_exits_0(
             lines = json_lines(tmp_path / "stderr.log")
 
     assert response.status_code == 200
-    assert response.json()["version_number"] == 7
+    assert response.json()["version_number"] == "7"
     assert exit_code == 0
     messages = [line["message"] for line in lines]
     in_flight = next(i for i, line in enumerate(lines) if line.get("request_id") == "in-flight")

@@ -84,9 +84,9 @@ async def test_an_item_written_by_the_go_store_reads_back_unchanged(
     assert response.headers["etag"] == '"7"'
     state = response.json()
     assert state["manifest"] == "google.protobuf.Any"
-    assert state["version_number"] == 7
-    assert state["timestamp"] == 1764115200123456789
-    assert state["shard"] == 3
+    assert state["version_number"] == "7"
+    assert state["timestamp"] == "1764115200123456789"
+    assert state["shard"] == "3"
     assert base64.b64decode(state["payload"]) == payload
 
 
@@ -98,6 +98,20 @@ async def test_a_put_writes_the_go_stores_exact_layout(
     assert (await dynamodb_client.put(state_path(state_id), json=body)).status_code == 200
     stored = raw_table.get_item(TableName=TABLE, Key={"PersistenceID": {"S": state_id}}, ConsistentRead=True)
     assert stored["Item"] == item
+
+
+async def test_a_go_actors_negative_timestamp_is_a_negative_number_both_ways(
+    raw_table: Any, dynamodb_client: httpx.AsyncClient, state_id: str
+) -> None:
+    """eGo writes the zero time.Time (-62135596800 s) when an actor stops before any command."""
+    body = state_body(1, timestamp="-62135596800")
+    assert (await dynamodb_client.put(state_path(state_id), json=body)).status_code == 200
+    stored = raw_table.get_item(TableName=TABLE, Key={"PersistenceID": {"S": state_id}}, ConsistentRead=True)
+    assert stored["Item"]["Timestamp"] == {"N": "-62135596800"}
+    item, _ = go_item(f"{state_id}-go")
+    raw_table.put_item(TableName=TABLE, Item={**item, "Timestamp": {"N": "-9223372036854775808"}})
+    read = (await dynamodb_client.get(state_path(f"{state_id}-go"))).json()
+    assert read["timestamp"] == "-9223372036854775808"
 
 
 async def test_extra_attributes_and_missing_numbers_are_tolerated(
@@ -114,7 +128,7 @@ async def test_extra_attributes_and_missing_numbers_are_tolerated(
         },
     )
     state = (await dynamodb_client.get(state_path(state_id))).json()
-    assert (state["version_number"], state["timestamp"], state["shard"]) == (0, 0, 0)
+    assert (state["version_number"], state["timestamp"], state["shard"]) == ("0", "0", "0")
     assert (
         await dynamodb_client.get(state_path(state_id), headers={"If-None-Match": '"0"'})
     ).status_code == 304
@@ -132,9 +146,9 @@ async def test_a_missing_version_attribute_counts_as_zero_in_conditions(
     refused = await dynamodb_client.put(
         state_path(state_id), json=state_body(1), headers={"If-None-Match": '"0"'}
     )
-    assert assert_problem(refused, 412)["current_version"] == 0
+    assert assert_problem(refused, 412)["current_version"] == "0"
     stale = await dynamodb_client.delete(state_path(state_id), headers={"If-Match": '"5"'})
-    assert assert_problem(stale, 412)["current_version"] == 0
+    assert assert_problem(stale, 412)["current_version"] == "0"
 
 
 async def test_a_missing_table_is_a_503_that_says_what_to_do(

@@ -20,16 +20,27 @@ async def test_versions_above_int64_are_stored_losslessly(tmp_path: Path) -> Non
     big = 2**64 - 1
     with serving_sqlite(path) as (url, _):
         async with httpx.AsyncClient(base_url=url) as client:
-            await client.put(state_path("big"), json=state_body(big, shard=2**63))
+            written = await client.put(
+                state_path("big"), json=state_body(big, shard=2**63, timestamp=-62135596800)
+            )
+            assert written.status_code == 200, written.text
             stale = await client.put(
                 state_path("big"), json=state_body(1), headers={"If-Match": f'"{big - 1}"'}
             )
-            assert stale.json()["current_version"] == big
+            assert stale.json()["current_version"] == "18446744073709551615"
             read = (await client.get(state_path("big"))).json()
-            assert (read["version_number"], read["shard"]) == (big, 2**63)
+            assert (read["version_number"], read["shard"], read["timestamp"]) == (
+                "18446744073709551615",
+                "9223372036854775808",
+                "-62135596800",
+            )
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert connection.execute("SELECT version_number, shard FROM states").fetchone() == (-1, -(2**63))
+        assert connection.execute("SELECT version_number, shard, timestamp FROM states").fetchone() == (
+            -1,
+            -(2**63),
+            -62135596800,  # a timestamp is int64 already: stored as it is
+        )
 
 
 async def test_writes_committed_together_stay_independent(tmp_path: Path) -> None:

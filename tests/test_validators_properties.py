@@ -15,7 +15,7 @@ from app.api.conditions import ENTITY_TAGS_PATTERN, precondition_from_headers
 from app.api.ids import MAX_ID_BYTES, check_persistence_id
 from app.api.schemas import MANIFEST_PATTERN, PutStateRequest, decode_base64, encode_base64
 from app.errors import BadRequest, InvalidState
-from app.states.model import MAX_UINT64
+from app.states.model import MAX_INT64, MAX_UINT64
 
 FORMS = {
     "standard, padded": base64.b64encode,
@@ -25,6 +25,8 @@ FORMS = {
 }
 CONTROL = st.characters(codec="utf-8", categories=["Cc"])
 NO_CONTROL = st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"])
+MIN_INT64 = -MAX_INT64 - 1
+DECIMAL_DIGITS = r"0|-?[1-9][0-9]*"
 
 
 @pytest.mark.parametrize("form", FORMS.values(), ids=FORMS.keys())
@@ -107,6 +109,8 @@ def test_anything_else_is_no_manifest(manifest: str) -> None:
 def test_every_uint64_round_trips_exactly(number: int) -> None:
     request = put_request(version_number=number, shard=number)
     assert (request.version_number, request.shard) == (number, number)
+    request = put_request(version_number=str(number), shard=str(number))
+    assert (request.version_number, request.shard) == (number, number)
 
 
 @given(number=st.one_of(st.integers(max_value=-1), st.integers(min_value=MAX_UINT64 + 1), st.booleans()))
@@ -115,6 +119,45 @@ def test_every_uint64_round_trips_exactly(number: int) -> None:
 def test_numbers_outside_uint64_are_refused(number: int) -> None:
     with pytest.raises(ValidationError):
         put_request(version_number=number)
+    with pytest.raises(ValidationError):
+        put_request(shard=str(number))
+
+
+@given(number=st.integers(min_value=MIN_INT64, max_value=MAX_INT64))
+@example(number=MIN_INT64)
+@example(number=MAX_INT64)
+@example(number=-62135596800)
+def test_every_int64_timestamp_round_trips_exactly(number: int) -> None:
+    assert put_request(timestamp=number).timestamp == number
+    assert put_request(timestamp=str(number)).timestamp == number
+
+
+@given(number=st.one_of(st.integers(max_value=MIN_INT64 - 1), st.integers(min_value=MAX_INT64 + 1)))
+@example(number=MIN_INT64 - 1)
+@example(number=MAX_INT64 + 1)
+def test_timestamps_outside_int64_are_refused(number: int) -> None:
+    with pytest.raises(ValidationError):
+        put_request(timestamp=number)
+    with pytest.raises(ValidationError):
+        put_request(timestamp=str(number))
+
+
+@pytest.mark.parametrize("field", ["version_number", "timestamp", "shard"])
+@given(text=st.text(max_size=25).filter(lambda text: not re.fullmatch(DECIMAL_DIGITS, text)))
+@example(text="-0")
+@example(text="+3")
+@example(text="03")
+@example(text="3.0")
+@example(text="1e3")
+@example(text=" 3")
+@example(text="3\n")
+@example(text="")
+@example(text="1_000")
+@example(text="\u0663")
+def test_a_string_other_than_an_integers_decimal_digits_is_refused(field: str, text: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        put_request(**{field: text})
+    assert [error["loc"] for error in refused.value.errors()] == [(field,)]
 
 
 @given(versions=st.lists(st.integers(min_value=0, max_value=MAX_UINT64), min_size=1, max_size=100))

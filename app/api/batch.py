@@ -55,6 +55,7 @@ async def batch_get_states(request: Request) -> Response:
         {
             "states": [state_resource(found[i], decoded_by=decoded_by) for i in requested if i in found],
             "missing": [i for i in requested if i not in found],
+            "unprocessed": [],
         }
     )
 
@@ -81,7 +82,7 @@ async def transact_states(request: Request) -> Response:
                 if record is None
                 else {
                     "persistence_id": operation.persistence_id,
-                    "version_number": record.version_number,
+                    "version_number": str(record.version_number),
                     "etag": etag(record.version_number),
                 }
                 for operation, record in zip(operations, stored, strict=True)

@@ -29,13 +29,14 @@ def decode_requested(request: Request) -> bool:
 def state_resource(
     record: StateRecord, *, with_payload: bool = True, decoded_by: TypeRegistry | None = None
 ) -> dict[str, Any]:
-    """The resource; with `decoded_by`, also `state`, the message in protobuf's JSON mapping (or null)."""
+    """The resource, its 64-bit integers as strings of decimal digits (JavaScript rounds a number above 2^53);
+    with `decoded_by`, also `state`, the message in protobuf's JSON mapping (or null)."""
     body: dict[str, Any] = {
         "persistence_id": record.persistence_id,
-        "version_number": record.version_number,
+        "version_number": str(record.version_number),
         "manifest": record.manifest,
-        "timestamp": record.timestamp,
-        "shard": record.shard,
+        "timestamp": str(record.timestamp),
+        "shard": str(record.shard),
     }
     if with_payload:
         body["payload"] = encode_base64(record.payload)

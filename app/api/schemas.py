@@ -3,6 +3,7 @@ standard or URL-safe, padded or not, nothing else (pybase64, for speed: docs/des
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import pybase64
@@ -20,6 +21,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from app.api.ids import DOCUMENTED_ID
+from app.http.openapi import DECIMAL_PATTERNS, integer_answer
 from app.states.model import MAX_INT64, MAX_UINT64
 
 MANIFEST_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -27,6 +29,8 @@ MAX_BATCH_GET_IDS = 1000
 MAX_TRANSACTION_OPERATIONS = 100
 
 _EXACT_FLOATS = 2**53
+_MAX_DECIMAL_DIGITS = 20  # 2^64-1 has 20 digits, -2^63 has 19 and a sign
+_DECIMAL_INTEGER = re.compile(r"0|-?[1-9][0-9]*")
 
 
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/-_="
@@ -67,13 +71,42 @@ def encode_base64(data: bytes) -> str:
 
 
 def _integral(value: object) -> object:
-    """3.0 is the integer 3 to JSON Schema and protobuf's JSON mapping; accepted where a float is exact."""
+    """A 64-bit integer from JSON: an integer, or a string of its decimal digits (protobuf's JSON mapping);
+    3.0 is the integer 3 to JSON Schema, and is accepted below 2^53, where a float is exact."""
+    if isinstance(value, str):
+        if len(value) > _MAX_DECIMAL_DIGITS or not _DECIMAL_INTEGER.fullmatch(value):
+            raise ValueError('must be an integer, or a string of its decimal digits such as "3"')
+        return int(value)
     if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_FLOATS:
         return int(value)
     return value
 
 
-Uint64 = Annotated[StrictInt, Field(ge=0, le=MAX_UINT64), BeforeValidator(_integral)]
+def _wire_integer(format_: str, minimum: int, maximum: int, description: str) -> WithJsonSchema:
+    """How a request documents a 64-bit integer: a decimal string (exact in every language) or a number."""
+    return WithJsonSchema(
+        {
+            "oneOf": [
+                {"type": "string", "format": format_, "pattern": DECIMAL_PATTERNS[format_]},
+                {"type": "integer", "format": format_, "minimum": minimum, "maximum": maximum},
+            ],
+            "description": description,
+        }
+    )
+
+
+_UINT64_WIRE = _wire_integer(
+    "uint64", 0, MAX_UINT64, "0 to 2^64-1, as a string of decimal digits or a number."
+)
+_INT64_WIRE = _wire_integer(
+    "int64", -MAX_INT64 - 1, MAX_INT64, "-2^63 to 2^63-1, as a string of decimal digits or a number."
+)
+Uint64 = Annotated[StrictInt, Field(ge=0, le=MAX_UINT64), BeforeValidator(_integral), _UINT64_WIRE]
+Int64 = Annotated[StrictInt, Field(ge=-MAX_INT64 - 1, le=MAX_INT64), BeforeValidator(_integral), _INT64_WIRE]
+# May be omitted (or null): nullable, not a union with None, so that an error is located at the field
+# alone, without a union branch's name and a second "should be None" error; documented without the null.
+OptionalUint64 = Annotated[Uint64 | None, _UINT64_WIRE]
+OptionalInt64 = Annotated[Int64 | None, _INT64_WIRE]
 # Checked by `check_persistence_id` (bytes, not characters), so that body ids answer as path ids do.
 BodyPersistenceId = Annotated[
     str,
@@ -82,11 +115,6 @@ BodyPersistenceId = Annotated[
         examples=["account-42"],
         json_schema_extra=DOCUMENTED_ID,
     ),
-]
-EpochMillis = Annotated[
-    StrictInt,
-    Field(ge=0, le=MAX_INT64, description="Unix epoch milliseconds."),
-    BeforeValidator(_integral),
 ]
 Manifest = Annotated[
     str,
@@ -135,10 +163,12 @@ class PutStateRequest(_Body):
         examples=[{"accountId": "account-42", "balanceCents": "104"}],
     )
     version_number: Uint64
-    timestamp: EpochMillis | None = Field(
-        None, description="Server time (Unix epoch milliseconds) when omitted."
+    timestamp: OptionalInt64 = Field(
+        None,
+        description="As the writer counts time (eGo's Go actors write nanoseconds or seconds since the Unix"
+        " epoch); the server's time, in the unit it is configured with, when omitted.",
     )
-    shard: Uint64 = 0
+    shard: Annotated[Uint64, Field(description="0 when omitted.")] = 0
     persistence_id: str | None = Field(
         None, description="When present, must equal the path's persistence id."
     )
@@ -154,10 +184,12 @@ class PutStateRequest(_Body):
 
 class _StateFields(BaseModel):
     persistence_id: str = Field(examples=["account-42"])
-    version_number: Uint64
+    version_number: str = integer_answer("uint64", "The version, 0 to 2^64-1.")
     manifest: Manifest
-    timestamp: int = Field(description="As written: Unix epoch milliseconds, or nanoseconds from eGo actors.")
-    shard: Uint64
+    timestamp: str = integer_answer(
+        "int64", "As written: Unix epoch milliseconds by default, nanoseconds or seconds from eGo actors."
+    )
+    shard: str = integer_answer("uint64", "The shard, 0 to 2^64-1.")
 
 
 class StateWritten(_StateFields):
@@ -188,6 +220,9 @@ class BatchGetRequest(_Body):
 class BatchGetResponse(BaseModel):
     states: list[State] = Field(description="The stored states, in the order of the request.")
     missing: list[str] = Field(description="The ids with no stored state, in the order of the request.")
+    unprocessed: list[str] = Field(
+        description="The ids not read this time, to ask for again; empty when every id was read."
+    )
 
 
 class TransactPut(PutStateRequest):
@@ -195,7 +230,7 @@ class TransactPut(PutStateRequest):
 
     op: Literal["put"]
     persistence_id: BodyPersistenceId
-    if_match: Uint64 | None = Field(None, description="Write only if this version is stored (`If-Match`).")
+    if_match: OptionalUint64 = Field(None, description="Write only if this version is stored (`If-Match`).")
     if_none_match: Literal[True] | None = Field(
         None, description="Write only if no state is stored (`If-None-Match: *`)."
     )
@@ -206,7 +241,7 @@ class TransactDelete(_Body):
 
     op: Literal["delete"]
     persistence_id: BodyPersistenceId
-    if_match: Uint64 | None = Field(None, description="Delete only if this version is stored (`If-Match`).")
+    if_match: OptionalUint64 = Field(None, description="Delete only if this version is stored (`If-Match`).")
 
 
 TransactOperation = Annotated[TransactPut | TransactDelete, Field(discriminator="op")]
@@ -222,7 +257,9 @@ class TransactRequest(_Body):
 
 class TransactResult(BaseModel):
     persistence_id: str
-    version_number: Uint64 | SkipJsonSchema[None] = Field(None, description="The stored version; puts only.")
+    version_number: str | SkipJsonSchema[None] = integer_answer(
+        "uint64", "The stored version; puts only.", optional=True
+    )
     etag: str | SkipJsonSchema[None] = Field(
         None, description='The stored version as an ETag, e.g. `"4"`; puts only.'
     )

@@ -7,15 +7,18 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, SkipJsonSchema
 from pydantic_core import core_schema
 
 from app.http.middleware import is_protected
-from app.http.problems import Problem, problem_responses
+from app.http.problems import problem_responses
 from app.states.model import MAX_INT64, MAX_UINT64
 
 SECURITY_SCHEME = "HTTPBearer"
+DECIMAL_PATTERNS = {"uint64": "^(0|[1-9][0-9]*)$", "int64": "^(0|-?[1-9][0-9]*)$"}
+"""64-bit integers as JSON strings of decimal digits, as protobuf's JSON mapping writes them."""
 
 DESCRIPTION = """\
 Keeps the latest durable state of each persistence id, the way eGo's durable state store does:
@@ -36,13 +39,44 @@ Every response carries an `X-Request-ID` header: the client's own when it sent a
 _EXACT_BOUNDS = {float(bound): bound for bound in (MAX_UINT64, MAX_INT64)}
 
 
-class _FastAPISchema(GenerateJsonSchema):
-    """Schemas as FastAPI writes its own: without `"default": null`."""
+def integer_answer(format_: str, description: str, *, optional: bool = False) -> Any:
+    """How an answer documents a 64-bit integer: always a string of decimal digits, which every language
+    keeps exact (JavaScript rounds a JSON number above 2^53)."""
+    schema: JsonDict = {"format": format_, "pattern": DECIMAL_PATTERNS[format_], "examples": ["3"]}
+    if optional:
+        return Field(None, description=description, json_schema_extra=schema)
+    return Field(description=description, json_schema_extra=schema)
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+    current_version: str | SkipJsonSchema[None] = integer_answer(
+        "uint64", "The version stored when a condition failed, if a state is stored.", optional=True
+    )
+    operation_index: int | None = Field(None, description="The failing operation of a transaction.")
+    persistence_id: str | None = Field(None, description="The persistence id of that operation.")
+
+
+class _BodySchema(GenerateJsonSchema):
+    """Schemas of request bodies without `default`s: a generator makes a property with a default required
+    in the types it writes (openapi-typescript does), so a field's description says what its absence means."""
 
     def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
         json_schema = super().default_schema(schema)
-        if "default" in json_schema and json_schema["default"] is None:
-            del json_schema["default"]
+        json_schema.pop("default", None)
         return json_schema
 
 
@@ -69,7 +103,7 @@ def build_openapi(app: FastAPI, bodies: Sequence[type[BaseModel]]) -> dict[str, 
         models: list[type[BaseModel]] = [Problem, *bodies]
         for model in models:
             schema = model.model_json_schema(
-                ref_template="#/components/schemas/{model}", schema_generator=_FastAPISchema
+                ref_template="#/components/schemas/{model}", schema_generator=_BodySchema
             )
             schemas.update(schema.pop("$defs", {}))
             schemas[model.__name__] = schema

@@ -167,8 +167,9 @@ Operation = PutOperation | DeleteOperation
 
 
 def _number_bytes(value: int) -> int:
-    significant = str(value).strip("0") or "0"
-    return (len(significant) + 1) // 2 + 1
+    """DynamoDB's count for a number: a byte per two significant digits, one more, and one for a sign."""
+    significant = str(abs(value)).strip("0") or "0"
+    return (len(significant) + 1) // 2 + 1 + (value < 0)
 
 
 def item_size(record: StateRecord) -> int:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from app.errors import InvalidState, PayloadTooLarge, ProblemError
 from app.protobuf import TypeRegistry
-from app.settings import ManifestPolicy, VersionGuard
+from app.settings import ManifestPolicy, TimestampUnit, VersionGuard
 from app.states.model import (
     MAX_ITEM_BYTES,
     MAX_TRANSACTION_BYTES,
@@ -62,6 +62,7 @@ class StatesService:
     types: TypeRegistry
     manifest_policy: ManifestPolicy
     version_guard: VersionGuard
+    timestamp_unit: TimestampUnit
 
     async def ping(self) -> None:
         await self.store.ping()
@@ -110,7 +111,7 @@ class StatesService:
             version_number=request.version_number,
             manifest=request.manifest,
             payload=self._payload_to_store(request),
-            timestamp=time.time_ns() // 1_000_000 if request.timestamp is None else request.timestamp,
+            timestamp=self._now() if request.timestamp is None else request.timestamp,
             shard=request.shard,
         )
         size = item_size(record)
@@ -141,11 +142,18 @@ class StatesService:
             )
         return request.payload
 
+    def _now(self) -> int:
+        """The time of a write that carries none, in the unit of the Go actors that share the table."""
+        return time.time_ns() // _NANOSECONDS[self.timestamp_unit]
+
     def _with_guard(self, precondition: Precondition, record: StateRecord) -> Precondition:
         """The client's precondition, plus the monotonic version guard when it is on."""
         if self.version_guard == "monotonic":
             return precondition.with_guard(record.version_number)
         return precondition
+
+
+_NANOSECONDS: dict[TimestampUnit, int] = {"s": 1_000_000_000, "ms": 1_000_000, "ns": 1}
 
 
 def _refusal(field: str, detail: str) -> InvalidState:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -17,7 +18,7 @@ def state_path(persistence_id: str) -> str:
 
 
 def state_body(
-    version: int, payload: bytes = b"\x0a\x02hi", manifest: str = MANIFEST, **fields: Any
+    version: int | str, payload: bytes = b"\x0a\x02hi", manifest: str = MANIFEST, **fields: Any
 ) -> dict[str, Any]:
     return {
         "manifest": manifest,
@@ -38,7 +39,7 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def put_op(
-    persistence_id: str, version: int, payload: bytes = b"\x0a\x02hi", **fields: Any
+    persistence_id: str, version: int | str, payload: bytes = b"\x0a\x02hi", **fields: Any
 ) -> dict[str, Any]:
     """A put operation of `POST /states:transact`."""
     return {"op": "put", "persistence_id": persistence_id, **state_body(version, payload), **fields}
@@ -56,9 +57,17 @@ async def batch_get(client: httpx.AsyncClient, persistence_ids: list[str], **par
     return await client.post("/states:batchGet", json={"persistence_ids": persistence_ids}, params=params)
 
 
-async def stored_versions(client: httpx.AsyncClient, persistence_ids: list[str]) -> dict[str, int | None]:
-    """The stored version of each id (None when missing), read in one batchGet."""
+async def stored_versions(client: httpx.AsyncClient, persistence_ids: list[str]) -> dict[str, str | None]:
+    """The stored version of each id as answered, a string of decimal digits (None when missing), read in
+    one batchGet."""
     response = await batch_get(client, persistence_ids)
     assert response.status_code == 200, response.text
     found = {state["persistence_id"]: state["version_number"] for state in response.json()["states"]}
     return {persistence_id: found.get(persistence_id) for persistence_id in persistence_ids}
+
+
+def assert_decimal_between(answered: object, low: int, high: int) -> None:
+    """`answered` is a 64-bit integer as the service writes it (decimal digits), from low to high."""
+    assert isinstance(answered, str), answered
+    assert re.fullmatch(r"0|-?[1-9][0-9]*", answered), answered
+    assert low <= int(answered) <= high, (low, answered, high)
