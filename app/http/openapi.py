@@ -112,6 +112,7 @@ def build_openapi(app: FastAPI, bodies: Sequence[type[BaseModel]]) -> dict[str, 
             schemas.update(schema.pop("$defs", {}))
             schemas[model.__name__] = schema
         _declare_bearer_keys(document)
+        _declare_head_refusals(document)
         _restore_integer_bounds(document)
         _bodiless_head_responses(document)
         app.openapi_schema = document
@@ -130,10 +131,21 @@ def _declare_bearer_keys(document: dict[str, Any]) -> None:
         for operation in operations.values():
             if is_protected(path):
                 operation["security"] = [{SECURITY_SCHEME: []}]
-                responses = {**operation["responses"], "401": problem_responses(401)[401]}
-                operation["responses"] = dict(sorted(responses.items()))
+                _add_problems(operation, 401)
             else:  # said outright: an operation without `security` would take a top-level requirement
                 operation["security"] = []
+
+
+def _declare_head_refusals(document: dict[str, Any]) -> None:
+    """`BoundedHttpToolsProtocol` refuses a request head that is too large before any route sees it."""
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            _add_problems(operation, 431)
+
+
+def _add_problems(operation: dict[str, Any], *statuses: int) -> None:
+    problems = {str(status): response for status, response in problem_responses(*statuses).items()}
+    operation["responses"] = dict(sorted({**operation["responses"], **problems}.items()))
 
 
 def _bodiless_head_responses(document: dict[str, Any]) -> None:
