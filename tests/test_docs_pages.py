@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from app.http.docs import ASSETS, ASSETS_PATH
-from support.processes import REPO, serving_process
+from support.processes import REPO, serving_sqlite
 from support.tools import require
 
 KEY = "docs-key"
@@ -41,12 +41,8 @@ BROWSER_TIMEOUT_SECONDS = 120
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = {
-        "STATESTORE_SQLITE_PATH": str(tmp_path_factory.mktemp("docs") / "states.db"),
-        "STATESTORE_API_KEYS": KEY,
-        "STATESTORE_LOG_LEVEL": "warning",
-    }
-    with serving_process(env=env) as (served, _):
+    database = tmp_path_factory.mktemp("docs") / "states.db"
+    with serving_sqlite(database, {"STATESTORE_API_KEYS": KEY}) as (served, _):
         yield served
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from support.api import state_body
-from support.processes import REPO, serving_process
+from support.processes import REPO, serving_sqlite
 from support.raw_http import send_until_answered
 
 KEY = "documented-errors-key"
@@ -134,13 +134,9 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = {
-        "STATESTORE_SQLITE_PATH": str(tmp_path_factory.mktemp("errors") / "states.db"),
-        "STATESTORE_API_KEYS": KEY,
-        "STATESTORE_VERSION_GUARD": "monotonic",
-        "STATESTORE_LOG_LEVEL": "warning",
-    }
-    with serving_process(env=env) as (served, _):
+    database = tmp_path_factory.mktemp("errors") / "states.db"
+    settings = {"STATESTORE_API_KEYS": KEY, "STATESTORE_VERSION_GUARD": "monotonic"}
+    with serving_sqlite(database, settings) as (served, _):
         assert call(STORED, state_body(5))(served, "PUT") == 200
         yield served
 
