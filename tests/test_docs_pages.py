@@ -83,7 +83,7 @@ def test_the_pages_are_not_operations_of_the_document() -> None:
 def test_a_page_lists_the_operations_in_a_browser_without_internet(
     url: str, page: str, tmp_path: Path
 ) -> None:
-    chromium = require("chromium", "apt-get install -y chromium")
+    chromium = require("chromium", "install it with `apt-get install -y chromium`")
     rendered = subprocess.run(
         [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path}", "--dump-dom", f"{url}{page}"],
         capture_output=True,

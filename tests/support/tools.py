@@ -8,12 +8,12 @@ import shutil
 import pytest
 
 
-def require(program: str, install: str) -> str:
+def require(program: str, how_to_install: str) -> str:
     """The program's path. A missing one fails the test on CI (`CI=true`), where every program the suite
     needs must be installed, and skips it elsewhere, saying how to install it."""
     path = shutil.which(program)
     if path is None:
-        reason = f"{program} is not on PATH; install it with `{install}`"
+        reason = f"{program} is not on PATH: {how_to_install}"
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
