@@ -16,6 +16,7 @@ from app import __version__
 from app.api import LifespanState, Services, batch, probes, states
 from app.api.schemas import BatchGetRequest, PutStateRequest, TransactRequest
 from app.errors import BackendUnavailable
+from app.http.docs import docs_routes
 from app.http.middleware import ApiKeyGuard, ConcurrencyLimit, RequestObserver, UnexpectedErrorLog
 from app.http.openapi import build_openapi
 from app.http.problems import install_problem_handlers
@@ -126,17 +127,20 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
             yield LifespanState(services=Services(states=states_service, metrics=app_metrics))
         logger.info("statestore stopped: backend closed", extra={FIELDS: {"backend": settings.backend}})
 
-    routes = [route for router in _ROUTERS for route in router.routes]
+    docs = docs_routes()
+    routes = [*(route for router in _ROUTERS for route in router.routes), *docs]
     app = _ObservedFastAPI(
         app_metrics,
         routes,
         title="durable-state-store",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's own pages load their scripts from a CDN; `docs` serves them itself
         redoc_url=None,
     )
     for router in _ROUTERS:
         app.include_router(router)
+    app.router.routes.extend(docs)
     install_problem_handlers(app, routes)
     app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests)
     if settings.api_keys:  # outermost, so a caller without a key never takes a concurrency slot

@@ -226,7 +226,12 @@ class BatchGetResponse(BaseModel):
 
 
 class TransactPut(PutStateRequest):
-    """Write one state, with the rules of `PUT /states/{persistence_id}`."""
+    """Write one state as `PUT /states/{persistence_id}` does: exactly one of `payload` and `state`."""
+
+    # Said in words only: within the transaction's oneOf, Redocly's recommended rules take the `required` of
+    # PutStateRequest's `allOf` branches for undefined properties, and the one form they accept (each branch
+    # defining its property) makes Java's generator send `"state": null`, which is refused, with every put.
+    model_config = ConfigDict(json_schema_extra=None)
 
     op: Literal["put"]
     persistence_id: BodyPersistenceId

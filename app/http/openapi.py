@@ -37,6 +37,9 @@ Every response carries an `X-Request-ID` header: the client's own when it sent a
 """
 
 _EXACT_BOUNDS = {float(bound): bound for bound in (MAX_UINT64, MAX_INT64)}
+# Relative, so that it names wherever the service is deployed: a reference resolved against the address the
+# document was read from (Swagger UI's "Try it out" calls the service that served the page).
+SERVERS = [{"url": "/", "description": "The service that serves this document."}]
 
 
 def integer_answer(format_: str, description: str, *, optional: bool = False) -> Any:
@@ -89,6 +92,7 @@ def build_openapi(app: FastAPI, bodies: Sequence[type[BaseModel]]) -> dict[str, 
             version=app.version,
             description=DESCRIPTION,
             routes=app.routes,
+            servers=SERVERS,
             tags=[
                 {
                     "name": "states",
@@ -108,6 +112,7 @@ def build_openapi(app: FastAPI, bodies: Sequence[type[BaseModel]]) -> dict[str, 
             schemas.update(schema.pop("$defs", {}))
             schemas[model.__name__] = schema
         _declare_bearer_keys(document)
+        _declare_head_refusals(document)
         _restore_integer_bounds(document)
         _bodiless_head_responses(document)
         app.openapi_schema = document
@@ -123,11 +128,24 @@ def _declare_bearer_keys(document: dict[str, Any]) -> None:
         }
     }
     for path, operations in document["paths"].items():
-        if is_protected(path):
-            for operation in operations.values():
+        for operation in operations.values():
+            if is_protected(path):
                 operation["security"] = [{SECURITY_SCHEME: []}]
-                responses = {**operation["responses"], "401": problem_responses(401)[401]}
-                operation["responses"] = dict(sorted(responses.items()))
+                _add_problems(operation, 401)
+            else:  # said outright: an operation without `security` would take a top-level requirement
+                operation["security"] = []
+
+
+def _declare_head_refusals(document: dict[str, Any]) -> None:
+    """`BoundedHttpToolsProtocol` refuses a request head that is too large before any route sees it."""
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            _add_problems(operation, 431)
+
+
+def _add_problems(operation: dict[str, Any], *statuses: int) -> None:
+    problems = {str(status): response for status, response in problem_responses(*statuses).items()}
+    operation["responses"] = dict(sorted({**operation["responses"], **problems}.items()))
 
 
 def _bodiless_head_responses(document: dict[str, Any]) -> None:

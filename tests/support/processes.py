@@ -102,9 +102,11 @@ def service_command(*arguments: str) -> list[str]:
 
 
 @contextmanager
-def serving_sqlite(path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`statestore serve` on the file; yields its URL and process."""
-    env = {"STATESTORE_SQLITE_PATH": str(path), "STATESTORE_LOG_LEVEL": "warning"}
+def serving_sqlite(
+    path: Path, settings: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`statestore serve` on the file, with these more settings (variables); yields its URL and process."""
+    env = {"STATESTORE_SQLITE_PATH": str(path), "STATESTORE_LOG_LEVEL": "warning", **(settings or {})}
     with serving_process(env=env) as served:
         yield served
 

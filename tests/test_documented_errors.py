@@ -1,0 +1,160 @@
+"""Every 4xx answer that the OpenAPI document lists for an operation is provoked here, against
+`statestore serve` with API keys and the monotonic version guard; and each operation documents exactly the
+4xx answers provoked for it, so that a status can be neither documented without a cause nor caused without
+being documented. (test_fuzz_openapi.py checks that whatever schemathesis provokes is documented.)"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from support.api import state_body
+from support.processes import REPO, serving_sqlite
+from support.raw_http import send_until_answered
+
+KEY = "documented-errors-key"
+STORED = "/states/stored-at-version-5"
+MISSING = "/states/never-stored"
+NO_ID = "/states/"
+BATCH_GET = "/states:batchGet"
+TRANSACT = "/states:transact"
+NOT_A_TAG = {"If-Match": "not an entity tag"}
+IF_MATCH_3 = {"If-Match": '"3"'}
+OVER_THE_BODY_CAP = 64 * 1024 * 1024
+
+Provocation = Callable[[str, str], int]
+"""Sends one request to the service at a URL with a method, and returns the status of the answer."""
+
+
+def call(
+    path: str,
+    body: object = None,
+    *,
+    headers: dict[str, str] | None = None,
+    content: bytes | None = None,
+    content_type: str = "application/json",
+    with_key: bool = True,
+) -> Provocation:
+    def send(url: str, method: str) -> int:
+        sent = {"Content-Type": content_type, **(headers or {})}
+        if with_key:
+            sent["Authorization"] = f"Bearer {KEY}"
+        data = json.dumps(body).encode() if body is not None else content
+        return httpx.request(method, f"{url}{path}", headers=sent, content=data, timeout=30).status_code
+
+    return send
+
+
+def raw_head(method: str, path: str, *lines: str) -> bytes:
+    return "\r\n".join([f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", *lines]).encode() + b"\r\n"
+
+
+def body_over_the_cap(path: str) -> Provocation:
+    """A body declared far larger than the service reads; it answers before reading any of it."""
+
+    def send(url: str, method: str) -> int:
+        lines = ["Content-Type: application/json", f"Authorization: Bearer {KEY}"]
+        head = raw_head(method, path, *lines, f"Content-Length: {OVER_THE_BODY_CAP}") + b"\r\n"
+        return send_until_answered(url, head, [b"{"]).status
+
+    return send
+
+
+def head_over_the_cap(path: str) -> Provocation:
+    """A header that never ends, sent until the server refuses it."""
+
+    def send(url: str, method: str) -> int:
+        head = raw_head(method, path, f"Authorization: Bearer {KEY}") + b"X-Endless: "
+        return send_until_answered(url, head, itertools.repeat(b"a" * 16384, 64)).status
+
+    return send
+
+
+def put_operation(path: str, version: int, **fields: object) -> dict[str, object]:
+    return {"op": "put", "persistence_id": path.removeprefix("/states/"), **state_body(version), **fields}
+
+
+READ = {
+    400: call(MISSING, headers=NOT_A_TAG),
+    401: call(MISSING, with_key=False),
+    404: call(MISSING),
+    412: call(MISSING, headers=IF_MATCH_3),
+    422: call(NO_ID),
+    431: head_over_the_cap(MISSING),
+}
+PROVOCATIONS: dict[tuple[str, str], dict[int, Provocation]] = {
+    ("get", "/states/{persistence_id}"): READ,
+    ("head", "/states/{persistence_id}"): READ,
+    ("put", "/states/{persistence_id}"): {
+        400: call(MISSING, state_body(1), headers=NOT_A_TAG),
+        401: call(MISSING, state_body(1), with_key=False),
+        409: call(STORED, state_body(4)),
+        412: call(MISSING, state_body(1), headers=IF_MATCH_3),
+        413: body_over_the_cap(MISSING),
+        415: call(MISSING, content=b"manifest=x", content_type="application/x-www-form-urlencoded"),
+        422: call(MISSING, content=b"{"),
+        431: head_over_the_cap(MISSING),
+    },
+    ("delete", "/states/{persistence_id}"): {
+        400: call(MISSING, headers=NOT_A_TAG),
+        401: call(MISSING, with_key=False),
+        412: call(MISSING, headers=IF_MATCH_3),
+        422: call(NO_ID),
+        431: head_over_the_cap(MISSING),
+    },
+    ("post", BATCH_GET): {
+        401: call(BATCH_GET, {"persistence_ids": ["a"]}, with_key=False),
+        413: body_over_the_cap(BATCH_GET),
+        415: call(BATCH_GET, content=b"a", content_type="text/plain"),
+        422: call(BATCH_GET, {"persistence_ids": []}),
+        431: head_over_the_cap(BATCH_GET),
+    },
+    ("post", TRANSACT): {
+        401: call(TRANSACT, {"operations": [put_operation(MISSING, 1)]}, with_key=False),
+        409: call(TRANSACT, {"operations": [put_operation(STORED, 4)]}),
+        412: call(TRANSACT, {"operations": [put_operation(MISSING, 1, if_match=3)]}),
+        413: body_over_the_cap(TRANSACT),
+        415: call(TRANSACT, content=b"a", content_type="text/plain"),
+        422: call(TRANSACT, {"operations": []}),
+        431: head_over_the_cap(TRANSACT),
+    },
+    ("get", "/healthz"): {431: head_over_the_cap("/healthz")},
+    ("get", "/readyz"): {431: head_over_the_cap("/readyz")},
+    ("get", "/metrics"): {431: head_over_the_cap("/metrics")},
+}
+CASES = [
+    (method, path, status) for (method, path), provocations in PROVOCATIONS.items() for status in provocations
+]
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    database = tmp_path_factory.mktemp("errors") / "states.db"
+    settings = {"STATESTORE_API_KEYS": KEY, "STATESTORE_VERSION_GUARD": "monotonic"}
+    with serving_sqlite(database, settings) as (served, _):
+        assert call(STORED, state_body(5))(served, "PUT") == 200
+        yield served
+
+
+def documented_client_errors(document: Path) -> dict[tuple[str, str], set[int]]:
+    paths = json.loads(document.read_text())["paths"]
+    return {
+        (method, path): {int(status) for status in operation["responses"] if status.startswith("4")}
+        for path, item in paths.items()
+        for method, operation in item.items()
+    }
+
+
+def test_each_operation_documents_exactly_the_client_errors_provoked_here() -> None:
+    provoked = {operation: set(provocations) for operation, provocations in PROVOCATIONS.items()}
+    assert documented_client_errors(REPO / "openapi" / "openapi.json") == provoked
+
+
+@pytest.mark.parametrize(("method", "path", "status"), CASES, ids=[" ".join(map(str, c)) for c in CASES])
+def test_a_documented_client_error_is_answered(url: str, method: str, path: str, status: int) -> None:
+    assert PROVOCATIONS[method, path][status](url, method.upper()) == status
