@@ -25,9 +25,14 @@ func WithAPIKey(key string) Option {
 	return func(o *options) { o.apiKey = key }
 }
 
-// WithHTTPClient sends the calls through client (its transport, proxies, TLS settings) instead of a new one.
+// WithHTTPClient sends the calls through client (its transport, proxies, TLS settings) instead of a new one;
+// nil keeps the new one.
 func WithHTTPClient(client *http.Client) Option {
-	return func(o *options) { o.httpClient = client }
+	return func(o *options) {
+		if client != nil {
+			o.httpClient = client
+		}
+	}
 }
 
 // WithTimeout bounds each store call, its retries included (default 10 s).
