@@ -1,0 +1,37 @@
+package egostore_test
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+
+	"github.com/durable-state-store/durable-state-store/clients/go/egostore"
+	"github.com/durable-state-store/durable-state-store/clients/go/internal/livetest"
+)
+
+// Two copies of one entity, as on both sides of a split brain, each with its own store: with fencing, the
+// copy that fell behind fails loudly and the newer state stays.
+func TestFencingStopsASecondCopyOfAnEntity(t *testing.T) {
+	for _, backend := range livetest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			url := livetest.URL(t, backend)
+			ctx := t.Context()
+			id := entityID(t)
+			first := startEntity(t, connected(t, url, egostore.WithFencing()), id)
+			must(t, first.credit(ctx, 100))
+			second := startEntity(t, connected(t, url, egostore.WithFencing()), id)
+			must(t, first.credit(ctx, 10))
+
+			for name, err := range map[string]error{"command": second.credit(ctx, -30), "stop": second.stop(ctx)} {
+				var problem *egostore.ProblemError
+				if !errors.Is(err, egostore.ErrFenced) || !errors.As(err, &problem) {
+					t.Fatalf("the second copy's %s was not fenced: %v", name, err)
+				}
+				if problem.Status != http.StatusPreconditionFailed || problem.CurrentVersion == nil || *problem.CurrentVersion != 2 {
+					t.Fatalf("the second copy's %s was refused with %+v", name, problem)
+				}
+			}
+			startEntity(t, connected(t, url), id).holds(t, 110, 2)
+		})
+	}
+}

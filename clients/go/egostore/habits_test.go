@@ -1,0 +1,70 @@
+package egostore_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/durable-state-store/durable-state-store/clients/go/egostore"
+	"github.com/durable-state-store/durable-state-store/clients/go/internal/livetest"
+)
+
+// eGo's habits pass with every guard of the service, with and without fencing: a stop before any command
+// writes version 0 with the zero time.Time (negative nanoseconds), every stop writes the same version again,
+// and versions start at 1, over version 0 or over nothing.
+func TestEGoHabitsPass(t *testing.T) {
+	for _, backend := range livetest.Backends {
+		for _, guard := range []string{"", "-monotonic"} {
+			for _, fencing := range []bool{false, true} {
+				name := backend + guard
+				if fencing {
+					name += "/fencing"
+				}
+				t.Run(name, func(t *testing.T) {
+					var opts []egostore.Option
+					if fencing {
+						opts = append(opts, egostore.WithFencing())
+					}
+					eGoHabits(t, connected(t, livetest.URL(t, backend+guard), opts...))
+				})
+			}
+		}
+	}
+}
+
+func eGoHabits(t *testing.T, store *egostore.Store) {
+	ctx := t.Context()
+	id := entityID(t)
+
+	idle := startEntity(t, store, id)
+	must(t, idle.stop(ctx))
+	stored, err := store.GetLatestState(ctx, id)
+	if err != nil || stored.GetVersionNumber() != 0 || stored.GetTimestamp() != (time.Time{}).UnixNano() {
+		t.Fatalf("a stop before any command stored %v, %v", stored, err)
+	}
+	must(t, startEntity(t, store, id).stop(ctx))
+
+	busy := startEntity(t, store, id)
+	must(t, busy.credit(ctx, 100))
+	must(t, busy.credit(ctx, 50))
+	must(t, busy.stop(ctx))
+
+	recovered := startEntity(t, store, id)
+	recovered.holds(t, 150, 2)
+	must(t, recovered.stop(ctx))
+	again := startEntity(t, store, id)
+	again.holds(t, 150, 2)
+	must(t, again.credit(ctx, -30))
+	startEntity(t, store, id).holds(t, 120, 3)
+
+	fresh := startEntity(t, store, entityID(t))
+	must(t, fresh.credit(ctx, 1))
+	must(t, fresh.stop(ctx))
+	startEntity(t, store, fresh.id).holds(t, 1, 1)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

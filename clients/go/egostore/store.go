@@ -1,0 +1,197 @@
+// Package egostore is an eGo durable state store (persistence.StateStore of github.com/tochemey/ego/v4)
+// backed by the durable-state-store service over HTTP.
+//
+// It stores what ego-contrib's DynamoDB store stores for the same egopb.DurableState (the resulting state
+// as a serialized google.protobuf.Any, its version, timestamp and shard), so actors on this store, actors
+// on ego-contrib's store and HTTP clients can share one table. Unlike ego-contrib's store, GetLatestState
+// returns the version number and the shard, and reads are strongly consistent.
+package egostore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/tochemey/ego/v4/egopb"
+	"github.com/tochemey/ego/v4/persistence"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/durable-state-store/durable-state-store/clients/go/statestore"
+)
+
+// anyManifest is the manifest of every state eGo writes: its resulting state is a google.protobuf.Any.
+var anyManifest = string(proto.MessageName(&anypb.Any{}))
+
+// Store keeps eGo's durable states in the durable-state-store service. It is safe for concurrent use.
+type Store struct {
+	baseURL string
+	options options
+	api     atomic.Pointer[statestore.ClientWithResponses]
+}
+
+var _ persistence.StateStore = (*Store)(nil)
+
+// New returns a store for the service at baseURL (such as "http://127.0.0.1:8080"); call Connect before use.
+func New(baseURL string, opts ...Option) *Store {
+	store := &Store{baseURL: baseURL, options: defaultOptions()}
+	for _, opt := range opts {
+		opt(&store.options)
+	}
+	return store
+}
+
+// Connect prepares the HTTP client; it does not call the service (Ping does).
+func (s *Store) Connect(_ context.Context) error {
+	doer := retrying{client: s.options.httpClient, apiKey: s.options.apiKey, retryFor: s.options.retryFor}
+	api, err := statestore.NewClientWithResponses(s.baseURL, statestore.WithHTTPClient(doer))
+	if err != nil {
+		return fmt.Errorf("egostore: connect to %s: %w", s.baseURL, err)
+	}
+	s.api.Store(api)
+	return nil
+}
+
+// Disconnect ends the use of the HTTP client and closes its idle connections.
+func (s *Store) Disconnect(_ context.Context) error {
+	if s.api.Swap(nil) != nil {
+		s.options.httpClient.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Ping succeeds when the service is ready: its backend answers and its table exists.
+func (s *Store) Ping(ctx context.Context) error {
+	api, ctx, cancel, err := s.call(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	response, err := api.GetReadinessWithResponse(ctx)
+	if err != nil {
+		return fmt.Errorf("egostore: ping: %w", err)
+	}
+	if response.StatusCode() != http.StatusOK {
+		return fmt.Errorf("egostore: ping: %w", problemOf(response.HTTPResponse, response.Body))
+	}
+	return nil
+}
+
+// GetLatestState returns the stored state with its version, timestamp and shard, or nil, nil when none is.
+// A state that an HTTP client wrote as its own message, not wrapped in an Any, comes back wrapped.
+func (s *Store) GetLatestState(ctx context.Context, persistenceID string) (*egopb.DurableState, error) {
+	api, ctx, cancel, err := s.call(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	response, err := api.GetStateWithResponse(ctx, persistenceID, nil)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("egostore: read %q: %w", persistenceID, err)
+	case response.StatusCode() == http.StatusNotFound:
+		return nil, nil
+	case response.JSON200 == nil:
+		return nil, fmt.Errorf("egostore: read %q: %w", persistenceID, problemOf(response.HTTPResponse, response.Body))
+	}
+	stored := response.JSON200
+	resulting, err := resultingState(stored.Manifest, stored.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("egostore: read %q: %w", persistenceID, err)
+	}
+	return &egopb.DurableState{
+		PersistenceId:  persistenceID,
+		VersionNumber:  uint64(stored.VersionNumber),
+		ResultingState: resulting,
+		Timestamp:      int64(stored.Timestamp),
+		Shard:          uint64(stored.Shard),
+	}, nil
+}
+
+func resultingState(manifest string, payload []byte) (*anypb.Any, error) {
+	if manifest != anyManifest {
+		return &anypb.Any{TypeUrl: "type.googleapis.com/" + manifest, Value: payload}, nil
+	}
+	resulting := new(anypb.Any)
+	if err := proto.Unmarshal(payload, resulting); err != nil {
+		return nil, fmt.Errorf("payload is not a %s: %w", anyManifest, err)
+	}
+	return resulting, nil
+}
+
+// WriteState stores the state; with WithFencing, only over the version it follows.
+func (s *Store) WriteState(ctx context.Context, state *egopb.DurableState) error {
+	api, ctx, cancel, err := s.call(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	id, version := state.GetPersistenceId(), state.GetVersionNumber()
+	payload, err := proto.Marshal(state.GetResultingState())
+	if err != nil {
+		return fmt.Errorf("egostore: write %q version %d: %w", id, version, err)
+	}
+	timestamp, shard := statestore.Int64(state.GetTimestamp()), statestore.Uint64(state.GetShard())
+	body := statestore.PutStateRequest{
+		Manifest: anyManifest, Payload: &payload, VersionNumber: statestore.Uint64(version),
+		Timestamp: &timestamp, Shard: &shard,
+	}
+	put := func(params statestore.PutStateParams) error {
+		response, err := api.PutStateWithResponse(ctx, id, &params, body)
+		switch {
+		case err != nil:
+			return err
+		case response.JSON200 != nil || response.JSON201 != nil:
+			return nil
+		}
+		return problemOf(response.HTTPResponse, response.Body)
+	}
+	if !s.options.fencing {
+		err = put(statestore.PutStateParams{})
+	} else if err = fenced(put, version); preconditionFailed(err) != nil {
+		err = fmt.Errorf("%w: %w", ErrFenced, err)
+	}
+	if err != nil {
+		return fmt.Errorf("egostore: write %q version %d: %w", id, version, err)
+	}
+	return nil
+}
+
+// fenced writes version v over version v-1 alone: for v = 1, over version 0 or nothing; for v = 0, over
+// nothing. Each step is one atomic conditional write in the service.
+func fenced(put func(statestore.PutStateParams) error, version uint64) error {
+	if version >= 2 {
+		previous := strconv.Quote(strconv.FormatUint(version-1, 10))
+		return put(statestore.PutStateParams{IfMatch: &previous})
+	}
+	none := "*"
+	err := put(statestore.PutStateParams{IfNoneMatch: &none})
+	if problem := preconditionFailed(err); version == 1 && problem != nil && problem.CurrentVersion != nil &&
+		*problem.CurrentVersion == 0 {
+		zero := `"0"`
+		return put(statestore.PutStateParams{IfMatch: &zero})
+	}
+	return err
+}
+
+// preconditionFailed is err's problem when it is a 412, else nil.
+func preconditionFailed(err error) *ProblemError {
+	var problem *ProblemError
+	if errors.As(err, &problem) && problem.Status == http.StatusPreconditionFailed {
+		return problem
+	}
+	return nil
+}
+
+// call is the connected client and the call's context, bounded by the store's timeout.
+func (s *Store) call(ctx context.Context) (*statestore.ClientWithResponses, context.Context, context.CancelFunc, error) {
+	api := s.api.Load()
+	if api == nil {
+		return nil, nil, nil, ErrNotConnected
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.options.timeout)
+	return api, ctx, cancel, nil
+}

@@ -1,0 +1,143 @@
+package egostore_test
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/tochemey/ego/v4/egopb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/durable-state-store/durable-state-store/clients/go/egostore"
+	"github.com/durable-state-store/durable-state-store/clients/go/egostore/internal/accountpb"
+	"github.com/durable-state-store/durable-state-store/clients/go/internal/livetest"
+	"github.com/durable-state-store/durable-state-store/clients/go/statestore"
+)
+
+func TestStatesComeBackWithEveryField(t *testing.T) {
+	for _, backend := range livetest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			url := livetest.URL(t, backend)
+			store := connected(t, url)
+			tests := []*egopb.DurableState{
+				durableState(entityID(t), 1, account(t, "a", 104), time.Now().UnixNano(), 3),
+				durableState(entityID(t), 0, account(t, "b", 0), time.Time{}.UnixNano(), 0),
+				durableState(entityID(t), math.MaxUint64, account(t, "c", math.MinInt64), math.MinInt64, math.MaxUint64),
+				durableState(entityID(t), 7, account(t, "d", 1), math.MaxInt64, 1),
+			}
+			for _, state := range tests {
+				if err := store.WriteState(t.Context(), state); err != nil {
+					t.Fatal(err)
+				}
+				read, err := store.GetLatestState(t.Context(), state.GetPersistenceId())
+				if err != nil {
+					t.Fatal(err)
+				}
+				mustEqual(t, read, state)
+			}
+		})
+	}
+}
+
+func TestNothingStoredIsNilNil(t *testing.T) {
+	for _, backend := range livetest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			state, err := connected(t, livetest.URL(t, backend)).GetLatestState(t.Context(), entityID(t))
+			if state != nil || err != nil {
+				t.Fatalf("got %v, %v; want nil, nil", state, err)
+			}
+		})
+	}
+}
+
+func TestHTTPReadsDecodeTheAccountInsideTheAny(t *testing.T) {
+	for _, backend := range livetest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			url := livetest.URL(t, backend)
+			id := entityID(t)
+			if err := connected(t, url).WriteState(t.Context(), durableState(id, 2, account(t, id, 250), 9, 4)); err != nil {
+				t.Fatal(err)
+			}
+			decode := true
+			response, err := httpAPI(t, url).GetStateWithResponse(t.Context(), id, &statestore.GetStateParams{Decode: &decode})
+			if err != nil || response.JSON200 == nil || response.JSON200.State == nil {
+				t.Fatalf("GET ?decode=true: %v, %s", err, response.Body)
+			}
+			state, ok := (*response.JSON200.State).(map[string]any)
+			want := map[string]any{
+				"@type": "type.googleapis.com/acme.bank.v1.Account", "accountId": id, "balanceCents": "250", "open": true,
+			}
+			if !ok || len(state) != len(want) {
+				t.Fatalf("decoded state %v, want %v", *response.JSON200.State, want)
+			}
+			for key, value := range want {
+				if state[key] != value {
+					t.Fatalf("decoded state %v, want %v", state, want)
+				}
+			}
+			stored := response.JSON200
+			if stored.Manifest != "google.protobuf.Any" || stored.VersionNumber != 2 || stored.Timestamp != 9 || stored.Shard != 4 {
+				t.Fatalf("GET shows %+v", stored)
+			}
+		})
+	}
+}
+
+func TestAMessageThatHTTPClientsWroteUnwrappedIsRecoveredInAnAny(t *testing.T) {
+	for _, backend := range livetest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			url := livetest.URL(t, backend)
+			id := entityID(t)
+			payload, err := proto.Marshal(&accountpb.Account{AccountId: id, BalanceCents: 5, Open: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			timestamp := statestore.Int64(1764115200000)
+			written, err := httpAPI(t, url).PutStateWithResponse(t.Context(), id, nil, statestore.PutStateRequest{
+				Manifest: "acme.bank.v1.Account", Payload: &payload, VersionNumber: 3, Timestamp: &timestamp,
+			})
+			if err != nil || written.JSON200 == nil && written.JSON201 == nil {
+				t.Fatalf("PUT: %v, %s", err, written.Body)
+			}
+			read, err := connected(t, url).GetLatestState(t.Context(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustEqual(t, read, durableState(id, 3, account(t, id, 5), 1764115200000, 0))
+		})
+	}
+}
+
+func TestCallsOutsideAConnectionFail(t *testing.T) {
+	store := egostore.New(livetest.URL(t, "sqlite"))
+	if err := store.Ping(t.Context()); !errors.Is(err, egostore.ErrNotConnected) {
+		t.Fatalf("Ping before Connect: %v", err)
+	}
+	if err := store.Connect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Disconnect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.GetLatestState(t.Context(), entityID(t)); !errors.Is(err, egostore.ErrNotConnected) {
+		t.Fatalf("GetLatestState after Disconnect: %v", err)
+	}
+}
+
+func TestRefusalsAreProblemErrors(t *testing.T) {
+	url := livetest.URL(t, "sqlite")
+	store := egostore.New(url, egostore.WithAPIKey("not-a-key"))
+	if err := store.Connect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := store.GetLatestState(t.Context(), entityID(t))
+	var problem *egostore.ProblemError
+	if !errors.As(err, &problem) || problem.Status != http.StatusUnauthorized || problem.Detail == "" {
+		t.Fatalf("a wrong API key gave %v", err)
+	}
+	if err := connected(t, url).Ping(t.Context()); err != nil {
+		t.Fatalf("Ping of a ready service: %v", err)
+	}
+}

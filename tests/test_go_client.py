@@ -1,0 +1,120 @@
+"""The Go client in clients/go, run by `go test` against live services that this module starts.
+
+`go test` alone skips the live tests (it fails them under CI=true); here they get the service on SQLite and on
+DynamoDB, each also with STATESTORE_VERSION_GUARD=monotonic, over HTTP on 127.0.0.1, and the DynamoDB endpoint
+and table for the tests that write the table directly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from _descriptors import build_descriptor_set
+
+from conftest import BACKENDS, TABLE, ServiceFactory
+from support.processes import REPO
+
+GO_CLIENT = REPO / "clients" / "go"
+EGOSTORE = GO_CLIENT / "egostore"
+ACCOUNT = EGOSTORE / "internal" / "accountpb"
+KEY = "go-client-key"
+GO_TIMEOUT = 900
+
+
+@pytest.fixture(scope="module")
+def go() -> str:
+    found = shutil.which("go")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the Go toolchain is missing: CI must run the Go client's tests")
+        pytest.skip("no Go toolchain on PATH")
+    return found
+
+
+def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        command,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=GO_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, f"{' '.join(command)} in {cwd}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def egostore_module(go: str) -> Path:
+    """clients/go/egostore, once the Go module proxy has served eGo's module to it."""
+    done = subprocess.run(
+        [go, "mod", "download", "github.com/tochemey/ego/v4"],
+        cwd=EGOSTORE,
+        capture_output=True,
+        text=True,
+        timeout=GO_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0 and "403 Forbidden" in done.stderr:
+        pytest.skip(f"the Go module proxy refuses eGo's module here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    return EGOSTORE
+
+
+@pytest.fixture(scope="module")
+def live_env(
+    start_service: ServiceFactory, dynamodb_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    folder = tmp_path_factory.mktemp("go")
+    descriptors = build_descriptor_set(ACCOUNT / "account.proto", folder / "account.pb")
+    with ExitStack() as services:
+        urls = {
+            backend + suffix: services.enter_context(
+                start_service(backend, api_keys=(KEY,), descriptor_sets=(descriptors,), version_guard=guard)
+            )
+            for backend in BACKENDS
+            for suffix, guard in (("", "off"), ("-monotonic", "monotonic"))
+        }
+        yield {
+            "LIVE_STATESTORE_URLS": ",".join(f"{name}={url}" for name, url in urls.items()),
+            "LIVE_STATESTORE_API_KEY": KEY,
+            "LIVE_DYNAMODB_ENDPOINT": dynamodb_endpoint,
+            "LIVE_DYNAMODB_TABLE": TABLE,
+        }
+
+
+def test_the_typed_client_is_generated_from_the_document_and_vetted(go: str) -> None:
+    run([go, "test", "-count=1", "./..."], GO_CLIENT)
+    run([go, "vet", "./..."], GO_CLIENT)
+    run([go, "tool", "-modfile=tools/go.mod", "staticcheck", "./..."], GO_CLIENT)
+
+
+def test_egostore_passes_against_the_live_service(egostore_module: Path, live_env: dict[str, str]) -> None:
+    output = run([shutil.which("go") or "go", "test", "-count=1", "-v", "./..."], egostore_module, live_env)
+    assert "--- SKIP" not in output, output
+
+
+def test_egostore_is_vetted(egostore_module: Path, go: str) -> None:
+    run([go, "vet", "./..."], egostore_module)
+    run([go, "tool", "-modfile=../tools/go.mod", "staticcheck", "./..."], egostore_module)
+
+
+def test_the_committed_account_code_is_what_protoc_makes(go: str, tmp_path: Path) -> None:
+    plugin = run([go, "tool", "-modfile=../../../tools/go.mod", "-n", "protoc-gen-go"], ACCOUNT).strip()
+    protoc = [sys.executable, "-m", "grpc_tools.protoc", "--proto_path=.", f"--plugin=protoc-gen-go={plugin}"]
+    run([*protoc, f"--go_out={tmp_path}", "--go_opt=paths=source_relative", "account.proto"], ACCOUNT)
+
+    def without_protoc_version(code: str) -> list[str]:
+        return [line for line in code.splitlines() if not line.startswith("// \tprotoc ")]
+
+    fresh = without_protoc_version((tmp_path / "account.pb.go").read_text())
+    committed = without_protoc_version((ACCOUNT / "account.pb.go").read_text())
+    assert committed == fresh, "account.pb.go is out of date: run `go generate ./...` in clients/go/egostore"
