@@ -77,6 +77,9 @@ type BatchGetResponse struct {
 
 	// States The stored states, in the order of the request.
 	States []State `json:"states"`
+
+	// Unprocessed The ids not read this time, to ask for again; empty when every id was read.
+	Unprocessed []string `json:"unprocessed"`
 }
 
 // FieldError defines model for FieldError.
@@ -106,6 +109,9 @@ type JsonValue = interface{}
 
 // Problem An RFC 9457 problem document.
 type Problem struct {
+	// CurrentVersion The version stored when a condition failed, if a state is stored.
+	//
+	// Examples: 3
 	CurrentVersion *Uint64       `json:"current_version,omitempty"`
 	Detail         string        `json:"detail"`
 	Errors         *[]FieldError `json:"errors,omitempty"`
@@ -134,12 +140,16 @@ type PutStateRequest struct {
 	Payload *[]byte `json:"payload,omitempty"`
 
 	// PersistenceId When present, must equal the path's persistence id.
-	PersistenceId *string    `json:"persistence_id,omitempty"`
-	Shard         *Uint64    `json:"shard,omitempty"`
-	State         *JsonValue `json:"state,omitempty"`
+	PersistenceId *string `json:"persistence_id,omitempty"`
 
-	// Timestamp Server time (Unix epoch milliseconds) when omitted.
-	Timestamp     *Int64 `json:"timestamp,omitempty"`
+	// Shard 0 when omitted.
+	Shard *Uint64    `json:"shard,omitempty"`
+	State *JsonValue `json:"state,omitempty"`
+
+	// Timestamp As the writer counts time (eGo's Go actors write nanoseconds or seconds since the Unix epoch); the server's time, in the unit it is configured with, when omitted.
+	Timestamp *Int64 `json:"timestamp,omitempty"`
+
+	// VersionNumber 0 to 2^64-1, as a string of decimal digits or a number.
 	VersionNumber Uint64 `json:"version_number"`
 	union         json.RawMessage
 }
@@ -161,12 +171,22 @@ type State struct {
 	Payload []byte `json:"payload"`
 
 	// PersistenceId Examples: account-42
-	PersistenceId string     `json:"persistence_id"`
-	Shard         Uint64     `json:"shard"`
-	State         *JsonValue `json:"state,omitempty"`
+	PersistenceId string `json:"persistence_id"`
 
-	// Timestamp As written: Unix epoch milliseconds, or nanoseconds from eGo actors.
-	Timestamp     Int64  `json:"timestamp"`
+	// Shard The shard, 0 to 2^64-1.
+	//
+	// Examples: 3
+	Shard Uint64     `json:"shard"`
+	State *JsonValue `json:"state,omitempty"`
+
+	// Timestamp As written: Unix epoch milliseconds by default, nanoseconds or seconds from eGo actors.
+	//
+	// Examples: 3
+	Timestamp Int64 `json:"timestamp"`
+
+	// VersionNumber The version, 0 to 2^64-1.
+	//
+	// Examples: 3
 	VersionNumber Uint64 `json:"version_number"`
 }
 
@@ -179,10 +199,20 @@ type StateWritten struct {
 
 	// PersistenceId Examples: account-42
 	PersistenceId string `json:"persistence_id"`
-	Shard         Uint64 `json:"shard"`
 
-	// Timestamp As written: Unix epoch milliseconds, or nanoseconds from eGo actors.
-	Timestamp     Int64  `json:"timestamp"`
+	// Shard The shard, 0 to 2^64-1.
+	//
+	// Examples: 3
+	Shard Uint64 `json:"shard"`
+
+	// Timestamp As written: Unix epoch milliseconds by default, nanoseconds or seconds from eGo actors.
+	//
+	// Examples: 3
+	Timestamp Int64 `json:"timestamp"`
+
+	// VersionNumber The version, 0 to 2^64-1.
+	//
+	// Examples: 3
 	VersionNumber Uint64 `json:"version_number"`
 }
 
@@ -201,7 +231,7 @@ type TransactDelete struct {
 // TransactDeleteOp defines model for TransactDelete.Op.
 type TransactDeleteOp string
 
-// TransactPut Write one state, with the rules of `PUT /states/{persistence_id}`.
+// TransactPut Write one state as `PUT /states/{persistence_id}` does: exactly one of `payload` and `state`.
 type TransactPut struct {
 	// IfMatch Write only if this version is stored (`If-Match`).
 	IfMatch *Uint64 `json:"if_match,omitempty"`
@@ -223,14 +253,17 @@ type TransactPut struct {
 	// PersistenceId 1 to 2048 bytes of UTF-8, no control characters.
 	//
 	// Examples: account-42
-	PersistenceId string     `json:"persistence_id"`
-	Shard         *Uint64    `json:"shard,omitempty"`
-	State         *JsonValue `json:"state,omitempty"`
+	PersistenceId string `json:"persistence_id"`
 
-	// Timestamp Server time (Unix epoch milliseconds) when omitted.
-	Timestamp     *Int64 `json:"timestamp,omitempty"`
+	// Shard 0 when omitted.
+	Shard *Uint64    `json:"shard,omitempty"`
+	State *JsonValue `json:"state,omitempty"`
+
+	// Timestamp As the writer counts time (eGo's Go actors write nanoseconds or seconds since the Unix epoch); the server's time, in the unit it is configured with, when omitted.
+	Timestamp *Int64 `json:"timestamp,omitempty"`
+
+	// VersionNumber 0 to 2^64-1, as a string of decimal digits or a number.
 	VersionNumber Uint64 `json:"version_number"`
-	union         json.RawMessage
 }
 
 // TransactPutIfNoneMatch defines model for TransactPut.IfNoneMatch.
@@ -238,12 +271,6 @@ type TransactPutIfNoneMatch bool
 
 // TransactPutOp defines model for TransactPut.Op.
 type TransactPutOp string
-
-// TransactPut0 defines model for TransactPut.0.
-type TransactPut0 = interface{}
-
-// TransactPut1 defines model for TransactPut.1.
-type TransactPut1 = interface{}
 
 // TransactRequest defines model for TransactRequest.
 type TransactRequest struct {
@@ -269,6 +296,8 @@ type TransactResult struct {
 	PersistenceId string  `json:"persistence_id"`
 
 	// VersionNumber The stored version; puts only.
+	//
+	// Examples: 3
 	VersionNumber *Uint64 `json:"version_number,omitempty"`
 }
 
@@ -685,221 +714,6 @@ func (t *PutStateRequest) UnmarshalJSON(b []byte) error {
 		err = json.Unmarshal(raw, &t.Manifest)
 		if err != nil {
 			return fmt.Errorf("error reading 'manifest': %w", err)
-		}
-	}
-
-	if raw, found := object["payload"]; found {
-		err = json.Unmarshal(raw, &t.Payload)
-		if err != nil {
-			return fmt.Errorf("error reading 'payload': %w", err)
-		}
-	}
-
-	if raw, found := object["persistence_id"]; found {
-		err = json.Unmarshal(raw, &t.PersistenceId)
-		if err != nil {
-			return fmt.Errorf("error reading 'persistence_id': %w", err)
-		}
-	}
-
-	if raw, found := object["shard"]; found {
-		err = json.Unmarshal(raw, &t.Shard)
-		if err != nil {
-			return fmt.Errorf("error reading 'shard': %w", err)
-		}
-	}
-
-	if raw, found := object["state"]; found {
-		err = json.Unmarshal(raw, &t.State)
-		if err != nil {
-			return fmt.Errorf("error reading 'state': %w", err)
-		}
-	}
-
-	if raw, found := object["timestamp"]; found {
-		err = json.Unmarshal(raw, &t.Timestamp)
-		if err != nil {
-			return fmt.Errorf("error reading 'timestamp': %w", err)
-		}
-	}
-
-	if raw, found := object["version_number"]; found {
-		err = json.Unmarshal(raw, &t.VersionNumber)
-		if err != nil {
-			return fmt.Errorf("error reading 'version_number': %w", err)
-		}
-	}
-
-	return err
-}
-
-// AsTransactPut0 returns the union data inside the TransactPut as a TransactPut0
-func (t TransactPut) AsTransactPut0() (TransactPut0, error) {
-	var body TransactPut0
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromTransactPut0 overwrites any union data inside the TransactPut as the provided TransactPut0
-func (t *TransactPut) FromTransactPut0(v TransactPut0) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeTransactPut0 performs a merge with any union data inside the TransactPut, using the provided TransactPut0
-func (t *TransactPut) MergeTransactPut0(v TransactPut0) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-// AsTransactPut1 returns the union data inside the TransactPut as a TransactPut1
-func (t TransactPut) AsTransactPut1() (TransactPut1, error) {
-	var body TransactPut1
-	err := json.Unmarshal(t.union, &body)
-	return body, err
-}
-
-// FromTransactPut1 overwrites any union data inside the TransactPut as the provided TransactPut1
-func (t *TransactPut) FromTransactPut1(v TransactPut1) error {
-	b, err := json.Marshal(v)
-	t.union = b
-	return err
-}
-
-// MergeTransactPut1 performs a merge with any union data inside the TransactPut, using the provided TransactPut1
-func (t *TransactPut) MergeTransactPut1(v TransactPut1) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-
-	merged, err := runtime.JSONMerge(t.union, b)
-	t.union = merged
-	return err
-}
-
-func (t TransactPut) MarshalJSON() ([]byte, error) {
-	b, err := t.union.MarshalJSON()
-	if err != nil {
-		return nil, err
-	}
-	object := make(map[string]json.RawMessage)
-	if t.union != nil {
-		err = json.Unmarshal(b, &object)
-		if err != nil {
-			return nil, err
-		}
-	}
-
-	if t.IfMatch != nil {
-		object["if_match"], err = json.Marshal(t.IfMatch)
-		if err != nil {
-			return nil, fmt.Errorf("error marshaling 'if_match': %w", err)
-		}
-	}
-
-	if t.IfNoneMatch != nil {
-		object["if_none_match"], err = json.Marshal(t.IfNoneMatch)
-		if err != nil {
-			return nil, fmt.Errorf("error marshaling 'if_none_match': %w", err)
-		}
-	}
-
-	object["manifest"], err = json.Marshal(t.Manifest)
-	if err != nil {
-		return nil, fmt.Errorf("error marshaling 'manifest': %w", err)
-	}
-
-	object["op"], err = json.Marshal(t.Op)
-	if err != nil {
-		return nil, fmt.Errorf("error marshaling 'op': %w", err)
-	}
-
-	if t.Payload != nil {
-		object["payload"], err = json.Marshal(t.Payload)
-		if err != nil {
-			return nil, fmt.Errorf("error marshaling 'payload': %w", err)
-		}
-	}
-
-	object["persistence_id"], err = json.Marshal(t.PersistenceId)
-	if err != nil {
-		return nil, fmt.Errorf("error marshaling 'persistence_id': %w", err)
-	}
-
-	if t.Shard != nil {
-		object["shard"], err = json.Marshal(t.Shard)
-		if err != nil {
-			return nil, fmt.Errorf("error marshaling 'shard': %w", err)
-		}
-	}
-
-	if t.State != nil {
-		object["state"], err = json.Marshal(t.State)
-		if err != nil {
-			return nil, fmt.Errorf("error marshaling 'state': %w", err)
-		}
-	}
-
-	if t.Timestamp != nil {
-		object["timestamp"], err = json.Marshal(t.Timestamp)
-		if err != nil {
-			return nil, fmt.Errorf("error marshaling 'timestamp': %w", err)
-		}
-	}
-
-	object["version_number"], err = json.Marshal(t.VersionNumber)
-	if err != nil {
-		return nil, fmt.Errorf("error marshaling 'version_number': %w", err)
-	}
-
-	b, err = json.Marshal(object)
-	return b, err
-}
-
-func (t *TransactPut) UnmarshalJSON(b []byte) error {
-	err := t.union.UnmarshalJSON(b)
-	if err != nil {
-		return err
-	}
-	object := make(map[string]json.RawMessage)
-	err = json.Unmarshal(b, &object)
-	if err != nil {
-		return err
-	}
-
-	if raw, found := object["if_match"]; found {
-		err = json.Unmarshal(raw, &t.IfMatch)
-		if err != nil {
-			return fmt.Errorf("error reading 'if_match': %w", err)
-		}
-	}
-
-	if raw, found := object["if_none_match"]; found {
-		err = json.Unmarshal(raw, &t.IfNoneMatch)
-		if err != nil {
-			return fmt.Errorf("error reading 'if_none_match': %w", err)
-		}
-	}
-
-	if raw, found := object["manifest"]; found {
-		err = json.Unmarshal(raw, &t.Manifest)
-		if err != nil {
-			return fmt.Errorf("error reading 'manifest': %w", err)
-		}
-	}
-
-	if raw, found := object["op"]; found {
-		err = json.Unmarshal(raw, &t.Op)
-		if err != nil {
-			return fmt.Errorf("error reading 'op': %w", err)
 		}
 	}
 
@@ -2035,11 +1849,18 @@ type GetHealthResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetHealthResponse) GetJSON200() *Health {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r GetHealthResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetBody returns the raw response body bytes
@@ -2074,6 +1895,13 @@ func (r GetHealthResponse) ContentType() string {
 type GetMetricsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r GetMetricsResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetBody returns the raw response body bytes
@@ -2110,6 +1938,8 @@ type GetReadinessResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *Health
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
 }
@@ -2117,6 +1947,11 @@ type GetReadinessResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r GetReadinessResponse) GetJSON200() *Health {
 	return r.JSON200
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r GetReadinessResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
@@ -2164,6 +1999,8 @@ type DeleteStateResponse struct {
 	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
 }
@@ -2186,6 +2023,11 @@ func (r DeleteStateResponse) GetApplicationproblemJSON412() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r DeleteStateResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r DeleteStateResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
@@ -2242,6 +2084,8 @@ type GetStateResponse struct {
 	ApplicationproblemJSON412 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -2276,6 +2120,11 @@ func (r GetStateResponse) GetApplicationproblemJSON412() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r GetStateResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r GetStateResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
@@ -2384,6 +2233,8 @@ type PutStateResponse struct {
 	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
 	// Headers200 the parsed response headers for an HTTP 200 response
@@ -2437,6 +2288,11 @@ func (r PutStateResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
 }
 
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r PutStateResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
 func (r PutStateResponse) GetApplicationproblemJSON503() *Problem {
 	return r.ApplicationproblemJSON503
@@ -2476,8 +2332,6 @@ type BatchGetStatesResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *BatchGetResponse
-	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
-	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
@@ -2486,6 +2340,8 @@ type BatchGetStatesResponse struct {
 	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
 }
@@ -2493,11 +2349,6 @@ type BatchGetStatesResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r BatchGetStatesResponse) GetJSON200() *BatchGetResponse {
 	return r.JSON200
-}
-
-// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
-func (r BatchGetStatesResponse) GetApplicationproblemJSON400() *Problem {
-	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -2518,6 +2369,11 @@ func (r BatchGetStatesResponse) GetApplicationproblemJSON415() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r BatchGetStatesResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r BatchGetStatesResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
@@ -2559,8 +2415,6 @@ type TransactStatesResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TransactResponse
-	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
-	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
@@ -2573,6 +2427,8 @@ type TransactStatesResponse struct {
 	ApplicationproblemJSON415 *Problem
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Problem
 }
@@ -2580,11 +2436,6 @@ type TransactStatesResponse struct {
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
 func (r TransactStatesResponse) GetJSON200() *TransactResponse {
 	return r.JSON200
-}
-
-// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
-func (r TransactStatesResponse) GetApplicationproblemJSON400() *Problem {
-	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
@@ -2615,6 +2466,11 @@ func (r TransactStatesResponse) GetApplicationproblemJSON415() *Problem {
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
 func (r TransactStatesResponse) GetApplicationproblemJSON422() *Problem {
 	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r TransactStatesResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
 }
 
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
@@ -2834,6 +2690,13 @@ func ParseGetHealthResponse(rsp *http.Response) (*GetHealthResponse, error) {
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
 	}
 
 	return response, nil
@@ -2850,6 +2713,16 @@ func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 	response := &GetMetricsResponse{
 		Body:         bodyBytes,
 		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
 	}
 
 	return response, nil
@@ -2875,6 +2748,13 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem
@@ -2932,6 +2812,13 @@ func ParseDeleteStateResponse(rsp *http.Response) (*DeleteStateResponse, error) 
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem
@@ -3003,6 +2890,13 @@ func ParseGetStateResponse(rsp *http.Response) (*GetStateResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem
@@ -3135,6 +3029,13 @@ func ParsePutStateResponse(rsp *http.Response) (*PutStateResponse, error) {
 		}
 		response.ApplicationproblemJSON422 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3191,13 +3092,6 @@ func ParseBatchGetStatesResponse(rsp *http.Response) (*BatchGetStatesResponse, e
 		}
 		response.JSON200 = &dest
 
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON400 = &dest
-
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3225,6 +3119,13 @@ func ParseBatchGetStatesResponse(rsp *http.Response) (*BatchGetStatesResponse, e
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem
@@ -3258,13 +3159,6 @@ func ParseTransactStatesResponse(rsp *http.Response) (*TransactStatesResponse, e
 			return nil, err
 		}
 		response.JSON200 = &dest
-
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest Problem
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.ApplicationproblemJSON400 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
@@ -3307,6 +3201,13 @@ func ParseTransactStatesResponse(rsp *http.Response) (*TransactStatesResponse, e
 			return nil, err
 		}
 		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
 		var dest Problem
