@@ -12,21 +12,20 @@ import statestore.client.ApiException;
 import statestore.client.ApiResponse;
 import statestore.model.BatchGetRequest;
 import statestore.model.BatchGetResponse;
+import statestore.model.IfMatch;
 import statestore.model.OperationsInner;
 import statestore.model.Problem;
 import statestore.model.PutStateRequest;
-import statestore.model.PutStateRequest1Shard;
 import statestore.model.PutStateRequest1Timestamp;
-import statestore.model.PutStateRequest1VersionNumber;
+import statestore.model.Shard;
 import statestore.model.State;
 import statestore.model.StateWritten;
 import statestore.model.TransactDelete;
 import statestore.model.TransactPut;
-import statestore.model.TransactPut1Shard;
 import statestore.model.TransactPut1Timestamp;
-import statestore.model.TransactPut1VersionNumber;
 import statestore.model.TransactRequest;
 import statestore.model.TransactResult;
+import statestore.model.VersionNumber;
 
 /**
  * Drives a live service through the client that openapi-generator generates from openapi/openapi.json, and
@@ -138,9 +137,9 @@ public final class Conformance {
         new PutStateRequest()
             .manifest(MANIFEST)
             .payload(PAYLOAD)
-            .versionNumber(new PutStateRequest1VersionNumber(ABOVE_DOUBLE))
+            .versionNumber(new VersionNumber(ABOVE_DOUBLE))
             .timestamp(new PutStateRequest1Timestamp(EGO_NANOS))
-            .shard(new PutStateRequest1Shard(SHARD));
+            .shard(new Shard(SHARD));
     ApiResponse<StateWritten> response = states.putStateWithHttpInfo(id, body, null, "*");
     expectSame("write status", response.getStatusCode(), 201);
     expectWritten("write", response.getData(), ABOVE_DOUBLE, EGO_NANOS);
@@ -160,9 +159,9 @@ public final class Conformance {
         new PutStateRequest()
             .manifest(MANIFEST)
             .payload(PAYLOAD)
-            .versionNumber(new PutStateRequest1VersionNumber(MAX_UINT64.toString()))
+            .versionNumber(new VersionNumber(MAX_UINT64.toString()))
             .timestamp(new PutStateRequest1Timestamp(Long.toString(GO_ZERO_TIME)))
-            .shard(new PutStateRequest1Shard(SHARD.toString()));
+            .shard(new Shard(SHARD.toString()));
     ApiResponse<StateWritten> response = states.putStateWithHttpInfo(id, body, quoted(ABOVE_DOUBLE), null);
     expectSame("compare-and-set status", response.getStatusCode(), 200);
     expectWritten("compare-and-set", response.getData(), MAX_UINT64, GO_ZERO_TIME);
@@ -174,7 +173,7 @@ public final class Conformance {
         new PutStateRequest()
             .manifest(MANIFEST)
             .payload(PAYLOAD)
-            .versionNumber(new PutStateRequest1VersionNumber(BigInteger.ONE));
+            .versionNumber(new VersionNumber(BigInteger.ONE));
     Problem problem =
         expectProblem(
             "stale compare-and-set", 412, () -> states.putStateWithHttpInfo(id, body, quoted(ABOVE_DOUBLE), null));
@@ -205,15 +204,15 @@ public final class Conformance {
             .persistenceId(otherId)
             .manifest(MANIFEST)
             .payload(PAYLOAD)
-            .versionNumber(new TransactPut1VersionNumber(ABOVE_DOUBLE))
+            .versionNumber(new VersionNumber(ABOVE_DOUBLE))
             .timestamp(new TransactPut1Timestamp(EGO_NANOS))
-            .shard(new TransactPut1Shard(SHARD))
+            .shard(new Shard(SHARD))
             .ifNoneMatch(TransactPut.IfNoneMatchEnum.TRUE);
     TransactDelete delete =
         new TransactDelete()
             .op(TransactDelete.OpEnum.DELETE)
             .persistenceId(id)
-            .ifMatch(new PutStateRequest1VersionNumber(MAX_UINT64));
+            .ifMatch(new IfMatch(MAX_UINT64));
     TransactRequest request =
         new TransactRequest().operations(List.of(new OperationsInner(put), new OperationsInner(delete)));
     List<TransactResult> results = states.transactStates(request).getResults();
