@@ -17,8 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ServiceFactory
+from app.http.server import UVICORN_OPTIONS
+from app.main import create_app
+from app.settings import Settings
 from support.processes import REPO
+from support.uvicorn_thread import serving
 
 SDK = REPO / "tests" / "sdk"
 DOCUMENT = REPO / "openapi" / "openapi.json"
@@ -155,10 +158,11 @@ def sdk_program(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pro
     return program
 
 
-# The embedded store, and DynamoDB's API as moto serves it (dynalite has no transactions).
+# The embedded store, and DynamoDB's API as moto serves it (dynalite has no transactions). The HTTP server
+# is set up as `statestore serve` sets it up: clients meet its protocol handling too (Java's offers h2c).
 @pytest.fixture(scope="module", params=["sqlite", "moto"])
-def sdk_service(request: pytest.FixtureRequest, start_service: ServiceFactory) -> Iterator[str]:
-    with start_service(request.param, api_keys=(KEY,)) as url:
+def sdk_service(request: pytest.FixtureRequest, settings_for: Callable[..., Settings]) -> Iterator[str]:
+    with serving(create_app(settings_for(request.param, api_keys=(KEY,))), **UVICORN_OPTIONS) as url:
         yield url
 
 

@@ -16,14 +16,13 @@ import statestore.model.IfMatch;
 import statestore.model.OperationsInner;
 import statestore.model.Problem;
 import statestore.model.PutStateRequest;
-import statestore.model.PutStateRequest1Timestamp;
 import statestore.model.Shard;
 import statestore.model.State;
 import statestore.model.StateWritten;
 import statestore.model.TransactDelete;
 import statestore.model.TransactPut;
-import statestore.model.TransactPut1Timestamp;
 import statestore.model.TransactRequest;
+import statestore.model.TimestampValue;
 import statestore.model.TransactResult;
 import statestore.model.VersionNumber;
 
@@ -138,7 +137,7 @@ public final class Conformance {
             .manifest(MANIFEST)
             .payload(PAYLOAD)
             .versionNumber(new VersionNumber(ABOVE_DOUBLE))
-            .timestamp(new PutStateRequest1Timestamp(EGO_NANOS))
+            .timestamp(new TimestampValue(EGO_NANOS))
             .shard(new Shard(SHARD));
     ApiResponse<StateWritten> response = states.putStateWithHttpInfo(id, body, null, "*");
     expectSame("write status", response.getStatusCode(), 201);
@@ -160,7 +159,7 @@ public final class Conformance {
             .manifest(MANIFEST)
             .payload(PAYLOAD)
             .versionNumber(new VersionNumber(MAX_UINT64.toString()))
-            .timestamp(new PutStateRequest1Timestamp(Long.toString(GO_ZERO_TIME)))
+            .timestamp(new TimestampValue(Long.toString(GO_ZERO_TIME)))
             .shard(new Shard(SHARD.toString()));
     ApiResponse<StateWritten> response = states.putStateWithHttpInfo(id, body, quoted(ABOVE_DOUBLE), null);
     expectSame("compare-and-set status", response.getStatusCode(), 200);
@@ -205,7 +204,7 @@ public final class Conformance {
             .manifest(MANIFEST)
             .payload(PAYLOAD)
             .versionNumber(new VersionNumber(ABOVE_DOUBLE))
-            .timestamp(new TransactPut1Timestamp(EGO_NANOS))
+            .timestamp(new TimestampValue(EGO_NANOS))
             .shard(new Shard(SHARD))
             .ifNoneMatch(TransactPut.IfNoneMatchEnum.TRUE);
     TransactDelete delete =
