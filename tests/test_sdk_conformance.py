@@ -21,6 +21,7 @@ from app.http.server import UVICORN_OPTIONS
 from app.main import create_app
 from app.settings import Settings
 from support.processes import REPO
+from support.tools import require
 from support.uvicorn_thread import serving
 
 SDK = REPO / "tests" / "sdk"
@@ -29,6 +30,7 @@ KEY = "sdk-key"
 # A first run downloads generators and libraries and compiles them.
 BUILD_TIMEOUT = 900
 RUN_TIMEOUT = 120
+NODE = "Debian's nodejs and npm"
 
 
 @dataclass(frozen=True)
@@ -37,16 +39,6 @@ class Program:
 
     command: Sequence[str | Path]
     env: dict[str, str] = field(default_factory=dict)
-
-
-def require(*tools: str) -> None:
-    """A missing toolchain fails on CI and skips elsewhere."""
-    missing = [tool for tool in tools if shutil.which(tool) is None]
-    if missing:
-        reason = f"{', '.join(missing)} not on PATH"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 def execute(
@@ -75,7 +67,8 @@ def copy_sources(language: str, into: Path, *names: str) -> None:
 
 
 def typescript(root: Path) -> Program:
-    require("node", "npm")
+    require("node", NODE)
+    require("npm", NODE)
     copy_sources("typescript", root, "package.json", "package-lock.json", "tsconfig.json", "conformance.ts")
     run(["npm", "ci", "--prefer-offline", "--no-audit", "--no-fund"], root)
     bin_dir = root / "node_modules" / ".bin"
@@ -89,15 +82,24 @@ def typescript(root: Path) -> Program:
 
 
 def go(root: Path) -> Program:
-    require("go")
-    copy_sources("go", root, "go.mod", "go.sum", "main.go", "oapi-codegen.yaml")
-    run(["go", "tool", "oapi-codegen", "-config", "oapi-codegen.yaml", DOCUMENT], root)
+    require("go", "Debian's golang, or Go from its site")
+    copy_sources("go", root, "go.mod", "go.sum", "main.go")
+    # The same oapi-codegen as the committed Go client's, from that client's tools module.
+    generate: list[str | Path] = [
+        "oapi-codegen",
+        "-config",
+        SDK / "go" / "oapi-codegen.yaml",
+        "-o",
+        root / "client.gen.go",
+    ]
+    run(["go", "tool", *generate, DOCUMENT], REPO / "clients" / "go" / "tools")
     run(["go", "build", "-o", "conformance", "."], root)
     return Program([root / "conformance"])
 
 
 def java(root: Path) -> Program:
-    require("java", "mvn")
+    require("java", "Debian's default-jdk")
+    require("mvn", "Debian's maven")
     run(
         [
             "mvn",
