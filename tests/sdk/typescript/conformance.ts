@@ -1,0 +1,209 @@
+// Drives a live service through a client generated from openapi/openapi.json (openapi-typescript types,
+// openapi-fetch calls) and checks every 64-bit value exactly.
+// Usage: node build/conformance.js BASE_URL API_KEY ID_PREFIX
+import createClient from "openapi-fetch";
+import type { components, paths } from "./schema.js";
+
+type Problem = components["schemas"]["Problem"];
+type Stored = components["schemas"]["StateWritten"];
+
+const MAX_UINT64 = 18446744073709551615n;
+const ABOVE_DOUBLE = 9007199254740993n; // 2^53 + 1: the first integer a JSON number in JavaScript rounds
+const EGO_NANOS = 1764115200123456789n; // eGo >= 4.2 writes nanoseconds
+const GO_ZERO_TIME = -62135596800n; // an eGo actor stopped before any command
+const SHARD = 3;
+const MANIFEST = "google.protobuf.StringValue";
+const PAYLOAD = "CgJoaQ=="; // StringValue{value: "hi"}
+
+const [baseUrl, apiKey, prefix] = process.argv.slice(2);
+if (baseUrl === undefined || apiKey === undefined || prefix === undefined) {
+  throw new Error("usage: conformance BASE_URL API_KEY ID_PREFIX");
+}
+const client = createClient<paths>({ baseUrl, headers: { Authorization: `Bearer ${apiKey}` } });
+const id = `${prefix}/order 42|é:1`;
+const otherId = `${prefix}/order 43`;
+const missingId = `${prefix}/never written`;
+
+class Mismatch extends Error {}
+
+function expectSame(what: string, got: unknown, want: unknown): void {
+  if (got !== want) {
+    throw new Mismatch(`${what}: want ${JSON.stringify(want)}, got ${JSON.stringify(got)}`);
+  }
+}
+
+// A 64-bit field must arrive as a decimal string holding exactly the value.
+function expect64(what: string, got: unknown, want: bigint): void {
+  expectSame(`${what} (as a decimal string)`, got, want.toString());
+}
+
+function expectStored(what: string, got: Stored | undefined, version: bigint, timestamp: bigint): void {
+  if (got === undefined) {
+    throw new Mismatch(`${what}: no state in the answer`);
+  }
+  expect64(`${what} version_number`, got.version_number, version);
+  expect64(`${what} timestamp`, got.timestamp, timestamp);
+  expect64(`${what} shard`, got.shard, BigInt(SHARD));
+  expectSame(`${what} manifest`, got.manifest, MANIFEST);
+}
+
+function expectProblem(what: string, error: Problem | undefined, status: number): Problem {
+  if (error === undefined) {
+    throw new Mismatch(`${what}: want a problem with status ${status}, got a success`);
+  }
+  expectSame(`${what} status`, error.status, status);
+  return error;
+}
+
+async function read(what: string, persistenceId: string, version: bigint, timestamp: bigint): Promise<void> {
+  const { data, error, response } = await client.GET("/states/{persistence_id}", {
+    params: { path: { persistence_id: persistenceId } },
+  });
+  expectSame(`${what} status`, response.status, 200);
+  expectSame(`${what} error`, error, undefined);
+  expectStored(what, data, version, timestamp);
+  expectSame(`${what} payload`, data?.payload, PAYLOAD);
+  expectSame(`${what} persistence_id`, data?.persistence_id, persistenceId);
+  expectSame(`${what} ETag`, response.headers.get("etag"), `"${version}"`);
+}
+
+async function expectAbsent(what: string, persistenceId: string): Promise<void> {
+  const { error } = await client.GET("/states/{persistence_id}", {
+    params: { path: { persistence_id: persistenceId } },
+  });
+  expectProblem(what, error, 404);
+}
+
+const steps: [string, () => Promise<void>][] = [
+  [
+    "write",
+    async () => {
+      const { data, response } = await client.PUT("/states/{persistence_id}", {
+        params: { path: { persistence_id: id }, header: { "if-none-match": "*" } },
+        body: {
+          manifest: MANIFEST,
+          payload: PAYLOAD,
+          version_number: ABOVE_DOUBLE.toString(),
+          timestamp: EGO_NANOS.toString(),
+          shard: SHARD, // a JSON number: requests take both forms
+        },
+      });
+      expectSame("write status", response.status, 201);
+      expectStored("write", data, ABOVE_DOUBLE, EGO_NANOS);
+      expectSame("write ETag", response.headers.get("etag"), `"${ABOVE_DOUBLE}"`);
+    },
+  ],
+  [
+    "read",
+    async () => {
+      await read("read", id, ABOVE_DOUBLE, EGO_NANOS);
+      const { response } = await client.HEAD("/states/{persistence_id}", {
+        params: { path: { persistence_id: id } },
+      });
+      expectSame("head status", response.status, 200);
+      expectSame("head ETag", response.headers.get("etag"), `"${ABOVE_DOUBLE}"`);
+    },
+  ],
+  [
+    "compare-and-set",
+    async () => {
+      const { data, response } = await client.PUT("/states/{persistence_id}", {
+        params: { path: { persistence_id: id }, header: { "if-match": `"${ABOVE_DOUBLE}"` } },
+        body: {
+          manifest: MANIFEST,
+          payload: PAYLOAD,
+          version_number: MAX_UINT64.toString(),
+          timestamp: GO_ZERO_TIME.toString(),
+          shard: SHARD.toString(),
+        },
+      });
+      expectSame("compare-and-set status", response.status, 200);
+      expectStored("compare-and-set", data, MAX_UINT64, GO_ZERO_TIME);
+      await read("read after compare-and-set", id, MAX_UINT64, GO_ZERO_TIME);
+    },
+  ],
+  [
+    "stale compare-and-set",
+    async () => {
+      const { error } = await client.PUT("/states/{persistence_id}", {
+        params: { path: { persistence_id: id }, header: { "if-match": `"${ABOVE_DOUBLE}"` } },
+        body: { manifest: MANIFEST, payload: PAYLOAD, version_number: "1", shard: SHARD },
+      });
+      const problem = expectProblem("stale compare-and-set", error, 412);
+      expect64("stale compare-and-set current_version", problem.current_version, MAX_UINT64);
+    },
+  ],
+  [
+    "batchGet",
+    async () => {
+      const states: Stored[] = [];
+      const missing: string[] = [];
+      let ask = [id, missingId];
+      while (ask.length > 0) {
+        const { data } = await client.POST("/states:batchGet", { body: { persistence_ids: ask } });
+        if (data === undefined) {
+          throw new Mismatch("batchGet: no answer");
+        }
+        states.push(...data.states);
+        missing.push(...data.missing);
+        ask = data.unprocessed;
+      }
+      expectSame("batchGet number of states", states.length, 1);
+      expectStored("batchGet", states[0], MAX_UINT64, GO_ZERO_TIME);
+      expectSame("batchGet missing", missing.join(","), missingId);
+    },
+  ],
+  [
+    "transaction",
+    async () => {
+      const { data } = await client.POST("/states:transact", {
+        body: {
+          operations: [
+            {
+              op: "put",
+              persistence_id: otherId,
+              manifest: MANIFEST,
+              payload: PAYLOAD,
+              version_number: ABOVE_DOUBLE.toString(),
+              timestamp: EGO_NANOS.toString(),
+              shard: SHARD,
+              if_none_match: true,
+            },
+            { op: "delete", persistence_id: id, if_match: MAX_UINT64.toString() },
+          ],
+        },
+      });
+      const [put, deleted] = data?.results ?? [];
+      expectSame("transaction put persistence_id", put?.persistence_id, otherId);
+      expect64("transaction put version_number", put?.version_number, ABOVE_DOUBLE);
+      expectSame("transaction put etag", put?.etag, `"${ABOVE_DOUBLE}"`);
+      expectSame("transaction delete persistence_id", deleted?.persistence_id, id);
+      await read("read after transaction", otherId, ABOVE_DOUBLE, EGO_NANOS);
+      await expectAbsent("read of the state the transaction deleted", id);
+    },
+  ],
+  [
+    "delete",
+    async () => {
+      const { error } = await client.DELETE("/states/{persistence_id}", {
+        params: { path: { persistence_id: otherId }, header: { "if-match": '"1"' } },
+      });
+      expectProblem("stale delete", error, 412);
+      const { response } = await client.DELETE("/states/{persistence_id}", {
+        params: { path: { persistence_id: otherId }, header: { "if-match": `"${ABOVE_DOUBLE}"` } },
+      });
+      expectSame("delete status", response.status, 204);
+      await expectAbsent("read after delete", otherId);
+    },
+  ],
+];
+
+for (const [name, step] of steps) {
+  try {
+    await step();
+  } catch (failure) {
+    console.error(`step ${name} failed: ${failure instanceof Error ? failure.message : String(failure)}`);
+    process.exit(1);
+  }
+  console.log(`ok ${name}`);
+}
