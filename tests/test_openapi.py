@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-import app.main
+import app
 from conftest import ServiceFactory
 from support.processes import REPO, service_command
 
@@ -47,8 +47,8 @@ def test_a_source_tree_without_package_metadata_reads_its_version_from_pyproject
     def not_installed(name: str) -> str:
         raise PackageNotFoundError(name)
 
-    monkeypatch.setattr(app.main, "version", not_installed)
-    assert app.main._version() == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    monkeypatch.setattr(app, "version", not_installed)
+    assert app._version() == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 
 
 def _references(node: object) -> list[str]:

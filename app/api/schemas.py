@@ -163,8 +163,11 @@ class PutStateRequest(_Body):
         examples=[{"accountId": "account-42", "balanceCents": "104"}],
     )
     version_number: Uint64
+    # Not titled "Timestamp": Java's generator names the field's class after its title, and would take that
+    # one for java.sql.Timestamp, so that the client it generates would not compile.
     timestamp: OptionalInt64 = Field(
         None,
+        title="Timestamp Value",
         description="As the writer counts time (eGo's Go actors write nanoseconds or seconds since the Unix"
         " epoch); the server's time, in the unit it is configured with, when omitted.",
     )
