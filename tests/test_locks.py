@@ -21,6 +21,8 @@ from support.locks import REGENERATE, RUNTIME_LOCK, TEST_LOCK, read_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
+README = ROOT / "README.md"
+CI = ROOT / ".ci" / "run"
 
 # What each lock covers: pyproject's dependencies, these extras, and the build backend (the project is
 # installed with --no-build-isolation, from the lock's setuptools).
@@ -140,3 +142,31 @@ def test_the_lock_installs_wheels_only_and_every_pin_has_hashes(lock_path: Path)
     for pin in lock.pins:
         assert pin.hashes, f"{pin.name} has no --hash"
         assert all(re.fullmatch(r"sha256:[0-9a-f]{64}", value) for value in pin.hashes), pin.name
+
+
+# --------------------------------------------------------------------------------------
+# Who installs from the locks
+# --------------------------------------------------------------------------------------
+
+
+def readme_commands() -> list[str]:
+    """The README's first two shell blocks: install and run the service, run the test suite."""
+    blocks = re.findall(r"```sh\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
+    assert len(blocks) >= 2
+    return [block.strip() for block in blocks[:2]]
+
+
+def test_the_readme_installs_the_service_from_the_runtime_lock() -> None:
+    run_it = readme_commands()[0]
+    assert "pip install --require-hashes -r requirements/runtime.txt" in run_it
+    assert re.search(r"pip install --no-deps --no-build-isolation \.(\s|$)", run_it), run_it
+    assert run_it.endswith("statestore serve")
+
+
+def test_ci_runs_the_readmes_test_command_which_installs_the_test_lock() -> None:
+    test_command = readme_commands()[1]
+    assert "pip install --require-hashes -r requirements/test.txt" in test_command
+    assert "pip install --no-deps --no-build-isolation -e ." in test_command
+    assert test_command.endswith("pytest")
+    ci_lines = [line.strip() for line in CI.read_text(encoding="utf-8").splitlines()]
+    assert test_command in ci_lines, ".ci/run must run the README's test command as it is written"
