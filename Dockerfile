@@ -10,8 +10,9 @@
 # To upgrade, change the tag and the digest together in both FROM lines.
 
 # ---------------------------------------------------------------------------------------
-# builder: resolves the dependencies and installs the project into /opt/venv.
-# Every dependency ships manylinux wheels, so no compiler is needed, even here.
+# builder: installs the locked dependencies, then the project, into /opt/venv.
+# requirements/runtime.txt pins every dependency (and the build backend) with hashes, to the
+# versions CI tested, wheels only: no resolver, no compiler, nothing unpinned (scripts/lock.sh).
 # ---------------------------------------------------------------------------------------
 FROM python:3.11.17-slim-bookworm@sha256:2333bd330d12de02514770b3585cad313644316047cdee24a7acfdece6de6efb AS builder
 
@@ -20,15 +21,20 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
+
+# The dependencies first, in a layer of their own: a change to app/ reuses it.
+COPY requirements/runtime.txt ./requirements/
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements/runtime.txt
+
+# A regular (non-editable) install of the project alone: /opt/venv then holds the `app` package
+# and the `statestore` console script, with bytecode compiled at install time, since the
+# runtime user cannot write __pycache__ there. `pip check` fails the build if the lock missed a
+# dependency. pip and setuptools are only needed to install, so they leave the venv afterwards.
 COPY pyproject.toml README.md ./
 COPY app ./app
-
-# A regular (non-editable) install: /opt/venv holds the dependencies, the `app` package and
-# the `statestore` console script, with bytecode compiled at install time, since the
-# runtime user cannot write __pycache__ there. pip and setuptools are only needed to
-# install, so they are removed from the venv afterwards.
-RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir . \
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
+    && /opt/venv/bin/pip check \
     && /opt/venv/bin/pip uninstall --yes pip setuptools
 
 # ---------------------------------------------------------------------------------------

