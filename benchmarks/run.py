@@ -17,8 +17,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -127,8 +127,10 @@ class CannotRun(Exception):
 
 
 class Runner:
-    def __init__(self, plan: Plan, wrk: str | None, tmp: Path) -> None:
-        self.plan, self.wrk, self.tmp = plan, wrk, tmp
+    """The parts of one run (or profile), each server it starts registered with `servers`."""
+
+    def __init__(self, plan: Plan, wrk: str | None, tmp: Path, servers: ExitStack) -> None:
+        self.plan, self.wrk, self.tmp, self.servers = plan, wrk, tmp, servers
         self.cells: list[Cell] = []
         self.peaks: dict[str, float] = {}
         self.notes: list[str] = []
@@ -202,6 +204,17 @@ class Runner:
                         spec = self._spec(base, op, size, concurrency, prefix=f"/min/{size}/")
                         self._cell(meter, "ceiling", "minimal", op, spec, size)
             self.peaks["minimal endpoint"] = meter.peak_mb
+
+    def dynalite(self, meta: dict[str, str]) -> str | None:
+        """The endpoint of dynalite, started for the rest of the run; None, noted, when it cannot run."""
+        cli, why = _dynalite.locate(self.plan.dynalite)
+        if cli is None:
+            self.notes.append(f"DynamoDB parts skipped: {why}")
+            return None
+        meta["dynalite"] = _dynalite.version(cli)
+        pid, endpoint = self.servers.enter_context(_dynalite.running(cli, self.tmp))
+        self.background.own_pids.add(pid)
+        return endpoint
 
     def floor(self, endpoint: str) -> None:
         print("2. Client floor: direct aioboto3 on dynalite", flush=True)
@@ -292,33 +305,29 @@ def _load_generator(plan: Plan) -> tuple[str | None, list[str]]:
     ]
 
 
-def _start_dynalite(plan: Plan, runner: Runner, meta: dict[str, str], servers: ExitStack) -> str | None:
-    """The endpoint of dynalite, started for the rest of the run; None, noted, when it cannot run."""
-    cli, why = _dynalite.locate(plan.dynalite)
-    if cli is None:
-        runner.notes.append(f"DynamoDB parts skipped: {why}")
-        return None
-    meta["dynalite"] = _dynalite.version(cli)
-    pid, endpoint = servers.enter_context(_dynalite.running(cli, runner.tmp))
-    runner.background.own_pids.add(pid)
-    return endpoint
-
-
-def run(plan: Plan) -> int:
-    started = time.monotonic()
+@contextmanager
+def _runner(plan: Plan) -> Iterator[Runner]:
+    """A runner with a temp dir of its own; its servers are stopped and the dir removed when it ends,
+    on SIGTERM too."""
     wrk, notes = _load_generator(plan)
-    meta = _environment.describe(wrk, plan.duration, plan.floor_duration)
     with (
         sigterm_as_interrupt(),
         tempfile.TemporaryDirectory(prefix="statestore-bench-") as tmp_name,
         ExitStack() as servers,
     ):
-        runner = Runner(plan, wrk, Path(tmp_name))
+        runner = Runner(plan, wrk, Path(tmp_name), servers)
         runner.notes.extend(notes)
+        yield runner
+
+
+def run(plan: Plan) -> int:
+    started = time.monotonic()
+    with _runner(plan) as runner:
+        meta = _environment.describe(runner.wrk, plan.duration, plan.floor_duration)
         _section(runner, "HTTP ceiling", runner.ceiling)
         dynamodb_endpoint = None
         if "dynamodb" in plan.backends:
-            dynamodb_endpoint = _start_dynalite(plan, runner, meta, servers)
+            dynamodb_endpoint = runner.dynalite(meta)
             if dynamodb_endpoint is not None:
                 _section(runner, "client floor", runner.floor, dynamodb_endpoint)
         argv = _service.service_argv(plan.service_cmd)
@@ -362,18 +371,12 @@ def profile(plan: Plan, backend: str, op: str) -> int:
     argv = _service.service_argv(plan.service_cmd)
     if argv is None and backend != "minimal":
         raise CannotRun("this checkout has no app.cli")
-    wrk, notes = _load_generator(plan)
-    with (
-        sigterm_as_interrupt(),
-        tempfile.TemporaryDirectory(prefix="statestore-profile-") as tmp_name,
-        ExitStack() as servers,
-    ):
-        runner = Runner(plan, wrk, Path(tmp_name))
-        endpoint = _start_dynalite(plan, runner, {}, servers) if backend == "dynamodb" else None
+    with _runner(plan) as runner:
+        endpoint = runner.dynalite({}) if backend == "dynamodb" else None
         if backend == "dynamodb" and endpoint is None:
             raise CannotRun(runner.notes[-1])
         summary = runner.profile(argv or [], backend, op, endpoint, py_spy)
-    for note in notes:
+    for note in runner.notes:
         print(f"NOTE {note}")
     print(summary)
     return 0
