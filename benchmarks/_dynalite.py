@@ -66,6 +66,7 @@ def running(cli: Path, log_dir: Path) -> Iterator[tuple[int, str]]:
 def _create_table(endpoint: str) -> None:
     env = {
         **os.environ,
+        "STATESTORE_BACKEND": "dynamodb",
         "STATESTORE_DYNAMODB_ENDPOINT_URL": endpoint,
         "STATESTORE_DYNAMODB_TABLE": aws_config.TABLE,
     }
