@@ -1,6 +1,6 @@
-"""dynalite, the DynamoDB-compatible server of the benchmark: run with node from where the README's
-prerequisite installs it, on a free port with its data in a temp dir, and its table created as an
-operator would create it (`statestore create-table`)."""
+"""dynalite, the DynamoDB-compatible server of the benchmark: the tests' pinned copy, run with node on a
+free port with its data on disk in a temp dir, and its table created as an operator would create it
+(`statestore create-table`)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ from benchmarks import aws_config
 from benchmarks._processes import run_bounded
 from scripts.servers import LOOPBACK, REPO, free_port, running_process, service_command
 
-INSTALL_PREFIX = Path(__file__).resolve().parent / ".work"
-INSTALLED_CLI = INSTALL_PREFIX / "node_modules" / "dynalite" / "cli.js"
-"""Where `npm install --prefix benchmarks/.work dynalite@4` (benchmarks/README.md) puts dynalite."""
+INSTALLED_CLI = REPO / "tests" / "dynalite" / "node_modules" / "dynalite" / "cli.js"
+"""The tests' copy, pinned by tests/dynalite/package-lock.json; `npm ci --prefix tests/dynalite`."""
 
 
 def locate(cli: Path) -> tuple[Path | None, str]:

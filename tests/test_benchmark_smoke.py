@@ -2,7 +2,7 @@
 
 No performance target is asserted here: the figures of a few-second run on a shared CI machine mean
 nothing. Load comes from the Python fallback generator, and from wrk as well when it is on PATH;
-DynamoDB parts run when node is on PATH, with dynalite installed first as benchmarks/README.md says.
+DynamoDB parts run when node is on PATH, on the tests' pinned dynalite, installed first.
 """
 
 from __future__ import annotations
@@ -15,24 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks._dynalite import INSTALL_PREFIX, INSTALLED_CLI
+from support.dynalite import install
 
 REPO = Path(__file__).resolve().parent.parent
-NPM_INSTALL_SECONDS = 300
 
 
 @pytest.fixture(scope="module", autouse=True)
-def dynalite_installed() -> None:
-    """The benchmark's prerequisite, where node can run it; the benchmark itself installs nothing."""
-    npm = shutil.which("npm")
-    if INSTALLED_CLI.exists() or shutil.which("node") is None or npm is None:
-        return
-    subprocess.run(
-        [npm, "install", "--no-audit", "--no-fund", "--prefix", str(INSTALL_PREFIX), "dynalite@4"],
-        capture_output=True,
-        timeout=NPM_INSTALL_SECONDS,
-        check=True,
-    )
+def dynalite_installed_where_node_is() -> None:
+    """The benchmark installs nothing; where node can run dynalite, the tests' pinned copy is installed."""
+    if shutil.which("node") is not None:
+        install()
 
 
 def _quick_run(results: Path, *flags: str) -> dict[str, object]:
