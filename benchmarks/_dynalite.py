@@ -1,43 +1,31 @@
-"""dynalite, the DynamoDB-compatible server of the benchmark: installed with npm, run from a temp dir."""
+"""dynalite, the DynamoDB-compatible server of the benchmark: the tests' pinned copy, run with node on a
+free port with its data on disk in a temp dir, and its table created as an operator would create it
+(`statestore create-table`)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
+import os
 import shutil
 import tempfile
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import botocore.session
 
 from benchmarks import aws_config
-from benchmarks._processes import LOOPBACK, Child, Children, free_port, run_tool
+from benchmarks._processes import run_bounded
+from scripts.servers import LOOPBACK, REPO, free_port, running_process, service_command
 
-PACKAGE = "dynalite@4"
-
-
-def cli_path(work_dir: Path) -> Path:
-    return work_dir / "node_modules" / "dynalite" / "cli.js"
+INSTALLED_CLI = REPO / "tests" / "dynalite" / "node_modules" / "dynalite" / "cli.js"
+"""The tests' copy, pinned by tests/dynalite/package-lock.json; `npm ci --prefix tests/dynalite`."""
 
 
-def locate(work_dir: Path, install: bool) -> tuple[Path | None, str]:
-    """dynalite's cli.js (npm-installing it into `work_dir` if allowed), or None and the reason."""
-    cli = cli_path(work_dir)
-    if cli.exists():
-        return cli, ""
-    npm = shutil.which("npm")
-    if shutil.which("node") is None or npm is None:
-        return None, "node/npm not found"
-    if not install:
-        return None, f"dynalite is not installed in {work_dir} (installs are off)"
-    work_dir.mkdir(parents=True, exist_ok=True)
-    result = run_tool(
-        [npm, "install", "--no-audit", "--no-fund", "--prefix", str(work_dir), PACKAGE], timeout=300
-    )
-    if result.returncode != 0 or not cli.exists():
-        return None, f"npm install {PACKAGE} failed: {result.stderr.strip()[-300:]}"
+def locate(cli: Path) -> tuple[Path | None, str]:
+    """dynalite's `cli.js`, or None and the reason it cannot run."""
+    if shutil.which("node") is None:
+        return None, "node not found"
+    if not cli.exists():
+        return None, f"dynalite is not installed: no {cli} (benchmarks/README.md, Prerequisites)"
     return cli, ""
 
 
@@ -48,10 +36,13 @@ def version(cli: Path) -> str:
         return "?"
 
 
-def start(children: Children, cli: Path, log_dir: Path) -> tuple[Child, str]:
-    """Start dynalite on a free loopback port with its data in a fresh temp dir; create the table."""
+@contextmanager
+def running(cli: Path, log_dir: Path) -> Iterator[tuple[int, str]]:
+    """dynalite on a free loopback port, its data in a fresh temp dir, the table created; yields its
+    process id and endpoint."""
     data_dir = tempfile.mkdtemp(prefix="dynalite-", dir=log_dir)
     port = free_port()
+    endpoint = f"http://{LOOPBACK}:{port}"
     argv = [
         "node",
         str(cli),
@@ -64,29 +55,20 @@ def start(children: Children, cli: Path, log_dir: Path) -> tuple[Child, str]:
         "--createTableMs",
         "0",
     ]
-    child = children.start("dynalite", argv, log_dir / "dynalite.log")
-    endpoint = f"http://{LOOPBACK}:{port}"
-    child.wait_http(endpoint + "/", timeout=30)
-    create_table(endpoint, aws_config.TABLE)
-    return child, endpoint
+    with running_process(
+        argv, ready_url=f"{endpoint}/", timeout=30, stderr_to=log_dir / "dynalite.log"
+    ) as node:
+        _create_table(endpoint)
+        yield node.pid, endpoint
 
 
-def create_table(endpoint: str, table: str) -> None:
-    client: Any = botocore.session.get_session().create_client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name=aws_config.REGION,
-        aws_access_key_id=aws_config.AWS_ENV["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=aws_config.AWS_ENV["AWS_SECRET_ACCESS_KEY"],
-    )
-    with contextlib.suppress(client.exceptions.ResourceInUseException):
-        client.create_table(
-            TableName=table,
-            KeySchema=[{"AttributeName": "PersistenceID", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "PersistenceID", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-    for _ in range(100):
-        if client.describe_table(TableName=table)["Table"]["TableStatus"] == "ACTIVE":
-            return
-        time.sleep(0.05)
+def _create_table(endpoint: str) -> None:
+    env = {
+        **os.environ,
+        "STATESTORE_BACKEND": "dynamodb",
+        "STATESTORE_DYNAMODB_ENDPOINT_URL": endpoint,
+        "STATESTORE_DYNAMODB_TABLE": aws_config.TABLE,
+    }
+    done = run_bounded(service_command("create-table"), timeout=60, env=env, cwd=REPO)
+    if done.returncode != 0:
+        raise RuntimeError(f"statestore create-table on dynalite failed: {done.stderr.strip()[-500:]}")

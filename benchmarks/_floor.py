@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
-from benchmarks import aws_config
 from benchmarks._model import Cell
 from benchmarks._processes import run_bounded
 
@@ -33,8 +31,7 @@ def run_client_floor(
         manifest,
     ]
     cells = 2 * len(sizes) * len(concurrencies)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | aws_config.AWS_ENV
-    done = run_bounded(argv, timeout=60 + cells * (duration + 10), env=env, cwd=REPO)
+    done = run_bounded(argv, timeout=60 + cells * (duration + 10), cwd=REPO)
     if done.returncode != 0:
         raise RuntimeError(f"client floor failed: {done.stderr.strip()[-800:]}")
     return [

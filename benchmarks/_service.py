@@ -1,22 +1,34 @@
-"""The service under test: started with `python -m app.cli serve` (or a given command) from the repo."""
+"""The servers under test, started as `scripts.servers` starts every server: the service (`python -m
+app.cli serve`, or a given command) and the minimal endpoint; and the requests that seed the service."""
 
 from __future__ import annotations
 
 import http.client
 import importlib.util
 import json
-import os
 import shlex
+import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks import aws_config
-from benchmarks._processes import LOOPBACK, Child, ChildFailedError, Children, free_port
+from scripts.servers import (
+    LOOPBACK,
+    ServerFailed,
+    check_running,
+    free_port,
+    running_process,
+    service_command,
+    serving_process,
+)
 
-REPO = Path(__file__).resolve().parent.parent
 UVICORN_FLAGS = ["--loop", "uvloop", "--http", "httptools", "--workers", "1", "--no-access-log"]
+START_SECONDS = 30.0
+Served = tuple[subprocess.Popen[bytes], str]
+"""A server's process, and its base URL."""
 
 
 def service_argv(command: str | None) -> list[str] | None:
@@ -25,7 +37,7 @@ def service_argv(command: str | None) -> list[str] | None:
         return shlex.split(command)
     if importlib.util.find_spec("app.cli") is None:
         return None
-    return [sys.executable, "-m", "app.cli", "serve"]
+    return service_command("serve")
 
 
 def minimal_argv(port: int) -> list[str]:
@@ -44,50 +56,34 @@ def minimal_argv(port: int) -> list[str]:
     ]
 
 
-def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STATESTORE_", "AWS_"))}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
-
-
-def start_minimal(children: Children, log_dir: Path) -> tuple[Child, str]:
+@contextmanager
+def minimal(log_dir: Path) -> Iterator[Served]:
     port = free_port()
-    child = children.start(
-        "minimal endpoint", minimal_argv(port), log_dir / "minimal.log", _clean_env(), REPO
-    )
     base = f"http://{LOOPBACK}:{port}"
-    child.wait_http(base + "/healthz")
-    return child, base
+    log = log_dir / "minimal.log"
+    with running_process(
+        minimal_argv(port), ready_url=f"{base}/healthz", timeout=START_SECONDS, stderr_to=log
+    ) as process:
+        yield process, base
 
 
-def start_service(
-    children: Children,
-    argv: Sequence[str],
-    backend: str,
-    log_dir: Path,
-    dynamodb_endpoint: str | None,
-    log_level: str,
-) -> tuple[Child, str]:
-    port = free_port()
-    env = (
-        _clean_env()
-        | aws_config.AWS_ENV
-        | {
-            "STATESTORE_BACKEND": backend,
-            "STATESTORE_HOST": LOOPBACK,
-            "STATESTORE_PORT": str(port),
-            "STATESTORE_LOG_LEVEL": log_level,
-            "STATESTORE_SQLITE_PATH": str(log_dir / "sqlite" / "statestore.db"),
-            "STATESTORE_DYNAMODB_TABLE": aws_config.TABLE,
-        }
-    )
+@contextmanager
+def service(
+    argv: Sequence[str], backend: str, log_dir: Path, dynamodb_endpoint: str | None, log_level: str
+) -> Iterator[Served]:
+    """The service on `backend`, once it is ready (`/readyz`)."""
+    env = {
+        "STATESTORE_BACKEND": backend,
+        "STATESTORE_LOG_LEVEL": log_level,
+        "STATESTORE_SQLITE_PATH": str(log_dir / "sqlite" / "statestore.db"),
+        "STATESTORE_DYNAMODB_TABLE": aws_config.TABLE,
+    }
     if dynamodb_endpoint:
         env["STATESTORE_DYNAMODB_ENDPOINT_URL"] = dynamodb_endpoint
-    child = children.start(f"service ({backend})", argv, log_dir / f"service-{backend}.log", env, REPO)
-    base = f"http://{LOOPBACK}:{port}"
-    child.wait_http(base + "/healthz")
-    wait_ready(child, port)
-    return child, base
+    log = log_dir / f"service-{backend}.log"
+    with serving_process(command=argv, env=env, stderr_to=log, timeout=START_SECONDS) as (base, process):
+        _wait_ready(process, base, log)
+        yield process, base
 
 
 def request(
@@ -103,16 +99,21 @@ def request(
         conn.close()
 
 
-def wait_ready(child: Child, port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
+def _wait_ready(process: subprocess.Popen[bytes], base: str, log: Path) -> None:
+    port = port_of(base)
+    deadline = time.monotonic() + START_SECONDS
     while True:
-        child.check_alive()
+        check_running(process, log)
         status, body = request(port, "GET", "/readyz")
         if status == 200:
             return
         if time.monotonic() > deadline:
-            raise ChildFailedError(f"{child.name} not ready: {status} {body[:300]!r}\n{child.log_tail()}")
+            raise ServerFailed(f"the service is not ready: {status} {body[:300]!r}")
         time.sleep(0.2)
+
+
+def port_of(base: str) -> int:
+    return int(base.rpartition(":")[2])
 
 
 def seed(port: int, id_prefix: str, count: int, payload_b64: str, manifest: str) -> None:

@@ -1,4 +1,4 @@
-"""wrk, the C load generator: found on PATH (or apt-get installed when allowed) and run with bench.lua."""
+"""wrk, the C load generator: found on PATH and run with bench.lua."""
 
 from __future__ import annotations
 
@@ -14,25 +14,11 @@ SCRIPT = Path(__file__).with_name("bench.lua")
 _RESULT = re.compile(r"^BENCH_RESULT (.*)$", re.MULTILINE)
 
 
-def _apt_install() -> None:
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [apt, "install", "-y", "-q", "wrk"]
-    if run_tool(install, timeout=300, env=env).returncode != 0:
-        # A fresh machine may have no package lists yet.
-        run_tool([apt, "update", "-q"], timeout=300, env=env)
-        run_tool(install, timeout=300, env=env)
-
-
-def locate(install: bool) -> tuple[str | None, str]:
-    """Path of a working wrk, or None and the reason; tries `apt-get install -y wrk` as root if allowed."""
-    if shutil.which("wrk") is None and install:
-        _apt_install()
+def locate() -> tuple[str | None, str]:
+    """Path of a working wrk on PATH, or None and the reason."""
     found = shutil.which("wrk")
     if found is None:
-        return None, "wrk not found" + ("" if install else " (installs are off)")
+        return None, "wrk not found"
     if "wrk" not in version(found):
         return None, f"{found} --version did not run"
     return found, ""

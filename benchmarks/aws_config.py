@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from app.store.dynamodb import CLIENT_CONFIG as BOTOCORE_CONFIG
 
-__all__ = ["AWS_ENV", "BOTOCORE_CONFIG", "REGION", "TABLE", "state_item"]
+__all__ = ["AWS_ENV", "BOTOCORE_CONFIG", "REGION", "TABLE"]
 
 TABLE = "bench_states"
 REGION = "us-east-1"
@@ -21,15 +21,3 @@ AWS_ENV = {
     "AWS_SECRET_ACCESS_KEY": "benchmark",
     "AWS_EC2_METADATA_DISABLED": "true",
 }
-
-
-def state_item(persistence_id: str, version: int, manifest: str, payload: bytes) -> dict[str, object]:
-    """An item in the contract's layout (the same as ego-contrib's Go store)."""
-    return {
-        "PersistenceID": {"S": persistence_id},
-        "VersionNumber": {"N": str(version)},
-        "StatePayload": {"B": payload},
-        "StateManifest": {"S": manifest},
-        "Timestamp": {"N": "1764115200000"},
-        "ShardNumber": {"N": "0"},
-    }

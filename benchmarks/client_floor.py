@@ -1,6 +1,6 @@
 """The client floor: a direct aioboto3 loop (one shared client, `aws_config.BOTOCORE_CONFIG`) doing
-GetItem (strongly consistent) and PutItem (the contract's item layout) against the benchmark's
-DynamoDB-compatible server, closed loop at a given concurrency, on uvloop like the service.
+GetItem (strongly consistent) and PutItem (items made by the service's own codec) against the
+benchmark's DynamoDB-compatible server, closed loop at a given concurrency, on uvloop like the service.
 
 CPU per call is this process's own CPU time (`time.process_time`) over the measured window divided
 by the calls completed in it. Run as
@@ -23,9 +23,15 @@ from typing import Any
 import aioboto3
 import uvloop
 
+from app.states.model import StateRecord
+from app.store.dynamodb.codec import key_of, to_item
 from benchmarks import aws_config
 
 N_IDS = 64
+
+
+def _record(persistence_id: str, version: int, manifest: str, payload: bytes) -> StateRecord:
+    return StateRecord(persistence_id, version, manifest, payload, timestamp=1764115200000, shard=0)
 
 
 async def _window(
@@ -59,16 +65,15 @@ async def measure(
             payload = os.urandom(size)
             for i in range(N_IDS):
                 await client.put_item(
-                    TableName=aws_config.TABLE,
-                    Item=aws_config.state_item(f"fg{size}-{i}", 1, manifest, payload),
+                    TableName=aws_config.TABLE, Item=to_item(_record(f"fg{size}-{i}", 1, manifest, payload))
                 )
 
             async def get(wid: int, seq: int, size: int = size) -> Any:
-                key = {"PersistenceID": {"S": f"fg{size}-{(wid * 7 + seq) % N_IDS}"}}
+                key = key_of(f"fg{size}-{(wid * 7 + seq) % N_IDS}")
                 return await client.get_item(TableName=aws_config.TABLE, Key=key, ConsistentRead=True)
 
             async def put(wid: int, seq: int, size: int = size, payload: bytes = payload) -> Any:
-                item = aws_config.state_item(f"fp{size}-{wid}-{seq % 8}", seq, manifest, payload)
+                item = to_item(_record(f"fp{size}-{wid}-{seq % 8}", seq, manifest, payload))
                 return await client.put_item(TableName=aws_config.TABLE, Item=item)
 
             for op, call in (("GetItem", get), ("PutItem", put)):

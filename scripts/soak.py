@@ -3,9 +3,9 @@
 Reports requests, answers by status, errors, lost updates on compare-and-set counters, latency and the
 server's RSS at start and end. Talks to 127.0.0.1 only and stops by itself (time and request budget).
 
-    python scripts/soak.py --serve                     # starts `statestore serve` (SQLite in a temp dir)
-    python scripts/soak.py --url http://127.0.0.1:8080 --pid 1234
-    python scripts/soak.py --serve --seconds 5 --json  # short, machine-readable
+    python -m scripts.soak --serve                     # starts `statestore serve` (SQLite in a temp dir)
+    python -m scripts.soak --url http://127.0.0.1:8080 --pid 1234
+    python -m scripts.soak --serve --seconds 5 --json  # short, machine-readable
 
 With --serve the server takes its settings from the environment (e.g. STATESTORE_BACKEND=dynamodb).
 """
@@ -19,8 +19,6 @@ import ipaddress
 import json
 import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,15 +26,14 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-import httpx
 import psutil
 
-REPO = Path(__file__).resolve().parent.parent
+from scripts.servers import serving_process
+
 MANIFEST = "soak.v1.Counter"
 # Answers that are part of the mix, not errors: 404 for a read after a delete, 412 for a lost race.
 EXPECTED = frozenset({200, 201, 204, 404, 412})
@@ -202,38 +199,13 @@ def _require_loopback(url: str) -> None:
 @contextmanager
 def serving() -> Iterator[tuple[str, int]]:
     """`statestore serve` on a free port (SQLite in a temp dir unless the environment says otherwise)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     with tempfile.TemporaryDirectory(prefix="soak-") as folder:
-        env = {
+        defaults = {
             "STATESTORE_SQLITE_PATH": os.path.join(folder, "soak.db"),
             "STATESTORE_LOG_LEVEL": "warning",
-            **os.environ,
-            "STATESTORE_HOST": "127.0.0.1",
-            "STATESTORE_PORT": str(port),
         }
-        process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env, cwd=REPO)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_until_up(url, process)
+        with serving_process(env={**defaults, **os.environ}) as (url, process):
             yield url, process.pid
-        finally:
-            process.terminate()
-            process.wait(30)
-
-
-def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
-    for _ in range(200):
-        if process.poll() is not None:
-            sys.exit(f"soak: the server exited with {process.returncode}")
-        try:
-            httpx.get(f"{url}/healthz", timeout=1)
-        except httpx.TransportError:
-            time.sleep(0.05)
-        else:
-            return
-    sys.exit("soak: the server did not start within 10 s")
 
 
 def _arguments() -> argparse.Namespace:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -16,6 +15,7 @@ from app.main import create_app
 from app.settings import Settings
 from support.dynalite import DynaliteUnavailable, dynalite_server, install
 from support.processes import moto_server
+from support.services import DYNAMODB_SERVERS, TABLE, ServiceFactory, create_table, server_endpoint
 from support.uvicorn_thread import serving
 
 # Tests never reach AWS: fixed fake credentials, and every DynamoDB client gets a local endpoint.
@@ -29,28 +29,12 @@ for _name in [name for name in os.environ if name.startswith("STATESTORE_")]:
     del os.environ[_name]
 
 BACKENDS = ["sqlite", "moto", "dynalite"]
-# The service's dynamodb backend on each DynamoDB-compatible server, by the fixture that gives the
-# server's endpoint with TABLE created. docs/test-backends.md says which tests use which and why.
-DYNAMODB_SERVERS = {"moto": "dynamodb_endpoint", "dynalite": "dynalite_endpoint"}
-TABLE = "states_store"
-
-ServiceFactory = Callable[..., AbstractContextManager[str]]
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     with moto_server() as endpoint:
         yield endpoint
-
-
-def create_table(endpoint: str, table: str) -> None:
-    from app.store.dynamodb import DynamoDBStore
-
-    async def create() -> None:
-        async with DynamoDBStore.open(table, endpoint) as store:
-            await store.create_table()
-
-    asyncio.run(create())
 
 
 @pytest.fixture(scope="session")
@@ -77,12 +61,6 @@ def dynalite_endpoint(dynalite_installed: None) -> Iterator[str]:
     with dynalite_server() as endpoint:
         create_table(endpoint, TABLE)
         yield endpoint
-
-
-def server_endpoint(backend: str, request: pytest.FixtureRequest) -> str:
-    """The endpoint of the DynamoDB-compatible server that `backend` names, started on first use."""
-    endpoint: str = request.getfixturevalue(DYNAMODB_SERVERS[backend])
-    return endpoint
 
 
 def pytest_configure(config: pytest.Config) -> None:

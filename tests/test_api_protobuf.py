@@ -16,10 +16,10 @@ from google.protobuf import timestamp_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ServiceFactory
+from scripts.servers import free_port, service_command
 from support.api import assert_problem, state_path
 from support.messages import ACCOUNT_STATE, ANY, Types, account_states, ego_envelope, packed, serialized
-from support.processes import free_port, service_command
+from support.services import ServiceFactory
 
 
 @pytest.fixture(scope="session")

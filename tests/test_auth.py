@@ -10,8 +10,8 @@ import pytest
 
 from app.http import middleware as auth
 from app.settings import SettingsError, load_settings
-from conftest import ServiceFactory
 from support.api import assert_problem, state_body, state_path
+from support.services import ServiceFactory
 
 KEYS = ("first-key", "second.key~with+b64/chars==")
 CHALLENGE = 'Bearer realm="statestore"'

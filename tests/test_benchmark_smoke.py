@@ -1,8 +1,8 @@
 """The benchmark's quick mode runs end to end, so that `python -m benchmarks.run` never rots.
 
 No performance target is asserted here: the figures of a few-second run on a shared CI machine mean
-nothing. Load comes from the Python fallback generator (no root needed to install wrk), and from
-wrk as well when it is on PATH; DynamoDB parts run when node/npm can provide dynalite.
+nothing. Load comes from the Python fallback generator, and from wrk as well when it is on PATH;
+DynamoDB parts run when node is on PATH, on the tests' pinned dynalite, installed first.
 """
 
 from __future__ import annotations
@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
+from support.dynalite import install
+
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module", autouse=True)
+def dynalite_installed_where_node_is() -> None:
+    """The benchmark installs nothing; where node can run dynalite, the tests' pinned copy is installed."""
+    if shutil.which("node") is not None:
+        install()
 
 
 def _quick_run(results: Path, *flags: str) -> dict[str, object]:
@@ -64,7 +73,7 @@ def test_quick_run_with_the_python_load_generator(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_quick_run_with_wrk(tmp_path: Path) -> None:
-    raw = _quick_run(tmp_path, "--load", "wrk", "--backends", "sqlite", "--no-install")
+    raw = _quick_run(tmp_path, "--load", "wrk", "--backends", "sqlite")
     cells = raw["cells"]
     assert isinstance(cells, list)
     assert all(cell["requests"] > 0 and cell["errors"] == 0 for cell in cells), cells

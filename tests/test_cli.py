@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 
 from app import __version__
-from support.processes import free_port, json_lines, service_command, serving_process
+from scripts.servers import free_port, service_command, serving_process
+from support.processes import json_lines
 
 
 def statestore(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from conftest import DYNAMODB_SERVERS, ServiceFactory, create_table, server_endpoint
 from support.api import (
     assert_problem,
     batch_get,
@@ -24,6 +23,7 @@ from support.api import (
     transact,
 )
 from support.differences import DYNALITE_HAS_NO_TRANSACTIONS
+from support.services import DYNAMODB_SERVERS, ServiceFactory, create_table, server_endpoint
 
 TABLE = "batch_states"
 PUTS_AT_ONCE = 16

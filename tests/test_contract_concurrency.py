@@ -14,9 +14,9 @@ from contextlib import AsyncExitStack, ExitStack
 import httpx
 import pytest
 
-from conftest import TABLE
+from scripts.servers import serving_process
 from support.api import state_body, state_path
-from support.processes import serving_process
+from support.services import TABLE
 
 CLIENTS = 8
 INCREMENTS_PER_CLIENT = 8

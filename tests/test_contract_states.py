@@ -8,9 +8,9 @@ import time
 import httpx
 import pytest
 
-from conftest import ServiceFactory
 from support.api import MANIFEST, assert_decimal_between, assert_problem, state_body, state_path
 from support.differences import DYNALITE_RETURNS_NO_OLD_ITEM
+from support.services import ServiceFactory
 
 MAX_UINT64 = 2**64 - 1
 MAX_INT64 = 2**63 - 1

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from conftest import ServiceFactory
 from support.api import assert_problem, delete_op, put_op, state_body, state_path, stored_versions, transact
 from support.differences import DYNALITE_HAS_NO_TRANSACTIONS, DYNALITE_RETURNS_NO_OLD_ITEM
+from support.services import ServiceFactory
 
 
 @pytest.fixture(scope="session")

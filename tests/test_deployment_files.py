@@ -14,7 +14,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,10 +27,10 @@ import httpx
 import pytest
 import yaml
 
+from scripts.servers import free_port, running_process
 from support.api import state_body, state_path
 from support.dynalite import dynalite_server
 from support.locks import RUNTIME_LOCK
-from support.processes import running_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -467,13 +466,6 @@ def test_create_table_and_statestore_use_the_same_table(services: dict[str, dict
 # --------------------------------------------------------------------------------------
 # The image's command line, outside a container
 # --------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def console_script(name: str) -> list[str]:

@@ -10,8 +10,8 @@ import pytest
 
 from app.errors import BackendUnavailable
 from app.store.dynamodb import DynamoDBStore
-from conftest import TABLE, ServiceFactory
 from support.api import batch_get, put_op, transact
+from support.services import TABLE, ServiceFactory
 from support.unprocessed_keys_proxy import UnprocessedKeysProxy, unprocessed_keys_proxy
 
 

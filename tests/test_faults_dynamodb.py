@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 from app.store.dynamodb import CALL_DEADLINE_SECONDS
-from conftest import ServiceFactory, create_table
 from support.api import assert_problem, put_op, state_body, state_path, stored_versions, transact
 from support.fault_proxy import FaultProxy
 from support.processes import moto_process
+from support.services import ServiceFactory, create_table
 
 TABLE = "faults_table"
 # The documented bound on time to a 503 (docs/reliability.md), with slack for a loaded 2-core machine.

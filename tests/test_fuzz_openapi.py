@@ -20,8 +20,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from app.states.model import MAX_INT64, MAX_UINT64
-from conftest import ServiceFactory
 from support.processes import REPO
+from support.services import ServiceFactory
 
 EXAMPLES_PER_OPERATION = 40
 API_KEY = "fuzz-key"

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from _descriptors import build_descriptor_set
 
-from conftest import TABLE, ServiceFactory
 from support.processes import REPO
+from support.services import TABLE, ServiceFactory
 
 GO_CLIENT = REPO / "clients" / "go"
 EGOSTORE = GO_CLIENT / "egostore"

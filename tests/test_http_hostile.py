@@ -19,10 +19,10 @@ import pytest
 from app.http.server import BoundedHttpToolsProtocol
 from app.main import create_app
 from app.settings import Settings
-from conftest import ServiceFactory
+from scripts.servers import serving_process
 from support.api import assert_problem, state_body, state_path
-from support.processes import free_port, running_process, service_command
 from support.raw_http import chunked, connect, send_until_answered
+from support.services import ServiceFactory
 from support.uvicorn_thread import serving
 
 MiB = 2**20
@@ -42,14 +42,11 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {
         "STATESTORE_SQLITE_PATH": str(tmp_path_factory.mktemp("hostile") / "states.db"),
-        "STATESTORE_PORT": str(port),
         "STATESTORE_LOG_LEVEL": "warning",
     }
-    with running_process(service_command("serve"), ready_url=f"{url}/healthz", env=env) as process:
+    with serving_process(env=env) as (url, process):
         for number in range(20):  # warm up, so that later growth is not first use
             httpx.put(f"{url}{state_path(f'warm-{number}')}", json=state_body(1)).raise_for_status()
         yield Served(url, psutil.Process(process.pid))

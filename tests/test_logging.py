@@ -10,9 +10,10 @@ from pathlib import Path
 
 import httpx
 
+from scripts.servers import free_port, running_process, serving_process
 from support.api import state_body, state_path
 from support.crashing_service import CRASH_MESSAGE, CRASH_PATH
-from support.processes import free_port, json_lines, running_process, serving_process
+from support.processes import json_lines
 
 KEY = "log-test-secret-key"
 PAYLOAD = b"a payload that must never reach a log"

@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from app.observability.multiprocess import MULTIPROC_DIR_VARIABLE, shared_metrics_directory
-from conftest import DYNAMODB_SERVERS, ServiceFactory
+from scripts.servers import serving_process
 from support.api import state_body, state_path
 from support.differences import DYNALITE_RETURNS_NO_OLD_ITEM
 from support.metrics import label_values, sample_value
-from support.processes import serving_process
+from support.services import DYNAMODB_SERVERS, ServiceFactory
 
 ROUTE = "/states/{persistence_id}"
 BACKEND_OPERATIONS = {

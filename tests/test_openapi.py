@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 import app
-from conftest import ServiceFactory
-from support.processes import REPO, service_command
+from scripts.servers import service_command
+from support.processes import REPO
+from support.services import ServiceFactory
 
 COMMITTED = REPO / "openapi" / "openapi.json"
 MAX_UINT64 = 2**64 - 1

@@ -13,8 +13,8 @@ import pytest
 from app.http.routing import MAX_BODY_BYTES
 from app.main import create_app
 from app.settings import Settings
-from conftest import ServiceFactory
 from support.api import assert_problem, state_body, state_path
+from support.services import ServiceFactory
 from support.uvicorn_thread import serving
 
 KEY = "the-key"

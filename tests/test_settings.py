@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import Settings, SettingsError, load_settings
-from support.processes import free_port, service_command
+from scripts.servers import free_port, service_command
 
 
 def test_defaults_match_the_contract() -> None:

@@ -9,10 +9,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from conftest import TABLE
+from scripts.servers import serving_process
 from support.api import state_body, state_path
 from support.fault_proxy import FaultProxy
-from support.processes import json_lines, serving_process
+from support.processes import json_lines
+from support.services import TABLE
 
 ANSWER_DELAY_SECONDS = 0.5  # below the DynamoDB client's 1 s read timeout, so no SDK retry muddles it
 

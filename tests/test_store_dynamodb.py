@@ -18,7 +18,7 @@ from google.protobuf import any_pb2, wrappers_pb2
 
 from app.errors import TableKeyMismatch
 from app.store.dynamodb import DynamoDBStore
-from conftest import DYNAMODB_SERVERS, TABLE, ServiceFactory, server_endpoint
+from scripts.servers import free_port, service_command
 from support.api import assert_problem, state_body, state_path
 from support.differences import (
     DYNALITE_ANSWERS_1_MB_OF_A_BATCH,
@@ -26,7 +26,7 @@ from support.differences import (
     DYNALITE_RETURNS_NO_OLD_ITEM,
     MOTO_GETS_ANY_KEY_SIZE,
 )
-from support.processes import free_port, service_command
+from support.services import DYNAMODB_SERVERS, TABLE, ServiceFactory, server_endpoint
 
 
 @pytest.fixture(scope="module", params=list(DYNAMODB_SERVERS))

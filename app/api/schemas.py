@@ -58,7 +58,7 @@ def decode_base64(text: str) -> bytes:
         raise _refusal(text, "payload has a base64 length that no padding completes")
     if remainder and _SEXTETS.get(data[-1], 0) & _UNUSED_BITS[remainder]:
         raise _refusal(text, "payload's last base64 character carries bits beyond the data")
-    # The text itself unless it lacks its padding: each copy of a 400 KB payload costs page faults.
+    # The text itself unless it lacks its padding: each copy of a large payload costs page faults.
     padded = data + "=" * (4 - remainder) if remainder and not padding else text
     try:
         return pybase64.b64decode(padded, altchars=b"-_" if url_safe else None, validate=True)

@@ -128,8 +128,8 @@ async def _bounded_body(request: Request) -> bytes:
         raise _BodyTooLarge
     chunks: list[bytes] = []
     received = 0
-    # The stream, not `request.body()`, which would keep the raw body (400 KB for a 300 KB payload)
-    # alive on the request until the response, backend call included.
+    # The stream, not `request.body()`, which would keep the raw body alive on the request until the
+    # response, backend call included (docs/design.md).
     async for chunk in request.stream():
         received += len(chunk)
         if received > MAX_BODY_BYTES:

@@ -1,10 +1,10 @@
 """The serving process: the HTTP server's limits, so that idle, slow or hostile clients cannot take the
 service down, and the garbage collector tuned for a heap that is mostly what start-up loaded.
 
-uvicorn's httptools parser keeps a request head in memory however long it grows (100 MB of one header
-cost 180 MB and 10 s of CPU), and uvicorn closes a connection that never completes a request head
-only when the client leaves. `BoundedHttpToolsProtocol` adds both bounds; `UVICORN_OPTIONS` sets the
-rest on purpose (each is explained in docs/reliability.md).
+uvicorn's httptools parser keeps a request head in memory however long it grows (docs/design.md), and
+uvicorn closes a connection that never completes a request head only when the client leaves.
+`BoundedHttpToolsProtocol` adds both bounds; `UVICORN_OPTIONS` sets the rest on purpose (each is
+explained in docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -147,8 +147,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 def settle_heap() -> None:
     """Freeze what start-up allocated (modules, models, clients) out of every later collection.
 
-    Without this each full collection walks the ~120,000 objects that FastAPI, pydantic, protobuf
-    and botocore leave behind, which measured about 100 µs of CPU per DynamoDB request.
+    Without this each full collection walks again the objects that FastAPI, pydantic, protobuf and
+    botocore leave behind, a cost that every request shares (docs/design.md).
     """
     gc.collect()
     gc.freeze()

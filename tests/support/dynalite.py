@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from support.processes import free_port, running_process
+from scripts.servers import free_port, running_process
 
 PROJECT = Path(__file__).resolve().parent.parent / "dynalite"
 CLI = PROJECT / "node_modules" / "dynalite" / "cli.js"

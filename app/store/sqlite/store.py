@@ -41,7 +41,7 @@ logger = logging.getLogger("statestore.sqlite")
 BUSY_TIMEOUT_SECONDS = 5.0
 # A read waits for a lock only in rare cases (another process recovering the WAL); never block the loop long.
 READ_BUSY_TIMEOUT_SECONDS = 0.5
-# Below SQLITE_MAX_VARIABLE_NUMBER in every SQLite build (999 before 3.32), so any build runs it.
+# Below SQLITE_MAX_VARIABLE_NUMBER in every SQLite build, old ones included (docs/design.md).
 IDS_PER_SELECT = 500
 _UINT64_OFFSET = 2**64
 _SCHEMA = """
