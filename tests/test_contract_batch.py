@@ -392,7 +392,6 @@ async def test_transact_takes_the_decimal_string_of_every_64_bit_field(
     assert states["missing"] == [deleted]
 
 
-@DYNALITE_HAS_NO_TRANSACTIONS
 @pytest.mark.parametrize("op", ["put", "delete"])
 @pytest.mark.parametrize(
     "if_match", ["+1", "01", "-0", "1.0", "1e0", " 1", "", "-1", "18446744073709551616", -1, 2.0**60]
