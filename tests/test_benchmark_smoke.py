@@ -1,7 +1,7 @@
 """The benchmark's quick mode runs end to end, so that `python -m benchmarks.run` never rots.
 
 No performance target is asserted here: the figures of a few-second run on a shared CI machine mean
-nothing. Load comes from the Python fallback generator, and from wrk as well when it is on PATH;
+nothing. Load comes from the Python fallback generator, and from wrk as well (Debian's package);
 DynamoDB parts run when node is on PATH, on the tests' pinned dynalite, installed first.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from support.dynalite import install
+from support.tools import require
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -71,8 +72,8 @@ def test_quick_run_with_the_python_load_generator(tmp_path: Path) -> None:
     assert (tmp_path / "chart.png").stat().st_size > 0
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_quick_run_with_wrk(tmp_path: Path) -> None:
+    require("wrk", "apt-get install wrk")
     raw = _quick_run(tmp_path, "--load", "wrk", "--backends", "sqlite")
     cells = raw["cells"]
     assert isinstance(cells, list)
