@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     version_guard: VersionGuard = "off"
     timestamp_unit: TimestampUnit = "ms"
     max_concurrent_requests: int = Field(256, ge=1)
+    watch_poll_ms: int = Field(500, ge=10, le=60_000)
+    max_waiters: int = Field(10_000, ge=1)
 
     @field_validator("api_keys", "descriptor_sets", mode="before")
     @classmethod

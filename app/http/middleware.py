@@ -15,7 +15,8 @@ Each is plain ASGI: `BaseHTTPMiddleware` would add a task and a body copy to eve
   constant time, so the time a refusal takes tells neither which key came closest nor how long keys are.
 - `ConcurrencyLimit` answers `503` with `Retry-After` once too many requests are in progress, instead of
   queueing them: under overload a queue only makes every answer late, and a quick `503` lets clients back
-  off. The probes and `/metrics` are never refused: a busy process is neither dead nor unready.
+  off. The probes and `/metrics` are never refused: a busy process is neither dead nor unready. A request
+  that waits for a change leaves the count once it begins to wait (`leave_concurrency_limit`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ REQUEST_ID_HEADER = b"x-request-id"
 MAX_REQUEST_ID_LENGTH = 128
 PROTECTED_PREFIX = "/states"
 RETRY_AFTER_SECONDS = 1
+LEAVE_CONCURRENCY_LIMIT = "statestore.leave_concurrency_limit"
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:=+/@-]{1,%d}" % MAX_REQUEST_ID_LENGTH)
 _NEVER_REFUSED = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -204,7 +206,23 @@ class ConcurrencyLimit:
             )(scope, receive, send)
         else:
             self.in_progress += 1
+            counted = True
+
+            def leave() -> None:
+                nonlocal counted
+                if counted:
+                    counted = False
+                    self.in_progress -= 1
+
+            scope[LEAVE_CONCURRENCY_LIMIT] = leave
             try:
                 await self.app(scope, receive, send)
             finally:
-                self.in_progress -= 1
+                leave()
+
+
+def leave_concurrency_limit(scope: Scope) -> None:
+    """The request stops counting against the limit: it waits, and holds nothing but its connection."""
+    leave = scope.get(LEAVE_CONCURRENCY_LIMIT)
+    if leave is not None:
+        leave()

@@ -14,17 +14,20 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
 from app.errors import BackendUnavailable
 from app.states.model import (
+    MAX_PAGE_READ_BYTES,
     DeleteOperation,
     Operation,
+    Page,
     Precondition,
     StateRecord,
+    item_size,
     refusal,
     refused_operations,
     settle_refused,
@@ -54,9 +57,15 @@ CREATE TABLE IF NOT EXISTS states (
     shard INTEGER NOT NULL
 )
 """
+# Listing one shard is a range of this index, not a walk of the whole table.
+_SHARD_INDEX = "CREATE INDEX IF NOT EXISTS states_by_shard ON states (shard, persistence_id)"
 _SELECT_FROM = "SELECT persistence_id, version_number, manifest, payload, timestamp, shard FROM states"
 _SELECT = f"{_SELECT_FROM} WHERE persistence_id = ?"
 _SELECT_MANY = _SELECT_FROM + " WHERE persistence_id IN ({})"
+_PAGE = (
+    "SELECT persistence_id, version_number, manifest, {payload}, timestamp, shard FROM states"
+    " WHERE persistence_id > ?{shard} ORDER BY persistence_id LIMIT ?"
+)
 _DELETE = "DELETE FROM states WHERE persistence_id = ?"
 _UPSERT = (
     "INSERT OR REPLACE INTO states (persistence_id, version_number, manifest, payload, timestamp, shard)"
@@ -102,6 +111,7 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
             raise sqlite3.OperationalError(f"its file system does not support WAL (journal mode {mode})")
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute(_SCHEMA)
+        connection.execute(_SHARD_INDEX)
     except sqlite3.Error:
         connection.close()
         raise
@@ -152,6 +162,7 @@ class SQLiteStore:
         self._writer = writer
         self._path = path
         self._observer = observer
+        self._data_version: int | None = None
 
     @classmethod
     @asynccontextmanager
@@ -227,6 +238,35 @@ class SQLiteStore:
             return transaction_results(operations, settled)
 
         return await self._write("transact", apply)
+
+    async def list_page(self, limit: int, after: str | None, shard: int | None, *, payloads: bool) -> Page:
+        query = _PAGE.format(
+            payload="payload" if payloads else "x''", shard="" if shard is None else " AND shard = ?"
+        )
+        parameters = [after or "", *([] if shard is None else [_to_signed(shard)]), limit]
+        records: list[StateRecord] = []
+        read = 0
+        with (
+            ObservedCall(self._observer, "list"),
+            _map_sqlite_errors("list"),
+            closing(self._reader.execute(query, parameters)) as rows,
+        ):
+            for row in rows:
+                records.append(_row_to_record(row))
+                read += item_size(records[-1])
+                if read >= MAX_PAGE_READ_BYTES:
+                    break
+        full = len(records) == limit or read >= MAX_PAGE_READ_BYTES
+        return Page(records, records[-1].persistence_id if full and records else None)
+
+    async def changed_since_last_check(self) -> bool:
+        """`PRAGMA data_version` of the reader moves on each commit of another connection: the writer's,
+        or another process's."""
+        with ObservedCall(self._observer, "data_version"), _map_sqlite_errors("data_version"):
+            (version,) = self._reader.execute("PRAGMA data_version").fetchone()
+        changed: bool = version != self._data_version
+        self._data_version = version
+        return changed
 
     async def ping(self) -> None:
         with ObservedCall(self._observer, "ping"), _map_sqlite_errors("ping"):
