@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Protocol
 
-from app.errors import BackendUnavailable, TooManyWaiters
+from app.errors import ProblemError, TooManyWaiters
 from app.states.model import StateRecord
 from app.store import StateStore
 
@@ -148,8 +148,13 @@ class Watches:
         while True:
             await asyncio.sleep(self._poll_seconds)
             self._forget_idle()
-            if self._watches and await self._store.changed_since_last_check():
-                await self.poll()
+            try:
+                if self._watches and await self._store.changed_since_last_check():
+                    await self.poll()
+            except ProblemError as exc:  # the backend is down or throttling: the next round tries again
+                logger.warning("a poll of the watched states failed: %s", exc.detail)
+            except Exception:
+                logger.exception("a poll of the watched states failed unexpectedly")
 
     async def poll(self) -> None:
         """Read every watched id once, in batches, and move the watches on."""
@@ -157,11 +162,7 @@ class Watches:
         for start in range(0, len(watched), IDS_PER_POLL_READ):
             batch = watched[start : start + IDS_PER_POLL_READ]
             generations = {i: self._watches[i].generation for i in batch if i in self._watches}
-            try:
-                found = {record.persistence_id: record for record in await self._store.get_many(batch)}
-            except BackendUnavailable as exc:
-                logger.warning("a poll of %d watched states failed: %s", len(batch), exc.detail)
-                return
+            found = {record.persistence_id: record for record in await self._store.get_many(batch)}
             self._meter.ids_polled(len(batch))
             for persistence_id, generation in generations.items():
                 watch = self._watches.get(persistence_id)
