@@ -208,10 +208,8 @@ async def test_waiters_beyond_the_limit_are_503_and_do_not_count_against_concurr
     with start_service(ready_backend, max_waiters=2, max_concurrent_requests=1) as url:
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
             await client.put(state_path(state_id), json=state_body(1))
-            held = []
-            for count in (1, 2):  # one at a time: the first read of each takes the one concurrency slot
-                held.append(wait_for(client, state_id, 1))
-                await until_waiting(client, count)
+            held = [wait_for(client, state_id, 1) for _ in range(2)]
+            await until_waiting(client, 2)
             refused = await client.get(
                 state_path(state_id), params={"wait": 5}, headers={"If-None-Match": '"1"'}
             )

@@ -24,7 +24,6 @@ from app.api.ids import PERSISTENCE_ID, path_persistence_id
 from app.api.resources import DECODE, decode_requested, json_response, state_resource
 from app.api.schemas import PutStateRequest, State, StateWritten
 from app.errors import InvalidState, PreconditionFailed, StateNotFound
-from app.http.middleware import leave_concurrency_limit
 from app.http.problems import problem_responses
 from app.http.routing import Parameter, RequestRoute, documented, json_body, query_integer
 from app.states.model import StateRecord
@@ -99,7 +98,7 @@ async def get_state(request: Request) -> Response:
     if wait is None:
         record = await states.get(persistence_id)
     else:
-        record = await _until_modified(request, states, persistence_id, not_modified, wait)
+        record = await _until_modified(states, persistence_id, not_modified, wait)
     stored_version = None if record is None else record.version_number
     if not found_if.allows(stored_version):
         raise PreconditionFailed("If-Match does not match the stored state", current_version=stored_version)
@@ -112,7 +111,6 @@ async def get_state(request: Request) -> Response:
 
 
 async def _until_modified(
-    request: Request,
     states: StatesService,
     persistence_id: str,
     not_modified: Callable[[StateRecord | None], bool],
@@ -128,7 +126,6 @@ async def _until_modified(
             record = watch.observe(await states.get(persistence_id))
             if not not_modified(record):
                 return record
-        leave_concurrency_limit(request.scope)
         return await states.watches.wait(watch, lambda record: not not_modified(record), seconds)
 
 

@@ -15,8 +15,10 @@ Each is plain ASGI: `BaseHTTPMiddleware` would add a task and a body copy to eve
   constant time, so the time a refusal takes tells neither which key came closest nor how long keys are.
 - `ConcurrencyLimit` answers `503` with `Retry-After` once too many requests are in progress, instead of
   queueing them: under overload a queue only makes every answer late, and a quick `503` lets clients back
-  off. The probes and `/metrics` are never refused: a busy process is neither dead nor unready. A request
-  that waits for a change leaves the count once it begins to wait (`leave_concurrency_limit`).
+  off. The probes and `/metrics` are never refused: a busy process is neither dead nor unready. Nor are
+  requests that wait for a change (`wait=` on a GET or HEAD): they hold no worker, and
+  `STATESTORE_MAX_WAITERS` bounds them instead. Counting them would refuse the usual herd: every client
+  of a state waiting again at the same moment, straight after a change answered them all.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,7 +49,6 @@ REQUEST_ID_HEADER = b"x-request-id"
 MAX_REQUEST_ID_LENGTH = 128
 PROTECTED_PREFIX = "/states"
 RETRY_AFTER_SECONDS = 1
-LEAVE_CONCURRENCY_LIMIT = "statestore.leave_concurrency_limit"
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:=+/@-]{1,%d}" % MAX_REQUEST_ID_LENGTH)
 _NEVER_REFUSED = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -188,6 +190,16 @@ class ApiKeyGuard:
         return None if matched else Unauthorized("the API key is not valid", invalid_token=True)
 
 
+def _waits(scope: Scope) -> bool:
+    """A request that waits for a change: a read with a `wait` query parameter."""
+    query: bytes = scope["query_string"]
+    return (
+        b"wait" in query
+        and scope["method"] in ("GET", "HEAD")
+        and any(name == "wait" for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True))
+    )
+
+
 class ConcurrencyLimit:
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -195,7 +207,7 @@ class ConcurrencyLimit:
         self.in_progress = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or route_path(scope) in _NEVER_REFUSED:
+        if scope["type"] != "http" or route_path(scope) in _NEVER_REFUSED or _waits(scope):
             await self.app(scope, receive, send)
         elif self.in_progress >= self.limit:
             await problem_response(
@@ -206,23 +218,7 @@ class ConcurrencyLimit:
             )(scope, receive, send)
         else:
             self.in_progress += 1
-            counted = True
-
-            def leave() -> None:
-                nonlocal counted
-                if counted:
-                    counted = False
-                    self.in_progress -= 1
-
-            scope[LEAVE_CONCURRENCY_LIMIT] = leave
             try:
                 await self.app(scope, receive, send)
             finally:
-                leave()
-
-
-def leave_concurrency_limit(scope: Scope) -> None:
-    """The request stops counting against the limit: it waits, and holds nothing but its connection."""
-    leave = scope.get(LEAVE_CONCURRENCY_LIMIT)
-    if leave is not None:
-        leave()
+                self.in_progress -= 1
