@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,24 @@ def wait_for(client: httpx.AsyncClient, persistence_id: str, version: int, secon
 async def answered_within(waiter: Any, seconds: float) -> httpx.Response:
     response: httpx.Response = await asyncio.wait_for(waiter, seconds)
     return response
+
+
+async def waited_on_across(
+    replicas: tuple[str, str], persistence_id: str, change: Callable[[httpx.AsyncClient], Awaitable[None]]
+) -> httpx.Response:
+    """The answer of a waiter on the first replica, on version 1 written through the second, once `change`
+    has been made through the second."""
+    first, second = replicas
+    async with (
+        httpx.AsyncClient(base_url=first, timeout=60) as watcher,
+        httpx.AsyncClient(base_url=second, timeout=60) as writer,
+    ):
+        await writer.put(state_path(persistence_id), json=state_body(1))
+        waiter = wait_for(watcher, persistence_id, 1)
+        await until_waiting(watcher)
+        assert not waiter.done()
+        await change(writer)
+        return await answered_within(waiter, LONG_WAIT / 2)
 
 
 def write_around_the_service(backend: str, request: pytest.FixtureRequest, storage: dict[str, Any]) -> Any:
@@ -132,17 +150,10 @@ async def test_a_waiter_wakes_at_once_on_a_write_through_its_own_replica(
 async def test_a_waiter_wakes_on_a_write_through_another_replica(
     replicas: tuple[str, str], state_id: str
 ) -> None:
-    first, second = replicas
-    async with (
-        httpx.AsyncClient(base_url=first, timeout=60) as watcher,
-        httpx.AsyncClient(base_url=second, timeout=60) as writer,
-    ):
-        await writer.put(state_path(state_id), json=state_body(1))
-        waiter = wait_for(watcher, state_id, 1)
-        await until_waiting(watcher)
-        assert not waiter.done()
+    async def write(writer: httpx.AsyncClient) -> None:
         await writer.put(state_path(state_id), json=state_body(2, b"\x0a\x02ho"))
-        response = await answered_within(waiter, LONG_WAIT / 2)
+
+    response = await waited_on_across(replicas, state_id, write)
     assert response.status_code == 200
     assert response.json()["version_number"] == "2"
     assert response.json()["payload"] == "CgJobw=="
@@ -171,17 +182,10 @@ async def test_a_waiter_wakes_on_a_write_straight_to_the_table(
 async def test_a_waiter_answers_404_once_the_state_is_deleted(
     replicas: tuple[str, str], state_id: str
 ) -> None:
-    first, second = replicas
-    async with (
-        httpx.AsyncClient(base_url=first, timeout=60) as watcher,
-        httpx.AsyncClient(base_url=second, timeout=60) as writer,
-    ):
-        await writer.put(state_path(state_id), json=state_body(3))
-        waiter = wait_for(watcher, state_id, 3)
-        await until_waiting(watcher)
+    async def delete(writer: httpx.AsyncClient) -> None:
         await writer.delete(state_path(state_id))
-        response = await answered_within(waiter, LONG_WAIT / 2)
-    assert_problem(response, 404)
+
+    assert_problem(await waited_on_across(replicas, state_id, delete), 404)
 
 
 async def test_a_waiter_answers_304_when_nothing_changes_in_time(
