@@ -20,14 +20,14 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks import _dynalite
-from benchmarks._processes import Children
-from benchmarks._service import REPO, service_argv, start_service
+from benchmarks._service import service, service_argv
 
 OWN_ROUNDS = 200
 OTHER_ROUNDS = 40
@@ -173,17 +173,17 @@ def run(backend: str, waiters: int, ids: int, work: Path) -> None:
     work.mkdir(parents=True)
     argv = service_argv(None)
     assert argv is not None
-    with Children() as children:
+    with ExitStack() as running:
         endpoint = None
         if backend == "dynamodb":
-            cli, why = _dynalite.locate(REPO / "tests" / "dynalite", install=False)
-            if cli is None:
-                cli, why = _dynalite.locate(REPO / "benchmarks" / ".work", install=True)
+            cli, why = _dynalite.locate(_dynalite.INSTALLED_CLI)
             if cli is None:
                 print(f"  skipped: {why}")
                 return
-            _, endpoint = _dynalite.start(children, cli, work)
-        bases = [start_service(children, argv, backend, work, endpoint, "warning")[1] for _ in range(2)]
+            _, endpoint = running.enter_context(_dynalite.running(cli, work))
+        bases = [
+            running.enter_context(service(argv, backend, work, endpoint, "warning"))[1] for _ in range(2)
+        ]
         asyncio.run(measure(bases, waiters, ids))
 
 

@@ -17,8 +17,8 @@ import boto3
 import httpx
 import pytest
 
-from conftest import ServiceFactory, create_table, server_endpoint
 from support.api import assert_problem
+from support.services import ServiceFactory, create_table, server_endpoint
 
 STATES = 2500
 SHARDS = 7

@@ -18,9 +18,9 @@ import boto3
 import httpx
 import pytest
 
-from conftest import DYNAMODB_SERVERS, TABLE, ServiceFactory, server_endpoint
 from support.api import assert_problem, state_body, state_path
 from support.metrics import sample_value
+from support.services import DYNAMODB_SERVERS, TABLE, ServiceFactory, server_endpoint
 
 POLL_MS = 200
 LONG_WAIT = 30  # seconds: a waiter that runs this long has missed the change
