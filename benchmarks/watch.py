@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import sys
@@ -26,7 +27,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks import _dynalite
+from benchmarks import _dynalite, aws_config
 from benchmarks._service import service, service_argv
 
 OWN_ROUNDS = 200
@@ -201,6 +202,7 @@ def main() -> None:
     parser.add_argument("--ids", type=int, default=200)
     parser.add_argument("--logs", help="a new folder for the services' logs (default: a temporary one)")
     arguments = parser.parse_args()
+    os.environ.update(aws_config.AWS_ENV)  # dynalite takes any credentials; the services inherit these
     with tempfile.TemporaryDirectory(prefix="bench-watch-") as temporary:
         work = Path(arguments.logs or temporary)
         for backend in arguments.backends.split(","):
