@@ -116,7 +116,13 @@ GOOD = "a-good-key-of-24-chars00"
 
 
 @pytest.mark.parametrize(
-    "keys", [f"{GOOD},has space here0000", f"{GOOD},ünicode-key-of-sixteen", 'quote"d-key-of-sixteen', "=leading-padding-key-0"]
+    "keys",
+    [
+        f"{GOOD},has space here0000",
+        f"{GOOD},ünicode-key-of-sixteen",
+        'quote"d-key-of-sixteen',
+        "=leading-padding-key-0",
+    ],
 )
 def test_a_key_no_bearer_header_can_carry_stops_start_up_without_showing_it(keys: str) -> None:
     with pytest.raises(SettingsError) as refused:
@@ -134,7 +140,7 @@ def test_keys_are_comma_separated_and_trimmed() -> None:
 @pytest.mark.parametrize("keys", ["", ",", " , ", ",,", "\n"])
 def test_a_set_but_empty_key_list_stops_start_up(keys: str) -> None:
     """An operator who set the variable believes authentication is on: nothing must switch it off."""
-    with pytest.raises(SettingsError, match="^invalid setting STATESTORE_API_KEYS: .*no key given"):
+    with pytest.raises(SettingsError, match=r"^invalid setting STATESTORE_API_KEYS: .*no key given"):
         load_settings(api_keys=keys)
 
 

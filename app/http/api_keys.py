@@ -43,7 +43,11 @@ class KeyRing:
         try:
             keys = read_api_keys_file(self.file)
         except ValueError as exc:
-            logger.error("API keys not reloaded, the previous keys stay: %s: %s", variable_name("api_keys_file"), exc)
+            unusable = str(exc)
+        else:
+            self._digests = tuple(_digest(key.encode()) for key in keys)
+            logger.info("API keys reloaded from %s: %d keys", self.file, len(keys))
             return
-        self._digests = tuple(_digest(key.encode()) for key in keys)
-        logger.info("API keys reloaded from %s: %d keys", self.file, len(keys))
+        logger.error(
+            "API keys not reloaded, the previous ones stay: %s: %s", variable_name("api_keys_file"), unusable
+        )

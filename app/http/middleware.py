@@ -190,14 +190,16 @@ class ApiKeyGuard:
         if not found:
             return Unauthorized("this call needs the header `Authorization: Bearer <API key>`")
         if len(found) > 1:
-            # Proxies and frameworks disagree on which of two wins; one that checks the first and passes on the
-            # last would let a second key through unchecked.
+            # Proxies and frameworks disagree on which of two wins; one that checks the first and passes on
+            # the last would let a second key through unchecked.
             return BadRequest("the request carries more than one Authorization header")
         scheme, _, token = found[0].partition(b" ")
         token = token.strip()
         if scheme.lower() != b"bearer" or not token:
             return Unauthorized("the Authorization header must use the Bearer scheme: `Bearer <API key>`")
-        return None if self.keys.matches(token) else Unauthorized("the API key is not valid", invalid_token=True)
+        return (
+            None if self.keys.matches(token) else Unauthorized("the API key is not valid", invalid_token=True)
+        )
 
 
 class ConcurrencyLimit:
@@ -219,7 +221,7 @@ class ConcurrencyLimit:
         else:
 
             async def receive_uncounted() -> Message:
-                # A request waiting for its body holds no slot: slow senders must not lock out everyone else.
+                # A request waiting for its body holds no slot: slow senders must not lock out the rest.
                 self.in_progress -= 1
                 try:
                     return await receive()
