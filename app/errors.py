@@ -134,7 +134,7 @@ class InvalidState(ProblemError):
 
 
 class CorruptItem(ProblemError):
-    """A stored item the service cannot read: named by its attribute, never its value, which may be a secret."""
+    """A stored item the service cannot read: named by its attribute, never by its value (maybe a secret)."""
 
     status = 502
     title = "Bad Gateway"
