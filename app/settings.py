@@ -84,7 +84,9 @@ class Settings(BaseSettings):
         if self.api_keys and self.api_keys_file is not None:
             reason = f"{variable_name('api_keys')} is set too; set one of the two"
             raise SettingsError(
-                f"invalid setting {variable_name('api_keys_file')}: {reason}", field="api_keys_file", reason=reason
+                f"invalid setting {variable_name('api_keys_file')}: {reason}",
+                field="api_keys_file",
+                reason=reason,
             )
         return self
 
