@@ -149,10 +149,7 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
                 version_guard=settings.version_guard,
                 timestamp_unit=settings.timestamp_unit,
             )
-            yield LifespanState(
-                services=Services(states=states_service, metrics=app_metrics),
-                body_pace=BodyPace(settings.body_timeout_seconds, settings.min_body_bytes_per_second),
-            )
+            yield LifespanState(services=Services(states=states_service, metrics=app_metrics))
         logger.info("statestore stopped: backend closed", extra={FIELDS: {"backend": settings.backend}})
 
     docs = docs_routes()
@@ -170,6 +167,7 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
         app.include_router(router)
     app.router.routes.extend(docs)
     install_problem_handlers(app, routes)
+    app.state.body_pace = BodyPace(settings.body_timeout_seconds, settings.min_body_bytes_per_second)
     app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests)
     if keys:  # outermost, so a caller without a key never takes a concurrency slot
         app.add_middleware(ApiKeyGuard, keys=keys)

@@ -7,7 +7,6 @@ from typing import TypedDict
 
 from starlette.requests import Request
 
-from app.http.routing import BodyPace
 from app.observability.metrics import Metrics
 from app.states.service import StatesService
 
@@ -22,7 +21,6 @@ class Services:
 
 class LifespanState(TypedDict):
     services: Services
-    body_pace: BodyPace
 
 
 def services_of(request: Request) -> Services:

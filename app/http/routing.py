@@ -166,7 +166,7 @@ async def _bounded_body(request: Request) -> bytes:
             return b"".join(chunks)
         if started is None:  # a body still on its way: from now on, it is paced
             started = asyncio.get_running_loop().time()
-        pace: BodyPace = request.state.body_pace
+        pace: BodyPace = request.app.state.body_pace
         message = await pace.next_message(request.receive, started, received)
 
 
