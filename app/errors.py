@@ -121,7 +121,7 @@ class PayloadTooLarge(_BodyLeftUnread):
     slug = "too-large"
 
 
-class UnsupportedMediaType(ProblemError):
+class UnsupportedMediaType(_BodyLeftUnread):
     status = 415
     title = "Unsupported Media Type"
     slug = "unsupported-media-type"

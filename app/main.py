@@ -71,6 +71,15 @@ def reloading_on_hangup(keys: KeyRing) -> Iterator[None]:
         loop.remove_signal_handler(signal.SIGHUP)
 
 
+def api_keys(settings: Settings) -> KeyRing:
+    if settings.api_keys_file is None:
+        return KeyRing(settings.api_keys)
+    try:  # read again: the file may have changed since the settings were checked
+        return KeyRing(read_api_keys_file(settings.api_keys_file), settings.api_keys_file)
+    except ValueError as exc:
+        raise SettingsError(f"invalid setting {variable_name('api_keys_file')}: {exc}") from None
+
+
 def load_types(settings: Settings) -> TypeRegistry:
     try:
         return TypeRegistry.load(settings.descriptor_sets)
@@ -127,10 +136,7 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
     which only a process that serves nothing else should do (`app.main:app`)."""
     types = load_types(settings)
     app_metrics = Metrics(settings.backend)
-    keys = KeyRing(
-        read_api_keys_file(settings.api_keys_file) if settings.api_keys_file else settings.api_keys,
-        settings.api_keys_file,
-    )
+    keys = api_keys(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:

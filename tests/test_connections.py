@@ -92,7 +92,9 @@ def test_an_answer_that_leaves_the_body_unread_closes_the_connection(
     with connect(served.url) as sock:
         sock.sendall(head(*lines, f"Content-Length: {length}") + b"{")
         sock.settimeout(5)
-        assert sock.recv(65536).startswith(f"HTTP/1.1 {status} ".encode())
+        answer = sock.recv(65536)
+        assert answer.startswith(f"HTTP/1.1 {status} ".encode())
+        assert b"\r\nconnection: close\r\n" in answer.lower()
         sock.sendall(b" ")  # a trickle does not keep it open
         assert closed_within(sock, 5)
 

@@ -172,6 +172,13 @@ class UnexpectedErrorLog:
             error_logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
 
 
+def _has_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    return any(
+        (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding"
+        for name, value in headers
+    )
+
+
 class ApiKeyGuard:
     def __init__(self, app: ASGIApp, keys: KeyRing) -> None:
         self.app = app
@@ -181,7 +188,10 @@ class ApiKeyGuard:
         if scope["type"] == "http" and is_protected(route_path(scope)):
             refusal = self._refusal(scope["headers"])
             if refusal is not None:
-                await render_problem(refusal)(scope, receive, send)
+                response = render_problem(refusal)
+                if _has_body(scope["headers"]):  # left unread: the connection cannot carry another request
+                    response.headers["Connection"] = "close"
+                await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

@@ -65,7 +65,7 @@ class _LingeringTransport:
     closes the transport itself after a `Connection: close` answer, with the client's body still coming."""
 
     def __init__(self, transport: asyncio.Transport, protocol: BoundedHttpToolsProtocol) -> None:
-        self.transport = transport
+        self._transport = transport
         self._protocol = protocol
         # uvicorn calls these on every request: bound here, not looked up through `__getattr__`.
         self.write = transport.write
@@ -77,10 +77,10 @@ class _LingeringTransport:
         self._protocol.close_lingering()
 
     def is_closing(self) -> bool:
-        return self._protocol.lingering or self.transport.is_closing()
+        return self._protocol.lingering or self._transport.is_closing()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.transport, name)
+        return getattr(self._transport, name)
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -98,6 +98,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     linger_idle_seconds = LINGER_IDLE_SECONDS
     linger_max_bytes = LINGER_MAX_BYTES
     lingering = False
+    _socket: asyncio.Transport  # the transport itself, under the lingering wrapper uvicorn is given
     _head_bytes = 0  # of the head being read, counted from what the parser found in it
     _whole_chunks_of_head = 0  # bytes of the reads that held nothing but the head being read
     _head_began_in_read = False
@@ -112,6 +113,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _linger_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._socket = transport
         super().connection_made(_LingeringTransport(transport, self))  # type: ignore[arg-type]
         self._begin_head()
 
@@ -177,7 +179,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """Close as nginx's lingering close does: send the answer and the end of our side, then read and
         discard what the client still sends for a bounded time and size, so that a client still sending
         its body reads the answer instead of a connection reset."""
-        transport = self.transport.transport  # type: ignore[attr-defined]
+        transport = self._socket
         if self.lingering or self._lost:
             return
         if not (self._in_body or self._head_started is not None) or not transport.can_write_eof():
@@ -196,14 +198,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._lingered_bytes += size
         self._last_read = self.loop.time()
         if self._lingered_bytes > self.linger_max_bytes:
-            self.transport.transport.close()  # type: ignore[attr-defined]
+            self._socket.close()
 
     def _check_linger(self) -> None:
         now = self.loop.time()
         due = min(self._linger_until, self._last_read + self.linger_idle_seconds)
         if now >= due:
             self._linger_timer = None
-            self.transport.transport.close()  # type: ignore[attr-defined]
+            self._socket.close()
         else:
             self._linger_timer = self.loop.call_later(due - now, self._check_linger)
 
