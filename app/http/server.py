@@ -3,8 +3,10 @@ service down, and the garbage collector tuned for a heap that is mostly what sta
 
 uvicorn's httptools parser keeps a request head in memory however long it grows (docs/design.md), and
 uvicorn closes a connection that never completes a request head only when the client leaves.
-`BoundedHttpToolsProtocol` adds both bounds; `UVICORN_OPTIONS` sets the rest on purpose (each is
-explained in docs/reliability.md).
+`BoundedHttpToolsProtocol` adds both bounds. Its own refusals are answered as the app answers
+(problem+json, request id, access log, metrics), and a connection whose request body was left unread ends
+with a lingering close. `UVICORN_OPTIONS` sets the rest on purpose (each is explained in
+docs/reliability.md and docs/security.md).
 """
 
 from __future__ import annotations
