@@ -15,6 +15,7 @@ import asyncio
 import gc
 import re
 from http import HTTPStatus
+from itertools import chain
 from typing import Any
 
 import httptools
@@ -101,7 +102,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     linger_max_bytes = LINGER_MAX_BYTES
     lingering = False
     _socket: asyncio.Transport  # the transport itself, under the lingering wrapper uvicorn is given
-    _head_bytes = 0  # of the head being read, counted from what the parser found in it
     _whole_chunks_of_head = 0  # bytes of the reads that held nothing but the head being read
     _head_began_in_read = False
     _head_started: float | None = None  # the loop time the head being read began, if one is
@@ -153,17 +153,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._begin_head()
         self._head_began_in_read = True
 
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self._count_head(len(url))
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
-        self._count_head(len(name) + len(value) + len(b": \r\n"))
-
     def on_headers_complete(self) -> None:
-        # The method, the spaces around the target, the version and the line ends the parser does not report.
-        self._count_head(len(self.parser.get_method()) + len(b"  HTTP/1.1\r\n\r\n"))
+        # What the parser found: the target, the fields, and the method, separators and line ends around them.
+        size = len(self.url) + sum(map(len, chain.from_iterable(self.headers)))
+        size += (
+            len(self.headers) * len(b": \r\n") + len(self.parser.get_method()) + len(b"  HTTP/1.1\r\n\r\n")
+        )
+        if size > self.max_head_bytes:
+            self._refuse_head_size()
+            raise _HeadTooLarge  # stops the parser before the app sees the request
         self._head_started = None
         self._in_body = True
         super().on_headers_complete()
@@ -211,12 +209,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         else:
             self._linger_timer = self.loop.call_later(due - now, self._check_linger)
 
-    def _count_head(self, size: int) -> None:
-        self._head_bytes += size
-        if self._head_bytes > self.max_head_bytes:
-            self._refuse_head_size()
-            raise _HeadTooLarge  # stops the parser; `data_received` then finds the head refused
-
     def _refuse_head_size(self) -> None:
         self._refuse(431, f"the request line and headers exceed {self.max_head_bytes} bytes")
 
@@ -234,7 +226,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         return _UPGRADE_FIELD.sub(_IGNORED_FIELD, data)
 
     def _begin_head(self) -> None:
-        self._head_bytes = 0
         self._whole_chunks_of_head = 0
         self._head_started = self.loop.time()
         if self._head_timer is None:
