@@ -17,8 +17,9 @@ import httpx
 import pytest
 
 from app.http.server import MAX_HEAD_BYTES
+from scripts.servers import serving_process
 from support.api import state_body, state_path
-from support.processes import json_lines, serving_process
+from support.processes import json_lines
 from support.raw_http import RawResponse, chunked, connect, read_response
 
 KEY = "connections-test-key-0001"

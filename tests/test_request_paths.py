@@ -8,8 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scripts.servers import serving_process
 from support.api import state_body, state_path
-from support.processes import json_lines, serving_process
+from support.processes import json_lines
 from support.raw_http import connect, read_response
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import httpx
 
+from scripts.servers import free_port, service_command
 from support.api import state_body, state_path
-from support.processes import free_port, service_command, serving_sqlite
+from support.processes import serving_sqlite
 
 
 async def test_versions_above_int64_are_stored_losslessly(tmp_path: Path) -> None:
