@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from functools import cache
 from typing import Any
 
@@ -16,15 +19,17 @@ from app import __version__
 from app.api import LifespanState, Services, batch, probes, states
 from app.api.schemas import BatchGetRequest, PutStateRequest, TransactRequest
 from app.errors import BackendUnavailable
+from app.http.api_keys import KeyRing
 from app.http.docs import docs_routes
 from app.http.middleware import ApiKeyGuard, ConcurrencyLimit, RequestObserver, UnexpectedErrorLog
 from app.http.openapi import build_openapi
 from app.http.problems import install_problem_handlers
+from app.http.routing import BodyPace
 from app.http.server import settle_heap
 from app.observability.logging import FIELDS
 from app.observability.metrics import Metrics
 from app.protobuf import DescriptorSetError, TypeRegistry
-from app.settings import Settings, SettingsError, load_settings, variable_name
+from app.settings import Settings, SettingsError, load_settings, read_api_keys_file, variable_name
 from app.states.service import StatesService
 from app.store import CallObserver, StateStore, StoreConfigurationError, ignore_call, open_store
 
@@ -49,6 +54,30 @@ class _ObservedFastAPI(FastAPI):
         return RequestObserver(
             UnexpectedErrorLog(super().build_middleware_stack()), self._metrics, self._observed_routes
         )
+
+
+@contextmanager
+def reloading_on_hangup(keys: KeyRing) -> Iterator[None]:
+    """SIGHUP re-reads the API key file, so that keys rotate without a restart. Only the main thread of a
+    process can take signals: an app served on another thread (as in tests) rotates nothing."""
+    if keys.file is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, keys.reload)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
+def api_keys(settings: Settings) -> KeyRing:
+    if settings.api_keys_file is None:
+        return KeyRing(settings.api_keys)
+    try:  # read again: the file may have changed since the settings were checked
+        return KeyRing(read_api_keys_file(settings.api_keys_file), settings.api_keys_file)
+    except ValueError as exc:
+        raise SettingsError(f"invalid setting {variable_name('api_keys_file')}: {exc}") from None
 
 
 def load_types(settings: Settings) -> TypeRegistry:
@@ -82,9 +111,9 @@ async def open_backend(settings: Settings, observer: CallObserver = ignore_call)
         raise unusable_setting(exc) from None
 
 
-async def _log_readiness(store: StateStore, settings: Settings) -> None:
+async def _log_readiness(store: StateStore, settings: Settings, keys: KeyRing) -> None:
     """ "ready" once the backend has answered; otherwise a warning that says what is missing."""
-    fields = {"backend": settings.backend, "location": store.description, "api_keys": len(settings.api_keys)}
+    fields = {"backend": settings.backend, "location": store.description, "api_keys": len(keys)}
     try:
         await store.ping()
     except BackendUnavailable as exc:
@@ -107,6 +136,7 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
     which only a process that serves nothing else should do (`app.main:app`)."""
     types = load_types(settings)
     app_metrics = Metrics(settings.backend)
+    keys = api_keys(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
@@ -114,7 +144,8 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
             store = await resources.enter_async_context(
                 open_backend(settings, app_metrics.observe_backend_call)
             )
-            await _log_readiness(store, settings)
+            await _log_readiness(store, settings, keys)
+            resources.enter_context(reloading_on_hangup(keys))
             if settle_heap_when_ready:
                 settle_heap()
             states_service = StatesService(
@@ -142,9 +173,10 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
         app.include_router(router)
     app.router.routes.extend(docs)
     install_problem_handlers(app, routes)
+    app.state.body_pace = BodyPace(settings.body_timeout_seconds, settings.min_body_bytes_per_second)
     app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests)
-    if settings.api_keys:  # outermost, so a caller without a key never takes a concurrency slot
-        app.add_middleware(ApiKeyGuard, keys=settings.api_keys)
+    if keys:  # outermost, so a caller without a key never takes a concurrency slot
+        app.add_middleware(ApiKeyGuard, keys=keys)
     app.openapi = lambda: build_openapi(app, _BODIES)  # type: ignore[method-assign]
     return app
 

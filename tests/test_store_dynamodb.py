@@ -4,6 +4,7 @@ table creation, and the servers' own limits where they differ from DynamoDB's.""
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import subprocess
 import uuid
@@ -16,8 +17,9 @@ import pytest
 from botocore.exceptions import ClientError
 from google.protobuf import any_pb2, wrappers_pb2
 
-from app.errors import TableKeyMismatch
+from app.errors import CorruptItem, TableKeyMismatch
 from app.store.dynamodb import DynamoDBStore
+from app.store.dynamodb.codec import from_item
 from scripts.servers import free_port, service_command
 from support.api import assert_problem, state_body, state_path
 from support.differences import (
@@ -368,3 +370,42 @@ def test_a_batch_read_of_items_within_16_mb_is_answered_whole(raw_table: Any) ->
     answer = raw_table.batch_get_item(RequestItems={table: {"Keys": keys, "ConsistentRead": True}})
     assert len(answer["Responses"][table]) == len(keys)
     assert not answer["UnprocessedKeys"]
+
+
+CORRUPT = {
+    "a number beyond uint64": ("VersionNumber", {"N": "1E+125"}),
+    "a fraction": ("ShardNumber", {"N": "1.5"}),
+    "a number beyond int64": ("Timestamp", {"N": "-9223372036854775809"}),
+    "a number as a string": ("VersionNumber", {"S": "7"}),
+    "a manifest as a number": ("StateManifest", {"N": "7"}),
+    "a payload as a string": ("StatePayload", {"S": "secret-value"}),
+}
+
+
+@pytest.mark.parametrize(("attribute", "value"), CORRUPT.values(), ids=CORRUPT.keys())
+async def test_a_corrupt_item_is_a_502_naming_the_attribute_logged_once(
+    raw_table: Any,
+    dynamodb_client: httpx.AsyncClient,
+    state_id: str,
+    attribute: str,
+    value: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    item, _ = go_item(state_id)
+    raw_table.put_item(TableName=TABLE, Item={**item, attribute: value})
+    caplog.set_level(logging.INFO)
+    for response in (
+        await dynamodb_client.get(state_path(state_id)),
+        await dynamodb_client.post("/states:batchGet", json={"persistence_ids": [state_id]}),
+    ):
+        problem = assert_problem(response, 502)
+        assert attribute in problem["detail"]
+        assert next(iter(value.values())) not in response.text
+    logged = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(logged) == 2, logged  # once for each of the two requests
+    assert all(attribute in message and "Traceback" not in message for message in logged)
+
+
+def test_an_item_without_its_key_is_refused_naming_the_key() -> None:
+    with pytest.raises(CorruptItem, match="PersistenceID"):
+        from_item({"VersionNumber": {"N": "1"}})

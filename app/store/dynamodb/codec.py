@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from contextlib import suppress
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from app.errors import CorruptItem
+from app.observability.logging import FIELDS
 from app.states.model import Attribute, Precondition, StateRecord
 
 if TYPE_CHECKING:
@@ -14,6 +18,7 @@ if TYPE_CHECKING:
     Item = dict[str, AttributeValueTypeDef]
 
 HASH_KEY = Attribute.PERSISTENCE_ID
+logger = logging.getLogger("statestore.store")
 
 
 def key_of(persistence_id: str) -> Item:
@@ -31,23 +36,73 @@ def to_item(record: StateRecord) -> Item:
     }
 
 
+_RANGES = {
+    Attribute.VERSION_NUMBER: (0, 2**64 - 1),
+    Attribute.TIMESTAMP: (-(2**63), 2**63 - 1),
+    Attribute.SHARD: (0, 2**64 - 1),
+}
+# Longer than any 64-bit integer written out, even with an exponent: not one, and not worth converting.
+_MAX_TEXT = 32
+
+
+def _attribute(item: Mapping[str, Any], name: str, kind: str) -> Any:
+    """The value of attribute `name`, of DynamoDB type `kind`, or None when the item lacks it."""
+    attribute = item.get(name)
+    if attribute is None:
+        return None
+    if not isinstance(attribute, Mapping) or kind not in attribute:
+        raise _corrupt(item, name, f"is not of type {kind}")
+    return attribute[kind]
+
+
 def _number(item: Mapping[str, Any], name: str) -> int:
-    value: Any = item.get(name, {}).get("N")
-    if value is None:
+    text: Any = _attribute(item, name, "N")
+    if text is None:
         return 0
-    return int(value) if value.isdigit() else int(Decimal(value))
+    lowest, highest = _RANGES[name]
+    value: Decimal | None = None
+    if isinstance(text, str) and len(text) <= _MAX_TEXT:
+        with suppress(ArithmeticError):
+            value = Decimal(text)
+    if (
+        value is None
+        or not value.is_finite()
+        or value != value.to_integral_value()
+        or not lowest <= value <= highest
+    ):
+        raise _corrupt(item, name, f"is not a whole number in {lowest}..{highest}")
+    return int(value)
+
+
+def _corrupt(item: Mapping[str, Any], name: str, problem: str) -> CorruptItem:
+    key = item.get(HASH_KEY)
+    persistence_id = key.get("S") if isinstance(key, Mapping) else None
+    logger.error(
+        "a stored item cannot be read: its attribute %s %s",
+        name,
+        problem,
+        extra={FIELDS: {"persistence_id": persistence_id, "attribute": name}},
+    )
+    return CorruptItem(f"the stored item cannot be read: its attribute {name} {problem}")
 
 
 def from_item(item: Mapping[str, Any]) -> StateRecord:
-    """Read an item as the Go store writes it; tolerate extra attributes and missing numbers."""
-    payload: Any = item.get(Attribute.PAYLOAD, {}).get("B", b"")
-    manifest: Any = item.get(Attribute.MANIFEST, {}).get("S", "")
-    persistence_id: Any = item[HASH_KEY]["S"]
+    """Read an item as the Go store writes it; tolerate extra attributes and missing numbers, and answer a
+    502 naming the attribute, logged once, for anything else the service did not write."""
+    persistence_id: Any = _attribute(item, HASH_KEY, "S")
+    if not isinstance(persistence_id, str):
+        raise _corrupt(item, HASH_KEY, "is missing")
+    payload: Any = _attribute(item, Attribute.PAYLOAD, "B")
+    if not isinstance(payload, bytes | bytearray | None):
+        raise _corrupt(item, Attribute.PAYLOAD, "is not binary")
+    manifest: Any = _attribute(item, Attribute.MANIFEST, "S")
+    if not isinstance(manifest, str | None):
+        raise _corrupt(item, Attribute.MANIFEST, "is not a string")
     return StateRecord(
         persistence_id=persistence_id,
         version_number=_number(item, Attribute.VERSION_NUMBER),
-        manifest=manifest,
-        payload=bytes(payload),
+        manifest=manifest or "",
+        payload=bytes(payload or b""),
         timestamp=_number(item, Attribute.TIMESTAMP),
         shard=_number(item, Attribute.SHARD),
     )

@@ -92,6 +92,10 @@ def _record_to_row(record: StateRecord) -> tuple[str, int, str, bytes, int, int]
 
 
 def _connect_writer(path: Path) -> sqlite3.Connection:
+    # SQLite writes `<path>-wal` and `<path>-journal` beside its file: a device or a FIFO is refused before
+    # anything is created (`/dev/null` would leave `/dev/null-journal` behind).
+    if path.exists() and not path.is_file():
+        raise OSError(f"{path} is not a regular file")
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS
