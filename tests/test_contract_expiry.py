@@ -61,14 +61,15 @@ async def test_a_ttl_outside_1_second_to_10_years_is_a_422_naming_it(
     assert (await client.get(state_path(state_id))).status_code == 404
 
 
-@pytest.mark.parametrize("ttl", [1, MAX_TTL_SECONDS])
-async def test_the_bounds_of_ttl_are_accepted(
-    client: httpx.AsyncClient, clock: MovableClock, state_id: str, ttl: int
+@pytest.mark.parametrize("ttl", [1, MAX_TTL_SECONDS, 60.0])
+async def test_the_bounds_of_ttl_and_a_whole_float_are_accepted(
+    client: httpx.AsyncClient, clock: MovableClock, state_id: str, ttl: float
 ) -> None:
+    """A whole float is an integer to JSON Schema, as for every integer of the API."""
     now = clock.move_to_next_second()
     response = await client.put(state_path(state_id), json=state_body(1, ttl_seconds=ttl))
     assert response.status_code == 200, response.text
-    assert response.json()["expires_at"] == str(now + ttl)
+    assert response.json()["expires_at"] == str(now + int(ttl))
 
 
 async def test_expires_at_is_shown_while_the_state_expires_and_a_write_without_ttl_clears_it(

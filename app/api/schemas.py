@@ -70,16 +70,21 @@ def encode_base64(data: bytes) -> str:
     return pybase64.b64encode(data).decode("ascii")
 
 
+def _whole(value: object) -> object:
+    """3.0 is the integer 3 to JSON Schema: accepted below 2^53, where a float is exact."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_FLOATS:
+        return int(value)
+    return value
+
+
 def _integral(value: object) -> object:
-    """A 64-bit integer from JSON: an integer, or a string of its decimal digits (protobuf's JSON mapping);
-    3.0 is the integer 3 to JSON Schema, and is accepted below 2^53, where a float is exact."""
+    """A 64-bit integer from JSON: an integer, or a string of its decimal digits (protobuf's JSON mapping),
+    or a whole float (`_whole`)."""
     if isinstance(value, str):
         if len(value) > _MAX_DECIMAL_DIGITS or not _DECIMAL_INTEGER.fullmatch(value):
             raise ValueError('must be an integer, or a string of its decimal digits such as "3"')
         return int(value)
-    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_FLOATS:
-        return int(value)
-    return value
+    return _whole(value)
 
 
 def _wire_integer(format_: str, minimum: int, maximum: int, description: str) -> WithJsonSchema:
@@ -108,7 +113,7 @@ Int64 = Annotated[StrictInt, Field(ge=-MAX_INT64 - 1, le=MAX_INT64), BeforeValid
 OptionalUint64 = Annotated[Uint64 | None, _UINT64_WIRE]
 OptionalInt64 = Annotated[Int64 | None, _INT64_WIRE]
 TtlSeconds = Annotated[
-    Annotated[StrictInt, Field(ge=1, le=MAX_TTL_SECONDS)] | None,
+    Annotated[StrictInt, Field(ge=1, le=MAX_TTL_SECONDS), BeforeValidator(_whole)] | None,
     WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_TTL_SECONDS}),
 ]
 # Checked by `check_persistence_id` (bytes, not characters), so that body ids answer as path ids do.
