@@ -170,7 +170,7 @@ type State struct {
 	// ExpiresAt Only on a state that expires: when, in Unix epoch seconds. From that second on it is absent.
 	//
 	// Examples: 3
-	ExpiresAt *string `json:"expires_at,omitempty"`
+	ExpiresAt *Int64 `json:"expires_at,omitempty"`
 
 	// Manifest Fully qualified protobuf message name.
 	//
@@ -205,7 +205,7 @@ type StateWritten struct {
 	// ExpiresAt Only on a state that expires: when, in Unix epoch seconds. From that second on it is absent.
 	//
 	// Examples: 3
-	ExpiresAt *string `json:"expires_at,omitempty"`
+	ExpiresAt *Int64 `json:"expires_at,omitempty"`
 
 	// Manifest Fully qualified protobuf message name.
 	//
@@ -317,8 +317,8 @@ type TransactResult struct {
 	// ExpiresAt Puts of a state that expires only: when, in Unix epoch seconds.
 	//
 	// Examples: 3
-	ExpiresAt     *string `json:"expires_at,omitempty"`
-	PersistenceId string  `json:"persistence_id"`
+	ExpiresAt     *Int64 `json:"expires_at,omitempty"`
+	PersistenceId string `json:"persistence_id"`
 
 	// VersionNumber The stored version; puts only.
 	//
