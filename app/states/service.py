@@ -111,14 +111,15 @@ class StatesService:
 
     def _record_to_write(self, persistence_id: str, request: WriteRequest) -> StateRecord:
         now = self.clock()
+        timestamp = request.timestamp
+        if timestamp is None:
+            timestamp = now // _NANOSECONDS[self.timestamp_unit]
         record = StateRecord(
             persistence_id=persistence_id,
             version_number=request.version_number,
             manifest=request.manifest,
             payload=self._payload_to_store(request),
-            timestamp=now // _NANOSECONDS[self.timestamp_unit]
-            if request.timestamp is None
-            else request.timestamp,
+            timestamp=timestamp,
             shard=request.shard,
             expires_at=None if request.ttl_seconds is None else _expiry(now, request.ttl_seconds),
         )
