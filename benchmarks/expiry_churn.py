@@ -3,10 +3,10 @@
     .venv/bin/python -m benchmarks.expiry_churn [--seconds 60] [--concurrency 16] [--payload 1000]
                                                 [--max-ttl 5]
 
-Runs `statestore serve` on a temp file (127.0.0.1, a free port), writes a new persistence id each time
-with `ttl_seconds` of 1 to --max-ttl (0: none, the baseline whose file grows), and every 5 s prints the
-file's size, its WAL's, the rows in it and the rows expired but not yet deleted, then the writes'
-latency. The README's "Expiry" has a run's figures.
+Runs `statestore serve` on a temp file (`scripts.servers`: 127.0.0.1, a free port), writes a new
+persistence id each time with `ttl_seconds` of 1 to --max-ttl (0: none, the baseline whose file grows), and
+every 5 s prints the file's size, its WAL's, the rows in it and the rows expired but not yet deleted, then
+the writes' latency. The README's "Expiry" has a run's figures.
 """
 
 from __future__ import annotations
@@ -17,18 +17,15 @@ import base64
 import itertools
 import os
 import random
-import signal
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from benchmarks._processes import free_port
+from scripts.servers import serving_process
 
 SAMPLE_SECONDS = 5.0
 
@@ -91,25 +88,12 @@ def main() -> None:
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "churn.db"
-        port = free_port()
         env = {
-            **os.environ,
             "STATESTORE_BACKEND": "sqlite",
             "STATESTORE_SQLITE_PATH": str(path),
-            "STATESTORE_PORT": str(port),
             "STATESTORE_LOG_LEVEL": "warning",
         }
-        service = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve"], env=env, start_new_session=True
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(200):
-                try:
-                    httpx.get(f"{url}/healthz", timeout=1).raise_for_status()
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
+        with serving_process(env=env) as (url, _):
             latencies = asyncio.run(
                 _churn(
                     url,
@@ -120,9 +104,6 @@ def main() -> None:
                     arguments.max_ttl,
                 )
             )
-        finally:
-            service.send_signal(signal.SIGTERM)
-            service.wait(30)
         quantiles = statistics.quantiles(latencies, n=100)
         p50, p99, worst = (seconds * 1000 for seconds in (quantiles[49], quantiles[98], max(latencies)))
         rate = len(latencies) / arguments.seconds
