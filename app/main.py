@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from functools import cache
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp
 from app import __version__
 from app.api import LifespanState, Services, batch, probes, states
 from app.api.schemas import BatchGetRequest, PutStateRequest, TransactRequest
+from app.clock import Clock
 from app.errors import BackendUnavailable
 from app.http.api_keys import KeyRing
 from app.http.docs import docs_routes
@@ -95,7 +97,9 @@ def unusable_setting(error: StoreConfigurationError) -> SettingsError:
 
 
 @asynccontextmanager
-async def open_backend(settings: Settings, observer: CallObserver = ignore_call) -> AsyncIterator[StateStore]:
+async def open_backend(
+    settings: Settings, observer: CallObserver = ignore_call, clock: Clock = time.time_ns
+) -> AsyncIterator[StateStore]:
     """The backend the settings name, open; a backend that cannot be used as configured is a
     `SettingsError` naming the variable at fault."""
     try:
@@ -105,6 +109,7 @@ async def open_backend(settings: Settings, observer: CallObserver = ignore_call)
             dynamodb_table=settings.dynamodb_table,
             dynamodb_endpoint_url=settings.endpoint_url,
             observer=observer,
+            clock=clock,
         ) as store:
             yield store
     except StoreConfigurationError as exc:
@@ -129,11 +134,25 @@ async def _log_readiness(store: StateStore, settings: Settings, keys: KeyRing) -
             store.description,
             extra={FIELDS: fields},
         )
+        await _warn_of_lingering_expired_states(store, fields)
 
 
-def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> FastAPI:
+async def _warn_of_lingering_expired_states(store: StateStore, fields: dict[str, object]) -> None:
+    """A warning, never a failure: expired states are absent to the service whatever the backend keeps."""
+    try:
+        warning = await store.expiry_warning()
+    except BackendUnavailable:
+        return  # the backend answered the readiness check a moment ago; not worth a second warning
+    if warning is not None:
+        logger.warning("%s", warning, extra={FIELDS: fields})
+
+
+def create_app(
+    settings: Settings, *, settle_heap_when_ready: bool = False, clock: Clock = time.time_ns
+) -> FastAPI:
     """The service; `settle_heap_when_ready` tunes the process's garbage collector once it has started,
-    which only a process that serves nothing else should do (`app.main:app`)."""
+    which only a process that serves nothing else should do (`app.main:app`). `clock` is the service's
+    "now" (expiry, server-filled timestamps): the tests give one they move by hand."""
     types = load_types(settings)
     app_metrics = Metrics(settings.backend)
     keys = api_keys(settings)
@@ -142,7 +161,7 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
         async with AsyncExitStack() as resources:
             store = await resources.enter_async_context(
-                open_backend(settings, app_metrics.observe_backend_call)
+                open_backend(settings, app_metrics.observe_backend_call, clock)
             )
             await _log_readiness(store, settings, keys)
             resources.enter_context(reloading_on_hangup(keys))
@@ -154,6 +173,7 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
                 manifest_policy=settings.manifest_policy,
                 version_guard=settings.version_guard,
                 timestamp_unit=settings.timestamp_unit,
+                clock=clock,
             )
             yield LifespanState(services=Services(states=states_service, metrics=app_metrics))
         logger.info("statestore stopped: backend closed", extra={FIELDS: {"backend": settings.backend}})

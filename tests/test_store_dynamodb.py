@@ -7,6 +7,7 @@ import base64
 import logging
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -138,6 +139,35 @@ async def test_extra_attributes_and_missing_numbers_are_tolerated(
     assert written.status_code == 200
 
 
+async def test_an_item_whose_expires_at_has_passed_is_absent_until_dynamodb_deletes_it(
+    raw_table: Any, dynamodb_client: httpx.AsyncClient, state_id: str
+) -> None:
+    """DynamoDB's time to live deletes an expired item within days: until then, it is in the table."""
+    item, _ = go_item(state_id)
+    past = int(time.time()) - 1
+    raw_table.put_item(TableName=TABLE, Item={**item, "ExpiresAt": {"N": str(past)}})
+    path = state_path(state_id)
+    assert_problem(await dynamodb_client.get(path), 404)
+    answer = (await dynamodb_client.post("/states:batchGet", json={"persistence_ids": [state_id]})).json()
+    assert answer["missing"] == [state_id]
+    for if_match in ('"7"', "*"):
+        refused = await dynamodb_client.put(path, json=state_body(8), headers={"If-Match": if_match})
+        assert "current_version" not in assert_problem(refused, 412)
+    created = await dynamodb_client.put(path, json=state_body(1), headers={"If-None-Match": "*"})
+    assert created.status_code == 201, created.text
+    stored = raw_table.get_item(TableName=TABLE, Key={"PersistenceID": {"S": state_id}}, ConsistentRead=True)
+    assert "ExpiresAt" not in stored["Item"]
+
+
+async def test_an_item_that_expires_later_reads_with_its_expires_at(
+    raw_table: Any, dynamodb_client: httpx.AsyncClient, state_id: str
+) -> None:
+    item, _ = go_item(state_id)
+    later = int(time.time()) + 3600
+    raw_table.put_item(TableName=TABLE, Item={**item, "ExpiresAt": {"N": str(later)}})
+    assert (await dynamodb_client.get(state_path(state_id))).json()["expires_at"] == str(later)
+
+
 @DYNALITE_RETURNS_NO_OLD_ITEM
 async def test_a_missing_version_attribute_counts_as_zero_in_conditions(
     raw_table: Any, dynamodb_client: httpx.AsyncClient, state_id: str
@@ -204,6 +234,50 @@ def test_create_table_is_idempotent_and_the_table_serves(
     assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     with start_service(backend, dynamodb_table=table) as url:
         assert httpx.get(f"{url}/readyz").status_code == 200
+
+
+def cli_environment(endpoint: str, table: str) -> dict[str, str]:
+    return {
+        "STATESTORE_BACKEND": "dynamodb",
+        "STATESTORE_DYNAMODB_TABLE": table,
+        "STATESTORE_DYNAMODB_ENDPOINT_URL": endpoint,
+    }
+
+
+@DYNALITE_HAS_NO_TTL
+def test_create_table_turns_time_to_live_on_for_expires_at_once(endpoint: str, raw_table: Any) -> None:
+    env = cli_environment(endpoint, f"expiring-{uuid.uuid4().hex[:8]}")
+    for _ in range(2):
+        result = run_cli("create-table", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "with time to live on ExpiresAt" in result.stdout
+        assert result.stderr == ""
+    description = raw_table.describe_time_to_live(TableName=env["STATESTORE_DYNAMODB_TABLE"])
+    assert description["TimeToLiveDescription"]["TimeToLiveStatus"] in ("ENABLING", "ENABLED")
+    assert description["TimeToLiveDescription"]["AttributeName"] == "ExpiresAt"
+
+
+def test_create_table_on_an_endpoint_without_time_to_live_warns_and_succeeds(dynalite_endpoint: str) -> None:
+    table = f"no-ttl-{uuid.uuid4().hex[:8]}"
+    result = run_cli("create-table", env=cli_environment(dynalite_endpoint, table))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"table {table} created and is ACTIVE"
+    assert result.stderr.startswith("statestore: warning: DynamoDB will not delete expired states")
+    assert "UpdateTimeToLive (UnknownOperationException)" in result.stderr
+
+
+def test_start_up_warns_when_dynamodb_will_not_delete_expired_states(
+    backend: str, raw_table: Any, start_service: ServiceFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    table = table_of_its_own(raw_table, "no-ttl")
+    with (
+        caplog.at_level(logging.WARNING, logger="statestore"),
+        start_service(backend, dynamodb_table=table) as url,
+    ):
+        assert httpx.get(f"{url}/readyz").status_code == 200
+    [warning] = [record.getMessage() for record in caplog.records if "expired states" in record.getMessage()]
+    assert f"table {table!r}" in warning
+    assert "time to live is DISABLED" in warning
 
 
 def test_create_table_without_a_backend_fails_in_one_line() -> None:

@@ -1,4 +1,9 @@
-"""The item layout of ego-contrib's Go store, and preconditions as DynamoDB condition expressions."""
+"""The item layout of ego-contrib's Go store, and preconditions as DynamoDB condition expressions.
+
+An item whose `ExpiresAt` is at or below "now" is absent to every condition, as it is to reads: DynamoDB's
+TTL deletes such items only eventually, so the conditions say "gone" as `attribute_not_exists(#k) OR
+#e <= :now` in the same atomic step as every other check.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +31,8 @@ def key_of(persistence_id: str) -> Item:
 
 
 def to_item(record: StateRecord) -> Item:
-    return {
+    """The whole item: a put replaces every attribute, so a state written without expiry loses any."""
+    item: Item = {
         HASH_KEY: {"S": record.persistence_id},
         Attribute.VERSION_NUMBER: {"N": str(record.version_number)},
         Attribute.PAYLOAD: {"B": record.payload},
@@ -34,12 +40,16 @@ def to_item(record: StateRecord) -> Item:
         Attribute.TIMESTAMP: {"N": str(record.timestamp)},
         Attribute.SHARD: {"N": str(record.shard)},
     }
+    if record.expires_at is not None:
+        item[Attribute.EXPIRES_AT] = {"N": str(record.expires_at)}
+    return item
 
 
 _RANGES = {
     Attribute.VERSION_NUMBER: (0, 2**64 - 1),
     Attribute.TIMESTAMP: (-(2**63), 2**63 - 1),
     Attribute.SHARD: (0, 2**64 - 1),
+    Attribute.EXPIRES_AT: (-(2**63), 2**63 - 1),
 }
 # Longer than any 64-bit integer written out, even with an exponent: not one, and not worth converting.
 _MAX_TEXT = 32
@@ -56,9 +66,14 @@ def _attribute(item: Mapping[str, Any], name: str, kind: str) -> Any:
 
 
 def _number(item: Mapping[str, Any], name: str) -> int:
+    value = _optional_number(item, name)
+    return 0 if value is None else value
+
+
+def _optional_number(item: Mapping[str, Any], name: str) -> int | None:
     text: Any = _attribute(item, name, "N")
     if text is None:
-        return 0
+        return None
     lowest, highest = _RANGES[name]
     value: Decimal | None = None
     if isinstance(text, str) and len(text) <= _MAX_TEXT:
@@ -105,21 +120,44 @@ def from_item(item: Mapping[str, Any]) -> StateRecord:
         payload=bytes(payload or b""),
         timestamp=_number(item, Attribute.TIMESTAMP),
         shard=_number(item, Attribute.SHARD),
+        expires_at=_optional_number(item, Attribute.EXPIRES_AT),
     )
 
 
-_NAMES = {"#k": HASH_KEY, "#v": Attribute.VERSION_NUMBER, "#m": Attribute.MANIFEST, "#p": Attribute.PAYLOAD}
+_NAMES = {
+    "#k": HASH_KEY,
+    "#v": Attribute.VERSION_NUMBER,
+    "#m": Attribute.MANIFEST,
+    "#p": Attribute.PAYLOAD,
+    "#e": Attribute.EXPIRES_AT,
+}
 
 
 class ConditionBuilder:
     """Turns a `Precondition`, or a pin on a stored state, into `ConditionExpression` and its values.
 
     An item without a `VersionNumber` attribute is read as version 0 (and one without a manifest or
-    payload as empty), so the clauses treat a missing attribute the same way.
+    payload as empty), so the clauses treat a missing attribute the same way. An item that expired at
+    `now` (epoch seconds) counts as no item: `_gone` and `_live` replace `attribute_not_exists(#k)` and
+    `attribute_exists(#k)`. (`#e <= :now` is false when `ExpiresAt` is missing: such an item, as every
+    item ego-contrib's Go store writes, never expires.)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, now: int) -> None:
         self.values: dict[str, AttributeValueTypeDef] = {}
+        self._now = now
+        self._now_placeholder = ""
+
+    def _expired(self) -> str:
+        if not self._now_placeholder:
+            self._now_placeholder = self._number(self._now)
+        return f"#e <= {self._now_placeholder}"
+
+    def _gone(self) -> str:
+        return f"(attribute_not_exists(#k) OR {self._expired()})"
+
+    def _live(self) -> str:
+        return f"(attribute_exists(#k) AND NOT ({self._expired()}))"
 
     def _value(self, value: AttributeValueTypeDef) -> str:
         placeholder = f":v{len(self.values)}"
@@ -134,7 +172,7 @@ class ConditionBuilder:
         clause = f"#v IN ({listed})"
         if 0 in versions:
             clause = f"({clause} OR attribute_not_exists(#v))"
-        return f"(attribute_exists(#k) AND {clause})"
+        return f"({self._live()} AND {clause})"
 
     def _equals(self, name: str, value: AttributeValueTypeDef, *, read_when_missing: bool) -> str:
         clause = f"{name} = {self._value(value)}"
@@ -143,27 +181,27 @@ class ConditionBuilder:
     def build(self, precondition: Precondition) -> str:
         clauses: list[str] = []
         if precondition.absent:
-            clauses.append("attribute_not_exists(#k)")
+            clauses.append(self._gone())
         if precondition.exists:
-            clauses.append("attribute_exists(#k)")
+            clauses.append(self._live())
         if precondition.match is not None:
             clauses.append(self._version_in(precondition.match))
         if precondition.none_match:
-            clauses.append(f"(attribute_not_exists(#k) OR NOT {self._version_in(precondition.none_match)})")
+            clauses.append(f"({self._gone()} OR NOT {self._version_in(precondition.none_match)})")
         if precondition.older_than is not None:
             guard = f"#v < {self._number(precondition.older_than)}"
             if precondition.older_than > 0:
                 guard += " OR attribute_not_exists(#v)"
-            clauses.append(f"(attribute_not_exists(#k) OR {guard})")
+            clauses.append(f"({self._gone()} OR {guard})")
         return " AND ".join(clauses)
 
     def build_pin(self, stored: StateRecord | None) -> str:
         """Holds while exactly `stored` (same version, manifest and payload) is stored; None: nothing is."""
         if stored is None:
-            return "attribute_not_exists(#k)"
+            return self._gone()
         return " AND ".join(
             [
-                "attribute_exists(#k)",
+                self._live(),
                 self._equals(
                     "#v", {"N": str(stored.version_number)}, read_when_missing=stored.version_number == 0
                 ),
@@ -188,13 +226,13 @@ class ConditionBuilder:
         return arguments
 
 
-def condition_arguments(precondition: Precondition) -> dict[str, Any]:
+def condition_arguments(precondition: Precondition, now: int) -> dict[str, Any]:
     """PutItem/DeleteItem (or transaction item) arguments that make the write conditional."""
-    builder = ConditionBuilder()
+    builder = ConditionBuilder(now)
     return builder.arguments(builder.build(precondition))
 
 
-def pin_arguments(stored: StateRecord | None) -> dict[str, Any]:
+def pin_arguments(stored: StateRecord | None, now: int) -> dict[str, Any]:
     """ConditionCheck arguments that hold while exactly `stored` is stored (None: nothing is)."""
-    builder = ConditionBuilder()
+    builder = ConditionBuilder(now)
     return builder.arguments(builder.build_pin(stored))

@@ -149,6 +149,11 @@ type PutStateRequest struct {
 	// Timestamp As the writer counts time (eGo's Go actors write nanoseconds or seconds since the Unix epoch); the server's time, in the unit it is configured with, when omitted.
 	Timestamp *Int64 `json:"timestamp,omitempty"`
 
+	// TtlSeconds The state expires this many seconds after the write (1 second to 10 years of 365 days), and is then absent to every call. Omitted: it never expires, and any earlier expiry goes.
+	//
+	// Examples: 3600
+	TtlSeconds *int `json:"ttl_seconds,omitempty"`
+
 	// VersionNumber 0 to 2^64-1, as a string of decimal digits or a number.
 	VersionNumber Uint64 `json:"version_number"`
 	union         json.RawMessage
@@ -162,6 +167,11 @@ type PutStateRequest1 = interface{}
 
 // State defines model for State.
 type State struct {
+	// ExpiresAt Only on a state that expires: when, in Unix epoch seconds. From that second on it is absent.
+	//
+	// Examples: 3
+	ExpiresAt *Int64 `json:"expires_at,omitempty"`
+
 	// Manifest Fully qualified protobuf message name.
 	//
 	// Examples: acme.billing.v1.AccountState
@@ -192,6 +202,11 @@ type State struct {
 
 // StateWritten What a write stored, without the payload the client already has.
 type StateWritten struct {
+	// ExpiresAt Only on a state that expires: when, in Unix epoch seconds. From that second on it is absent.
+	//
+	// Examples: 3
+	ExpiresAt *Int64 `json:"expires_at,omitempty"`
+
 	// Manifest Fully qualified protobuf message name.
 	//
 	// Examples: acme.billing.v1.AccountState
@@ -262,6 +277,11 @@ type TransactPut struct {
 	// Timestamp As the writer counts time (eGo's Go actors write nanoseconds or seconds since the Unix epoch); the server's time, in the unit it is configured with, when omitted.
 	Timestamp *Int64 `json:"timestamp,omitempty"`
 
+	// TtlSeconds The state expires this many seconds after the write (1 second to 10 years of 365 days), and is then absent to every call. Omitted: it never expires, and any earlier expiry goes.
+	//
+	// Examples: 3600
+	TtlSeconds *int `json:"ttl_seconds,omitempty"`
+
 	// VersionNumber 0 to 2^64-1, as a string of decimal digits or a number.
 	VersionNumber Uint64 `json:"version_number"`
 }
@@ -292,8 +312,13 @@ type TransactResponse struct {
 // TransactResult defines model for TransactResult.
 type TransactResult struct {
 	// Etag The stored version as an ETag, e.g. `"4"`; puts only.
-	Etag          *string `json:"etag,omitempty"`
-	PersistenceId string  `json:"persistence_id"`
+	Etag *string `json:"etag,omitempty"`
+
+	// ExpiresAt Puts of a state that expires only: when, in Unix epoch seconds.
+	//
+	// Examples: 3
+	ExpiresAt     *Int64 `json:"expires_at,omitempty"`
+	PersistenceId string `json:"persistence_id"`
 
 	// VersionNumber The stored version; puts only.
 	//
@@ -690,6 +715,13 @@ func (t PutStateRequest) MarshalJSON() ([]byte, error) {
 		}
 	}
 
+	if t.TtlSeconds != nil {
+		object["ttl_seconds"], err = json.Marshal(t.TtlSeconds)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'ttl_seconds': %w", err)
+		}
+	}
+
 	object["version_number"], err = json.Marshal(t.VersionNumber)
 	if err != nil {
 		return nil, fmt.Errorf("error marshaling 'version_number': %w", err)
@@ -749,6 +781,13 @@ func (t *PutStateRequest) UnmarshalJSON(b []byte) error {
 		err = json.Unmarshal(raw, &t.Timestamp)
 		if err != nil {
 			return fmt.Errorf("error reading 'timestamp': %w", err)
+		}
+	}
+
+	if raw, found := object["ttl_seconds"]; found {
+		err = json.Unmarshal(raw, &t.TtlSeconds)
+		if err != nil {
+			return fmt.Errorf("error reading 'ttl_seconds': %w", err)
 		}
 	}
 
