@@ -84,15 +84,24 @@ async def _check_backend(settings: Settings) -> None:
 
 async def _create_table(settings: Settings) -> str:
     from app.main import unusable_setting
+    from app.states.model import Attribute
     from app.store import StoreConfigurationError
     from app.store.dynamodb import DynamoDBStore
 
     try:
         async with DynamoDBStore.open(settings.dynamodb_table, settings.endpoint_url) as store:
             created = await store.create_table()
+            expiry_warning = await store.enable_time_to_live()
     except StoreConfigurationError as exc:
         raise unusable_setting(exc) from None
-    return f"table {settings.dynamodb_table} {'created' if created else 'already exists'} and is ACTIVE"
+    if expiry_warning is not None:  # the table serves all the same: a warning, not a failure
+        print(f"statestore: warning: {expiry_warning}", file=sys.stderr)
+        expiry = ""
+    else:
+        expiry = f", with time to live on {Attribute.EXPIRES_AT}"
+    return (
+        f"table {settings.dynamodb_table} {'created' if created else 'already exists'} and is ACTIVE{expiry}"
+    )
 
 
 def _openapi(settings: Settings) -> str:

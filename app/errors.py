@@ -92,13 +92,36 @@ class PreconditionFailed(_VersionRefusal):
     slug = "precondition-failed"
 
 
-class PayloadTooLarge(ProblemError):
+class _BodyLeftUnread(ProblemError):
+    """A refusal that leaves the rest of the body unread: the connection cannot carry another request."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
+
+
+class RequestTimeout(_BodyLeftUnread):
+    status = 408
+    title = "Request Timeout"
+    slug = "request-timeout"
+
+
+class ClientClosedRequest(ProblemError):
+    """The client hung up before its body arrived: nobody reads the answer, but the access log and the
+    metrics count it, under nginx's status for it, as the client's doing rather than the service's."""
+
+    status = 499
+    title = "Client Closed Request"
+    slug = "client-closed-request"
+
+
+class PayloadTooLarge(_BodyLeftUnread):
     status = 413
     title = "Content Too Large"
     slug = "too-large"
 
 
-class UnsupportedMediaType(ProblemError):
+class UnsupportedMediaType(_BodyLeftUnread):
     status = 415
     title = "Unsupported Media Type"
     slug = "unsupported-media-type"
@@ -108,6 +131,14 @@ class InvalidState(ProblemError):
     status = 422
     title = "Unprocessable Content"
     slug = "invalid"
+
+
+class CorruptItem(ProblemError):
+    """A stored item the service cannot read: named by its attribute, never by its value (maybe a secret)."""
+
+    status = 502
+    title = "Bad Gateway"
+    slug = "corrupt-item"
 
 
 class BackendUnavailable(ProblemError):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from functools import cache
 from typing import Any
 
@@ -16,17 +20,20 @@ from app import __version__
 from app.api import LifespanState, Services, batch, listing, probes, states
 from app.api.page_tokens import PageTokens
 from app.api.schemas import BatchGetRequest, PutStateRequest, TransactRequest
+from app.clock import Clock
 from app.errors import BackendUnavailable
+from app.http.api_keys import KeyRing
 from app.http.docs import docs_routes
 from app.http.middleware import ApiKeyGuard, ConcurrencyLimit, RequestObserver, UnexpectedErrorLog
 from app.http.openapi import build_openapi
 from app.http.problems import install_problem_handlers
+from app.http.routing import BodyPace
 from app.http.server import settle_heap
 from app.http.stopping import on_stop_signal
 from app.observability.logging import FIELDS
 from app.observability.metrics import Metrics
 from app.protobuf import DescriptorSetError, TypeRegistry
-from app.settings import Settings, SettingsError, load_settings, variable_name
+from app.settings import Settings, SettingsError, load_settings, read_api_keys_file, variable_name
 from app.states.service import StatesService
 from app.states.watches import Watches
 from app.store import CallObserver, StateStore, StoreConfigurationError, ignore_call, open_store
@@ -54,6 +61,30 @@ class _ObservedFastAPI(FastAPI):
         )
 
 
+@contextmanager
+def reloading_on_hangup(keys: KeyRing) -> Iterator[None]:
+    """SIGHUP re-reads the API key file, so that keys rotate without a restart. Only the main thread of a
+    process can take signals: an app served on another thread (as in tests) rotates nothing."""
+    if keys.file is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, keys.reload)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+
+def api_keys(settings: Settings) -> KeyRing:
+    if settings.api_keys_file is None:
+        return KeyRing(settings.api_keys)
+    try:  # read again: the file may have changed since the settings were checked
+        return KeyRing(read_api_keys_file(settings.api_keys_file), settings.api_keys_file)
+    except ValueError as exc:
+        raise SettingsError(f"invalid setting {variable_name('api_keys_file')}: {exc}") from None
+
+
 def load_types(settings: Settings) -> TypeRegistry:
     try:
         return TypeRegistry.load(settings.descriptor_sets)
@@ -69,7 +100,9 @@ def unusable_setting(error: StoreConfigurationError) -> SettingsError:
 
 
 @asynccontextmanager
-async def open_backend(settings: Settings, observer: CallObserver = ignore_call) -> AsyncIterator[StateStore]:
+async def open_backend(
+    settings: Settings, observer: CallObserver = ignore_call, clock: Clock = time.time_ns
+) -> AsyncIterator[StateStore]:
     """The backend the settings name, open; a backend that cannot be used as configured is a
     `SettingsError` naming the variable at fault."""
     try:
@@ -79,15 +112,16 @@ async def open_backend(settings: Settings, observer: CallObserver = ignore_call)
             dynamodb_table=settings.dynamodb_table,
             dynamodb_endpoint_url=settings.endpoint_url,
             observer=observer,
+            clock=clock,
         ) as store:
             yield store
     except StoreConfigurationError as exc:
         raise unusable_setting(exc) from None
 
 
-async def _log_readiness(store: StateStore, settings: Settings) -> None:
+async def _log_readiness(store: StateStore, settings: Settings, keys: KeyRing) -> None:
     """ "ready" once the backend has answered; otherwise a warning that says what is missing."""
-    fields = {"backend": settings.backend, "location": store.description, "api_keys": len(settings.api_keys)}
+    fields = {"backend": settings.backend, "location": store.description, "api_keys": len(keys)}
     try:
         await store.ping()
     except BackendUnavailable as exc:
@@ -103,6 +137,7 @@ async def _log_readiness(store: StateStore, settings: Settings) -> None:
             store.description,
             extra={FIELDS: fields},
         )
+        await _warn_of_lingering_expired_states(store, fields)
 
 
 def _listed_storage(settings: Settings) -> str:
@@ -112,19 +147,34 @@ def _listed_storage(settings: Settings) -> str:
     return f"sqlite:{settings.sqlite_path.resolve()}"
 
 
-def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> FastAPI:
+async def _warn_of_lingering_expired_states(store: StateStore, fields: dict[str, object]) -> None:
+    """A warning, never a failure: expired states are absent to the service whatever the backend keeps."""
+    try:
+        warning = await store.expiry_warning()
+    except BackendUnavailable:
+        return  # the backend answered the readiness check a moment ago; not worth a second warning
+    if warning is not None:
+        logger.warning("%s", warning, extra={FIELDS: fields})
+
+
+def create_app(
+    settings: Settings, *, settle_heap_when_ready: bool = False, clock: Clock = time.time_ns
+) -> FastAPI:
     """The service; `settle_heap_when_ready` tunes the process's garbage collector once it has started,
-    which only a process that serves nothing else should do (`app.main:app`)."""
+    which only a process that serves nothing else should do (`app.main:app`). `clock` is the service's
+    "now" (expiry, server-filled timestamps): the tests give one they move by hand."""
     types = load_types(settings)
     app_metrics = Metrics(settings.backend)
+    keys = api_keys(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[LifespanState]:
         async with AsyncExitStack() as resources:
             store = await resources.enter_async_context(
-                open_backend(settings, app_metrics.observe_backend_call)
+                open_backend(settings, app_metrics.observe_backend_call, clock)
             )
-            await _log_readiness(store, settings)
+            await _log_readiness(store, settings, keys)
+            resources.enter_context(reloading_on_hangup(keys))
             if settle_heap_when_ready:
                 settle_heap()
             watches = Watches(store, settings.watch_poll_ms / 1000, settings.max_waiters, app_metrics)
@@ -137,6 +187,7 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
                 version_guard=settings.version_guard,
                 timestamp_unit=settings.timestamp_unit,
                 watches=watches,
+                clock=clock,
             )
             services = Services(
                 states=states_service, metrics=app_metrics, page_tokens=PageTokens(_listed_storage(settings))
@@ -159,9 +210,10 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
         app.include_router(router)
     app.router.routes.extend(docs)
     install_problem_handlers(app, routes)
+    app.state.body_pace = BodyPace(settings.body_timeout_seconds, settings.min_body_bytes_per_second)
     app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests)
-    if settings.api_keys:  # outermost, so a caller without a key never takes a concurrency slot
-        app.add_middleware(ApiKeyGuard, keys=settings.api_keys)
+    if keys:  # outermost, so a caller without a key never takes a concurrency slot
+        app.add_middleware(ApiKeyGuard, keys=keys)
     app.openapi = lambda: build_openapi(app, _BODIES)  # type: ignore[method-assign]
     return app
 

@@ -9,11 +9,12 @@ import httpx
 import pytest
 
 from app.http import middleware as auth
+from app.http.api_keys import KeyRing
 from app.settings import SettingsError, load_settings
 from support.api import assert_problem, state_body, state_path
 from support.services import ServiceFactory
 
-KEYS = ("first-key", "second.key~with+b64/chars==")
+KEYS = ("first-key-of-two-keys", "second.key~with+b64/chars==")
 CHALLENGE = 'Bearer realm="statestore"'
 
 
@@ -106,12 +107,23 @@ def test_every_key_is_compared_even_after_a_match(monkeypatch: pytest.MonkeyPatc
         return presented == key_digest
 
     monkeypatch.setattr(hmac, "compare_digest", compare_digest)
-    guard = auth.ApiKeyGuard(app=None, keys=KEYS)  # type: ignore[arg-type]
+    guard = auth.ApiKeyGuard(app=None, keys=KeyRing(KEYS))  # type: ignore[arg-type]
     assert guard._refusal([(b"authorization", f"Bearer {KEYS[0]}".encode())]) is None
     assert len(compared) == len(KEYS)
 
 
-@pytest.mark.parametrize("keys", ["good,has space", "good,ünicode", 'quote"d', "=leading-padding"])
+GOOD = "a-good-key-of-24-chars00"
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        f"{GOOD},has space here0000",
+        f"{GOOD},ünicode-key-of-sixteen",
+        'quote"d-key-of-sixteen',
+        "=leading-padding-key-0",
+    ],
+)
 def test_a_key_no_bearer_header_can_carry_stops_start_up_without_showing_it(keys: str) -> None:
     with pytest.raises(SettingsError) as refused:
         load_settings(api_keys=keys)
@@ -121,8 +133,30 @@ def test_a_key_no_bearer_header_can_carry_stops_start_up_without_showing_it(keys
 
 
 def test_keys_are_comma_separated_and_trimmed() -> None:
-    assert load_settings(api_keys=" a1 , b2,,").api_keys == ("a1", "b2")
-    assert load_settings(api_keys="").api_keys == ()
+    assert load_settings(api_keys=f" {GOOD} , {GOOD}2,,").api_keys == (GOOD, f"{GOOD}2")
+    assert load_settings().api_keys == ()
+
+
+@pytest.mark.parametrize("keys", ["", ",", " , ", ",,", "\n"])
+def test_a_set_but_empty_key_list_stops_start_up(keys: str) -> None:
+    """An operator who set the variable believes authentication is on: nothing must switch it off."""
+    with pytest.raises(SettingsError, match=r"^invalid setting STATESTORE_API_KEYS: .*no key given"):
+        load_settings(api_keys=keys)
+
+
+@pytest.mark.parametrize("keys", ["Q9", "fifteen-chars-0", f"{GOOD},short"])
+def test_a_key_shorter_than_16_characters_stops_start_up_without_showing_it(keys: str) -> None:
+    with pytest.raises(SettingsError, match="at least 16 characters") as refused:
+        load_settings(api_keys=keys)
+    assert all(key not in str(refused.value) for key in keys.split(","))
+
+
+async def test_two_authorization_headers_are_a_400(client: httpx.AsyncClient) -> None:
+    """Proxies and frameworks disagree on which of two wins, so neither does."""
+    for second in (KEYS[0], "not-a-key-at-all-really"):
+        headers = [("Authorization", f"Bearer {KEYS[0]}"), ("Authorization", f"Bearer {second}")]
+        response = await client.get(state_path("x"), headers=headers)
+        assert_problem(response, 400)
 
 
 async def test_a_root_path_does_not_open_the_states_calls() -> None:

@@ -362,7 +362,8 @@ def environment(service: Mapping[str, Any]) -> dict[str, str]:
     env = service.get("environment", {})
     if isinstance(env, list):
         env = dict(item.partition("=")[::2] for item in env)
-    return {str(key): with_defaults(str(value)) for key, value in env.items()}
+    # A variable without a value is passed on from compose's own environment, here unset.
+    return {str(key): with_defaults(str(value)) for key, value in env.items() if value is not None}
 
 
 def depends_on(service: Mapping[str, Any]) -> dict[str, str]:

@@ -19,7 +19,7 @@ from app.http.docs import ASSETS, ASSETS_PATH
 from support.processes import REPO, serving_sqlite
 from support.tools import require
 
-KEY = "docs-key"
+KEY = "docs-pages-test-key"
 PAGES = ["/docs", "/redoc"]
 # Summaries of operations: on the page only once its script has fetched the document and rendered it.
 SUMMARIES = ("Write the latest state", "Read up to 1000 states at once")

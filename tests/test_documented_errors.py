@@ -75,6 +75,26 @@ def head_over_the_cap(path: str) -> Provocation:
     return send
 
 
+def two_keys(path: str, body: object) -> Provocation:
+    """Two `Authorization` headers, each with the key."""
+
+    def send(url: str, method: str) -> int:
+        headers = [("Content-Type", "application/json"), *[("Authorization", f"Bearer {KEY}")] * 2]
+        return httpx.request(method, f"{url}{path}", headers=headers, json=body, timeout=30).status_code
+
+    return send
+
+
+def body_too_slow(path: str) -> Provocation:
+    """A body that stops coming after its first byte."""
+
+    def send(url: str, method: str) -> int:
+        lines = ["Content-Type: application/json", f"Authorization: Bearer {KEY}", "Content-Length: 100"]
+        return send_until_answered(url, raw_head(method, path, *lines) + b"\r\n", [b"{"]).status
+
+    return send
+
+
 def put_operation(path: str, version: int, **fields: object) -> dict[str, object]:
     return {"op": "put", "persistence_id": path.removeprefix("/states/"), **state_body(version), **fields}
 
@@ -94,6 +114,7 @@ PROVOCATIONS: dict[tuple[str, str], dict[int, Provocation]] = {
         400: call(MISSING, state_body(1), headers=NOT_A_TAG),
         401: call(MISSING, state_body(1), with_key=False),
         409: call(STORED, state_body(4)),
+        408: body_too_slow(MISSING),
         412: call(MISSING, state_body(1), headers=IF_MATCH_3),
         413: body_over_the_cap(MISSING),
         415: call(MISSING, content=b"manifest=x", content_type="application/x-www-form-urlencoded"),
@@ -108,14 +129,18 @@ PROVOCATIONS: dict[tuple[str, str], dict[int, Provocation]] = {
         431: head_over_the_cap(MISSING),
     },
     ("post", BATCH_GET): {
+        400: two_keys(BATCH_GET, {"persistence_ids": ["a"]}),
         401: call(BATCH_GET, {"persistence_ids": ["a"]}, with_key=False),
+        408: body_too_slow(BATCH_GET),
         413: body_over_the_cap(BATCH_GET),
         415: call(BATCH_GET, content=b"a", content_type="text/plain"),
         422: call(BATCH_GET, {"persistence_ids": []}),
         431: head_over_the_cap(BATCH_GET),
     },
     ("post", TRANSACT): {
+        400: two_keys(TRANSACT, {"operations": [put_operation(MISSING, 1)]}),
         401: call(TRANSACT, {"operations": [put_operation(MISSING, 1)]}, with_key=False),
+        408: body_too_slow(TRANSACT),
         409: call(TRANSACT, {"operations": [put_operation(STORED, 4)]}),
         412: call(TRANSACT, {"operations": [put_operation(MISSING, 1, if_match=3)]}),
         413: body_over_the_cap(TRANSACT),
@@ -141,7 +166,11 @@ CASES = [
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     database = tmp_path_factory.mktemp("errors") / "states.db"
-    settings = {"STATESTORE_API_KEYS": KEY, "STATESTORE_VERSION_GUARD": "monotonic"}
+    settings = {
+        "STATESTORE_API_KEYS": KEY,
+        "STATESTORE_VERSION_GUARD": "monotonic",
+        "STATESTORE_BODY_TIMEOUT_SECONDS": "1",
+    }
     with serving_sqlite(database, settings) as (served, _):
         assert call(STORED, state_body(5))(served, "PUT") == 200
         yield served

@@ -24,7 +24,7 @@ from support.processes import REPO
 from support.services import ServiceFactory
 
 EXAMPLES_PER_OPERATION = 40
-API_KEY = "fuzz-key"
+API_KEY = "fuzz-test-api-key"
 BOUNDS = {
     "version_number": (0, MAX_UINT64),
     "shard": (0, MAX_UINT64),

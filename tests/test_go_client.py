@@ -24,7 +24,7 @@ from support.services import TABLE, ServiceFactory
 GO_CLIENT = REPO / "clients" / "go"
 EGOSTORE = GO_CLIENT / "egostore"
 ACCOUNT = EGOSTORE / "internal" / "accountpb"
-KEY = "go-client-key"
+KEY = "go-client-test-key-1"
 GO_TIMEOUT = 900
 
 

@@ -17,7 +17,7 @@ from support.api import assert_problem, state_body, state_path
 from support.services import ServiceFactory
 from support.uvicorn_thread import serving
 
-KEY = "the-key"
+KEY = "the-request-ids-key"
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from support.uvicorn_thread import serving
 
 SDK = REPO / "tests" / "sdk"
 DOCUMENT = REPO / "openapi" / "openapi.json"
-KEY = "sdk-key"
+KEY = "sdk-conformance-key-1"
 # A first run downloads generators and libraries and compiles them.
 BUILD_TIMEOUT = 900
 RUN_TIMEOUT = 120

@@ -4,8 +4,10 @@ table creation, and the servers' own limits where they differ from DynamoDB's.""
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -16,8 +18,9 @@ import pytest
 from botocore.exceptions import ClientError
 from google.protobuf import any_pb2, wrappers_pb2
 
-from app.errors import TableKeyMismatch
+from app.errors import CorruptItem, TableKeyMismatch
 from app.store.dynamodb import DynamoDBStore
+from app.store.dynamodb.codec import from_item
 from scripts.servers import free_port, service_command
 from support.api import assert_problem, state_body, state_path
 from support.differences import (
@@ -136,6 +139,35 @@ async def test_extra_attributes_and_missing_numbers_are_tolerated(
     assert written.status_code == 200
 
 
+async def test_an_item_whose_expires_at_has_passed_is_absent_until_dynamodb_deletes_it(
+    raw_table: Any, dynamodb_client: httpx.AsyncClient, state_id: str
+) -> None:
+    """DynamoDB's time to live deletes an expired item within days: until then, it is in the table."""
+    item, _ = go_item(state_id)
+    past = int(time.time()) - 1
+    raw_table.put_item(TableName=TABLE, Item={**item, "ExpiresAt": {"N": str(past)}})
+    path = state_path(state_id)
+    assert_problem(await dynamodb_client.get(path), 404)
+    answer = (await dynamodb_client.post("/states:batchGet", json={"persistence_ids": [state_id]})).json()
+    assert answer["missing"] == [state_id]
+    for if_match in ('"7"', "*"):
+        refused = await dynamodb_client.put(path, json=state_body(8), headers={"If-Match": if_match})
+        assert "current_version" not in assert_problem(refused, 412)
+    created = await dynamodb_client.put(path, json=state_body(1), headers={"If-None-Match": "*"})
+    assert created.status_code == 201, created.text
+    stored = raw_table.get_item(TableName=TABLE, Key={"PersistenceID": {"S": state_id}}, ConsistentRead=True)
+    assert "ExpiresAt" not in stored["Item"]
+
+
+async def test_an_item_that_expires_later_reads_with_its_expires_at(
+    raw_table: Any, dynamodb_client: httpx.AsyncClient, state_id: str
+) -> None:
+    item, _ = go_item(state_id)
+    later = int(time.time()) + 3600
+    raw_table.put_item(TableName=TABLE, Item={**item, "ExpiresAt": {"N": str(later)}})
+    assert (await dynamodb_client.get(state_path(state_id))).json()["expires_at"] == str(later)
+
+
 @DYNALITE_RETURNS_NO_OLD_ITEM
 async def test_a_missing_version_attribute_counts_as_zero_in_conditions(
     raw_table: Any, dynamodb_client: httpx.AsyncClient, state_id: str
@@ -202,6 +234,50 @@ def test_create_table_is_idempotent_and_the_table_serves(
     assert description["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     with start_service(backend, dynamodb_table=table) as url:
         assert httpx.get(f"{url}/readyz").status_code == 200
+
+
+def cli_environment(endpoint: str, table: str) -> dict[str, str]:
+    return {
+        "STATESTORE_BACKEND": "dynamodb",
+        "STATESTORE_DYNAMODB_TABLE": table,
+        "STATESTORE_DYNAMODB_ENDPOINT_URL": endpoint,
+    }
+
+
+@DYNALITE_HAS_NO_TTL
+def test_create_table_turns_time_to_live_on_for_expires_at_once(endpoint: str, raw_table: Any) -> None:
+    env = cli_environment(endpoint, f"expiring-{uuid.uuid4().hex[:8]}")
+    for _ in range(2):
+        result = run_cli("create-table", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "with time to live on ExpiresAt" in result.stdout
+        assert result.stderr == ""
+    description = raw_table.describe_time_to_live(TableName=env["STATESTORE_DYNAMODB_TABLE"])
+    assert description["TimeToLiveDescription"]["TimeToLiveStatus"] in ("ENABLING", "ENABLED")
+    assert description["TimeToLiveDescription"]["AttributeName"] == "ExpiresAt"
+
+
+def test_create_table_on_an_endpoint_without_time_to_live_warns_and_succeeds(dynalite_endpoint: str) -> None:
+    table = f"no-ttl-{uuid.uuid4().hex[:8]}"
+    result = run_cli("create-table", env=cli_environment(dynalite_endpoint, table))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"table {table} created and is ACTIVE"
+    assert result.stderr.startswith("statestore: warning: DynamoDB will not delete expired states")
+    assert "UpdateTimeToLive (UnknownOperationException)" in result.stderr
+
+
+def test_start_up_warns_when_dynamodb_will_not_delete_expired_states(
+    backend: str, raw_table: Any, start_service: ServiceFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    table = table_of_its_own(raw_table, "no-ttl")
+    with (
+        caplog.at_level(logging.WARNING, logger="statestore"),
+        start_service(backend, dynamodb_table=table) as url,
+    ):
+        assert httpx.get(f"{url}/readyz").status_code == 200
+    [warning] = [record.getMessage() for record in caplog.records if "expired states" in record.getMessage()]
+    assert f"table {table!r}" in warning
+    assert "time to live is DISABLED" in warning
 
 
 def test_create_table_without_a_backend_fails_in_one_line() -> None:
@@ -368,3 +444,42 @@ def test_a_batch_read_of_items_within_16_mb_is_answered_whole(raw_table: Any) ->
     answer = raw_table.batch_get_item(RequestItems={table: {"Keys": keys, "ConsistentRead": True}})
     assert len(answer["Responses"][table]) == len(keys)
     assert not answer["UnprocessedKeys"]
+
+
+CORRUPT = {
+    "a number beyond uint64": ("VersionNumber", {"N": "1E+125"}),
+    "a fraction": ("ShardNumber", {"N": "1.5"}),
+    "a number beyond int64": ("Timestamp", {"N": "-9223372036854775809"}),
+    "a number as a string": ("VersionNumber", {"S": "7"}),
+    "a manifest as a number": ("StateManifest", {"N": "7"}),
+    "a payload as a string": ("StatePayload", {"S": "secret-value"}),
+}
+
+
+@pytest.mark.parametrize(("attribute", "value"), CORRUPT.values(), ids=CORRUPT.keys())
+async def test_a_corrupt_item_is_a_502_naming_the_attribute_logged_once(
+    raw_table: Any,
+    dynamodb_client: httpx.AsyncClient,
+    state_id: str,
+    attribute: str,
+    value: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    item, _ = go_item(state_id)
+    raw_table.put_item(TableName=TABLE, Item={**item, attribute: value})
+    caplog.set_level(logging.INFO)
+    for response in (
+        await dynamodb_client.get(state_path(state_id)),
+        await dynamodb_client.post("/states:batchGet", json={"persistence_ids": [state_id]}),
+    ):
+        problem = assert_problem(response, 502)
+        assert attribute in problem["detail"]
+        assert next(iter(value.values())) not in response.text
+    logged = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(logged) == 2, logged  # once for each of the two requests
+    assert all(attribute in message and "Traceback" not in message for message in logged)
+
+
+def test_an_item_without_its_key_is_refused_naming_the_key() -> None:
+    with pytest.raises(CorruptItem, match="PersistenceID"):
+        from_item({"VersionNumber": {"N": "1"}})

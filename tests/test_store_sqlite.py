@@ -6,11 +6,14 @@ Crash durability and sharing one file between processes are in test_crash_sqlite
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import httpx
 
+from scripts.servers import free_port, service_command
 from support.api import state_body, state_path
 from support.processes import serving_sqlite
 
@@ -61,3 +64,25 @@ async def test_writes_committed_together_stay_independent(tmp_path: Path) -> Non
             ]
             reads = await asyncio.gather(*(client.get(state_path(f"burst-{n}")) for n in range(100)))
             assert [read.status_code for read in reads] == [404 if n % 5 == 0 else 200 for n in range(100)]
+
+
+def test_a_device_or_a_fifo_is_refused_before_any_file_is_made(tmp_path: Path) -> None:
+    fifo = tmp_path / "states.fifo"
+    os.mkfifo(fifo)
+    null_journal_before = os.path.exists("/dev/null-journal")
+    for path in (fifo, Path("/dev/null")):
+        result = subprocess.run(
+            service_command("serve"),
+            env={**os.environ, "STATESTORE_SQLITE_PATH": str(path), "STATESTORE_PORT": str(free_port())},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert result.stderr.startswith("statestore: invalid setting STATESTORE_SQLITE_PATH: ")
+        assert "not a regular file" in result.stderr
+    assert sorted(tmp_path.iterdir()) == [fifo]
+    if not null_journal_before:
+        assert not os.path.exists("/dev/null-journal")
+        assert not os.path.exists("/dev/null-wal")

@@ -50,7 +50,17 @@ def test_the_locks_hold_uvicorn_at_the_checked_version() -> None:
 
 
 # The subclass's own methods; every other method it defines overrides one of uvicorn's.
-OWN_METHODS = {"_begin_head", "_check_head", "_refuse", "_without_upgrade"}
+OWN_METHODS = {
+    "_begin_head",
+    "_check_head",
+    "_check_linger",
+    "_discard",
+    "_method",
+    "_refuse",
+    "_refuse_head_size",
+    "_without_upgrade",
+    "close_lingering",
+}
 
 
 def test_every_method_the_subclass_overrides_exists_in_uvicorns_class() -> None:

@@ -25,7 +25,7 @@ from app.api.schemas import (
 from app.errors import InvalidState
 from app.http.problems import problem_responses
 from app.http.routing import RequestRoute, documented, json_body
-from app.states.model import DeleteOperation, Precondition
+from app.states.model import DeleteOperation, Precondition, StateRecord
 from app.states.service import PlannedPut
 
 router = APIRouter(tags=["states"], route_class=RequestRoute)
@@ -78,17 +78,22 @@ async def transact_states(request: Request) -> Response:
     return json_response(
         {
             "results": [
-                {"persistence_id": operation.persistence_id}
-                if record is None
-                else {
-                    "persistence_id": operation.persistence_id,
-                    "version_number": str(record.version_number),
-                    "etag": etag(record.version_number),
-                }
+                _result(operation.persistence_id, record)
                 for operation, record in zip(operations, stored, strict=True)
             ]
         }
     )
+
+
+def _result(persistence_id: str, stored: StateRecord | None) -> dict[str, str]:
+    """What one operation left: a put's version (and expiry), nothing more for a delete."""
+    result = {"persistence_id": persistence_id}
+    if stored is not None:
+        result["version_number"] = str(stored.version_number)
+        result["etag"] = etag(stored.version_number)
+        if stored.expires_at is not None:
+            result["expires_at"] = str(stored.expires_at)
+    return result
 
 
 def _planned_operations(

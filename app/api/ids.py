@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 from starlette.requests import Request
 
 from app.errors import InvalidState
+from app.http.middleware import PERSISTENCE_ID_KEY
 from app.http.routing import Parameter
 
 MAX_ID_BYTES = 2048
@@ -48,18 +49,29 @@ def check_persistence_id(value: str, loc: list[str | int]) -> str:
 
 
 def path_persistence_id(request: Request) -> str:
-    """The `{persistence_id}` of a `/states/...` path, or a 422."""
+    """The `{persistence_id}` of a `/states/...` path, decoded once from the path as sent, or a 422.
+
+    The router matched the decoded path, in which `/states%2Fa/states/b` and `/%73tates/b` both read
+    `/states/...`: only a path whose `/states/` is spelled out is the path of a state, and its id is all
+    that follows. The id is kept on the request, for the access log to name the state acted on.
+    """
+    scope = request.scope
     # The server's decoded path replaces invalid UTF-8 silently; decode the raw path strictly instead.
-    raw_path: bytes = request.scope.get("raw_path") or b""
-    _, found, encoded = raw_path.partition(_STATES_PREFIX)
-    if not found:
-        persistence_id: str = request.path_params["persistence_id"]
-    else:
-        try:
-            persistence_id = unquote_to_bytes(encoded).decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidState(
-                "persistence_id must be percent-encoded UTF-8",
-                errors=[{"loc": ["path", "persistence_id"], "msg": "must be UTF-8"}],
-            ) from None
-    return check_persistence_id(persistence_id, ["path", "persistence_id"])
+    raw_path: bytes = scope.get("raw_path") or quote(scope["path"]).encode()
+    root = scope.get("root_path", "").encode()
+    if root and raw_path.startswith(root):
+        raw_path = raw_path[len(root) :]
+    if not raw_path.startswith(_STATES_PREFIX):
+        raise InvalidState(
+            "the path must begin with /states/ as written, not percent-encoded",
+            errors=[{"loc": ["path"], "msg": "must begin with /states/, not percent-encoded"}],
+        )
+    try:
+        persistence_id = unquote_to_bytes(raw_path[len(_STATES_PREFIX) :]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidState(
+            "persistence_id must be percent-encoded UTF-8",
+            errors=[{"loc": ["path", "persistence_id"], "msg": "must be UTF-8"}],
+        ) from None
+    scope[PERSISTENCE_ID_KEY] = check_persistence_id(persistence_id, ["path", "persistence_id"])
+    return persistence_id

@@ -38,6 +38,8 @@ def state_resource(
         "timestamp": str(record.timestamp),
         "shard": str(record.shard),
     }
+    if record.expires_at is not None:
+        body["expires_at"] = str(record.expires_at)
     if with_payload:
         body["payload"] = encode_base64(record.payload)
     if decoded_by is not None:

@@ -22,7 +22,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from app.api.ids import DOCUMENTED_ID
 from app.http.openapi import DECIMAL_PATTERNS, integer_answer
-from app.states.model import MAX_INT64, MAX_UINT64
+from app.states.model import MAX_INT64, MAX_TTL_SECONDS, MAX_UINT64
 
 MANIFEST_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 MAX_BATCH_GET_IDS = 1000
@@ -70,16 +70,21 @@ def encode_base64(data: bytes) -> str:
     return pybase64.b64encode(data).decode("ascii")
 
 
+def _whole(value: object) -> object:
+    """3.0 is the integer 3 to JSON Schema: accepted below 2^53, where a float is exact."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_FLOATS:
+        return int(value)
+    return value
+
+
 def _integral(value: object) -> object:
-    """A 64-bit integer from JSON: an integer, or a string of its decimal digits (protobuf's JSON mapping);
-    3.0 is the integer 3 to JSON Schema, and is accepted below 2^53, where a float is exact."""
+    """A 64-bit integer from JSON: an integer, or a string of its decimal digits (protobuf's JSON mapping),
+    or a whole float (`_whole`)."""
     if isinstance(value, str):
         if len(value) > _MAX_DECIMAL_DIGITS or not _DECIMAL_INTEGER.fullmatch(value):
             raise ValueError('must be an integer, or a string of its decimal digits such as "3"')
         return int(value)
-    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_FLOATS:
-        return int(value)
-    return value
+    return _whole(value)
 
 
 def _wire_integer(format_: str, minimum: int, maximum: int, description: str) -> WithJsonSchema:
@@ -107,6 +112,10 @@ Int64 = Annotated[StrictInt, Field(ge=-MAX_INT64 - 1, le=MAX_INT64), BeforeValid
 # alone, without a union branch's name and a second "should be None" error; documented without the null.
 OptionalUint64 = Annotated[Uint64 | None, _UINT64_WIRE]
 OptionalInt64 = Annotated[Int64 | None, _INT64_WIRE]
+TtlSeconds = Annotated[
+    Annotated[StrictInt, Field(ge=1, le=MAX_TTL_SECONDS), BeforeValidator(_whole)] | None,
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_TTL_SECONDS}),
+]
 # Checked by `check_persistence_id` (bytes, not characters), so that body ids answer as path ids do.
 BodyPersistenceId = Annotated[
     str,
@@ -172,6 +181,12 @@ class PutStateRequest(_Body):
         " epoch); the server's time, in the unit it is configured with, when omitted.",
     )
     shard: Annotated[Uint64, Field(description="0 when omitted.")] = 0
+    ttl_seconds: TtlSeconds = Field(
+        None,
+        description="The state expires this many seconds after the write (1 second to 10 years of 365"
+        " days), and is then absent to every call. Omitted: it never expires, and any earlier expiry goes.",
+        examples=[3600],
+    )
     persistence_id: str | None = Field(
         None, description="When present, must equal the path's persistence id."
     )
@@ -193,6 +208,11 @@ class _StateFields(BaseModel):
         "int64", "As written: Unix epoch milliseconds by default, nanoseconds or seconds from eGo actors."
     )
     shard: str = integer_answer("uint64", "The shard, 0 to 2^64-1.")
+    expires_at: str | SkipJsonSchema[None] = integer_answer(
+        "int64",
+        "Only on a state that expires: when, in Unix epoch seconds. From that second on it is absent.",
+        optional=True,
+    )
 
 
 class StateWritten(_StateFields):
@@ -291,6 +311,9 @@ class TransactResult(BaseModel):
     )
     etag: str | SkipJsonSchema[None] = Field(
         None, description='The stored version as an ETag, e.g. `"4"`; puts only.'
+    )
+    expires_at: str | SkipJsonSchema[None] = integer_answer(
+        "int64", "Puts of a state that expires only: when, in Unix epoch seconds.", optional=True
     )
 
 

@@ -9,40 +9,40 @@ Each is plain ASGI: `BaseHTTPMiddleware` would add a task and a body copy to eve
 - `UnexpectedErrorLog` writes one log record for each unexpected error, with its traceback and the request
   id. Starlette's `ServerErrorMiddleware` answers an unhandled exception with the app's 500 handler, then
   raises it again for the server to log: uvicorn would log it a second time, once the request id is gone.
-- `ApiKeyGuard`: with `STATESTORE_API_KEYS` set, every `/states…` call needs `Authorization: Bearer <key>`.
+- `ApiKeyGuard`: with API keys set, every `/states…` call needs one `Authorization: Bearer <key>` header.
   It runs in front of the routes, so a caller without a key learns nothing (not even 413, 415 or 422) and
-  costs no body read. The presented token's digest is compared with the digest of every key, each in
-  constant time, so the time a refusal takes tells neither which key came closest nor how long keys are.
+  costs no body read.
 - `ConcurrencyLimit` answers `503` with `Retry-After` once too many requests are in progress, instead of
   queueing them: under overload a queue only makes every answer late, and a quick `503` lets clients back
   off. The probes and `/metrics` are never refused: a busy process is neither dead nor unready. Nor are
   requests that wait for a change (`wait=` on a GET or HEAD): they hold no worker, and
   `STATESTORE_MAX_WAITERS` bounds them instead. Counting them would refuse the usual herd: every client
   of a state waiting again at the same moment, straight after a change answered them all.
+  A request waiting for its body is not in progress: clients that send slowly cannot use up the slots.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import random
 import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import Unauthorized
+from app.errors import BadRequest, ProblemError, Unauthorized
+from app.http.api_keys import KeyRing
 from app.http.problems import problem_response, render_problem
 from app.observability.logging import FIELDS, current_request_id
 from app.observability.metrics import Metrics
 
 UNMATCHED = "<unmatched>"
+PERSISTENCE_ID_KEY = "statestore.persistence_id"
+"""Where a handler leaves, in the request's scope, the one persistence id it decoded and acted on."""
 MAX_LOGGED_ID_CHARACTERS = 2048
 """A refused persistence id can be far longer than a valid one; the log line stays bounded."""
 REQUEST_ID_HEADER = b"x-request-id"
@@ -107,41 +107,59 @@ class RequestObserver:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            seconds = time.perf_counter() - started
-            route, path_params = self._route_of(scope)
-            self.metrics.observe_request(scope["method"], route, status, seconds)
-            if access_logger.isEnabledFor(logging.INFO):
-                persistence_id = path_params.get("persistence_id")
-                client = scope.get("client")
-                fields = {
-                    "method": scope["method"],
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 3),
-                    "persistence_id": persistence_id and persistence_id[:MAX_LOGGED_ID_CHARACTERS],
-                    "client": client[0] if client else None,
-                }
-                access_logger.info("%s %s %d", scope["method"], route, status, extra={FIELDS: fields})
+            client = scope.get("client")
+            record_request(
+                self.metrics,
+                scope["method"],
+                self._route_of(scope),
+                status,
+                time.perf_counter() - started,
+                persistence_id=scope.get(PERSISTENCE_ID_KEY),
+                client=client[0] if client else None,
+            )
             current_request_id.reset(token)
 
-    def _route_of(self, scope: Scope) -> tuple[str, dict[str, Any]]:
-        """The template of the route that served (or would have served) the request, and its path parameters.
+    def _route_of(self, scope: Scope) -> str:
+        """The template of the route that served (or would have served) the request.
 
         Requests answered before routing (401, 413, 415) are matched here, so they are counted under
         their route too; only a path that no route knows is `<unmatched>`.
         """
         route: BaseRoute | None = scope.get("route")
         if route is not None:
-            return getattr(route, "path_format", UNMATCHED), scope.get("path_params", {})
-        partial: tuple[str, dict[str, Any]] | None = None
+            return getattr(route, "path_format", UNMATCHED)
+        partial: str | None = None
         for candidate in self.routes:
-            match, child_scope = candidate.matches(scope)
-            found = (getattr(candidate, "path_format", UNMATCHED), child_scope.get("path_params", {}))
+            match, _ = candidate.matches(scope)
             if match is Match.FULL:
-                return found
+                return getattr(candidate, "path_format", UNMATCHED)
             if match is Match.PARTIAL and partial is None:
-                partial = found
-        return partial or (UNMATCHED, {})
+                partial = getattr(candidate, "path_format", UNMATCHED)
+        return partial or UNMATCHED
+
+
+def record_request(
+    metrics: Metrics,
+    method: str,
+    route: str,
+    status: int,
+    seconds: float,
+    *,
+    persistence_id: str | None,
+    client: str | None,
+) -> None:
+    """Count, time and log one answered request: every answer the service gives, the server's own included."""
+    metrics.observe_request(method, route, status, seconds)
+    if access_logger.isEnabledFor(logging.INFO):
+        fields = {
+            "method": method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "persistence_id": persistence_id and persistence_id[:MAX_LOGGED_ID_CHARACTERS],
+            "client": client,
+        }
+        access_logger.info("%s %s %d", method, route, status, extra={FIELDS: fields})
 
 
 class UnexpectedErrorLog:
@@ -158,36 +176,44 @@ class UnexpectedErrorLog:
             error_logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
 
 
-def _digest(secret: bytes) -> bytes:
-    return hashlib.sha256(secret).digest()
+def _has_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    return any(
+        (name == b"content-length" and value.strip() != b"0") or name == b"transfer-encoding"
+        for name, value in headers
+    )
 
 
 class ApiKeyGuard:
-    def __init__(self, app: ASGIApp, keys: Sequence[str]) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyRing) -> None:
         self.app = app
-        self._key_digests = tuple(_digest(key.encode()) for key in keys)
+        self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and is_protected(route_path(scope)):
             refusal = self._refusal(scope["headers"])
             if refusal is not None:
-                await render_problem(refusal)(scope, receive, send)
+                response = render_problem(refusal)
+                if _has_body(scope["headers"]):  # left unread: the connection cannot carry another request
+                    response.headers["Connection"] = "close"
+                await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def _refusal(self, headers: Iterable[tuple[bytes, bytes]]) -> Unauthorized | None:
-        credentials = next((value for name, value in headers if name == b"authorization"), None)
-        if credentials is None:
+    def _refusal(self, headers: Iterable[tuple[bytes, bytes]]) -> ProblemError | None:
+        found = [value for name, value in headers if name == b"authorization"]
+        if not found:
             return Unauthorized("this call needs the header `Authorization: Bearer <API key>`")
-        scheme, _, token = credentials.partition(b" ")
+        if len(found) > 1:
+            # Proxies and frameworks disagree on which of two wins; one that checks the first and passes on
+            # the last would let a second key through unchecked.
+            return BadRequest("the request carries more than one Authorization header")
+        scheme, _, token = found[0].partition(b" ")
         token = token.strip()
         if scheme.lower() != b"bearer" or not token:
             return Unauthorized("the Authorization header must use the Bearer scheme: `Bearer <API key>`")
-        presented = _digest(token)
-        matched = False
-        for key_digest in self._key_digests:
-            matched |= hmac.compare_digest(presented, key_digest)
-        return None if matched else Unauthorized("the API key is not valid", invalid_token=True)
+        return (
+            None if self.keys.matches(token) else Unauthorized("the API key is not valid", invalid_token=True)
+        )
 
 
 def _waits(scope: Scope) -> bool:
@@ -217,8 +243,17 @@ class ConcurrencyLimit:
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )(scope, receive, send)
         else:
+
+            async def receive_uncounted() -> Message:
+                # A request waiting for its body holds no slot: slow senders must not lock out the rest.
+                self.in_progress -= 1
+                try:
+                    return await receive()
+                finally:
+                    self.in_progress += 1
+
             self.in_progress += 1
             try:
-                await self.app(scope, receive, send)
+                await self.app(scope, receive_uncounted, send)
             finally:
                 self.in_progress -= 1

@@ -131,16 +131,19 @@ def _declare_bearer_keys(document: dict[str, Any]) -> None:
         for operation in operations.values():
             if is_protected(path):
                 operation["security"] = [{SECURITY_SCHEME: []}]
-                _add_problems(operation, 401)
+                _add_problems(operation, 400, 401)  # 400: two `Authorization` headers
             else:  # said outright: an operation without `security` would take a top-level requirement
                 operation["security"] = []
 
 
 def _declare_head_refusals(document: dict[str, Any]) -> None:
-    """`BoundedHttpToolsProtocol` refuses a request head that is too large before any route sees it."""
+    """`BoundedHttpToolsProtocol` refuses a request head that is too large before any route sees it, and a
+    body that is late or too slow is a 408."""
     for operations in document["paths"].values():
         for operation in operations.values():
             _add_problems(operation, 431)
+            if "requestBody" in operation:
+                _add_problems(operation, 408)
 
 
 def _add_problems(operation: dict[str, Any], *statuses: int) -> None:

@@ -6,23 +6,26 @@ which cost more CPU than the rest of a read served from SQLite (docs/design.md).
 `openapi_extra` as FastAPI would declare them, with `documented`), and Starlette serves them, calling the
 endpoint with the `Request`. The endpoint reads the few parts it needs with the readers below.
 A body must be JSON (else 415) and at most `MAX_BODY_BYTES` (else 413, decided from `Content-Length` or
-while it streams in, so that no request makes the service hold more).
+while it streams in, so that no request makes the service hold more), and must arrive in time and at a
+minimum rate (`BodyPace`, else 408), so that no client holds a request open by sending slowly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Message, Receive
 
-from app.errors import PayloadTooLarge, UnsupportedMediaType
+from app.errors import ClientClosedRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -105,14 +108,33 @@ def list_header(request: Request, name: str) -> str | None:
     return ", ".join(values) if values else None
 
 
-class _BodyTooLarge(PayloadTooLarge):
-    def __init__(self) -> None:
-        super().__init__(f"the request body exceeds {MAX_BODY_BYTES} bytes")
+def _body_too_large() -> PayloadTooLarge:
+    return PayloadTooLarge(f"the request body exceeds {MAX_BODY_BYTES} bytes")
 
-    @property
-    def headers(self) -> dict[str, str]:
-        # The rest of the body is never read, so the connection cannot carry another request.
-        return {"Connection": "close"}
+
+@dataclass(frozen=True, slots=True)
+class BodyPace:
+    """How long a body may take: all of it within `timeout` seconds, and at `min_rate` bytes a second on
+    average once the first `RATE_GRACE_SECONDS` have passed (0: no minimum rate)."""
+
+    RATE_GRACE_SECONDS: ClassVar[float] = 5.0
+
+    timeout: float
+    min_rate: int
+
+    async def next_message(self, receive: Receive, started: float, received: int) -> Message:
+        """The next body message, or a 408 once the body is late or too slow."""
+        allowed = self.timeout
+        if self.min_rate:
+            allowed = min(allowed, max(self.RATE_GRACE_SECONDS, received / self.min_rate))
+        try:
+            async with asyncio.timeout_at(started + allowed):
+                return await receive()
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the request body did not arrive within {self.timeout:g} s"
+                f" at {self.min_rate} bytes a second or more"
+            ) from None
 
 
 def _is_json_media_type(content_type: str) -> bool:
@@ -127,17 +149,27 @@ async def _bounded_body(request: Request) -> bytes:
         raise UnsupportedMediaType("the request body must be application/json")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _BodyTooLarge
+        raise _body_too_large()
     chunks: list[bytes] = []
     received = 0
-    # The stream, not `request.body()`, which would keep the raw body alive on the request until the
+    started: float | None = None
+    # Messages, not `request.body()`, which would keep the raw body alive on the request until the
     # response, backend call included (docs/design.md).
-    async for chunk in request.stream():
+    message = await request.receive()
+    while True:
+        if message["type"] == "http.disconnect":
+            raise ClientClosedRequest("the client closed the connection before its body arrived")
+        chunk: bytes = message.get("body", b"")
         received += len(chunk)
         if received > MAX_BODY_BYTES:
-            raise _BodyTooLarge
+            raise _body_too_large()
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+        if started is None:  # a body still on its way: from now on, it is paced
+            started = asyncio.get_running_loop().time()
+        pace: BodyPace = request.app.state.body_pace
+        message = await pace.next_message(request.receive, started, received)
 
 
 async def json_body(request: Request, model: type[_Model]) -> _Model:

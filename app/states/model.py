@@ -21,6 +21,9 @@ the same atomic step, so "applied" always describes one instant at which every o
 
 Every backend refuses a state that would not fit in a DynamoDB item (`item_size`), so that a state
 stored on one backend can be stored on any.
+
+A state may expire (`expires_at`, Unix epoch seconds): from that second on it is absent for every read
+and every condition (`present`), whether or not the backend has deleted it yet.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ MAX_UINT64 = 2**64 - 1
 MAX_INT64 = 2**63 - 1
 MAX_ITEM_BYTES = 400 * 1024
 MAX_TRANSACTION_BYTES = 4 * 1024 * 1024  # the items of one TransactWriteItems call, together
+MAX_TTL_SECONDS = 10 * 365 * 24 * 60 * 60
 
 
 class Attribute:
@@ -46,6 +50,8 @@ class Attribute:
     MANIFEST = "StateManifest"
     TIMESTAMP = "Timestamp"
     SHARD = "ShardNumber"
+    EXPIRES_AT = "ExpiresAt"
+    """Only on states that expire, in DynamoDB's TTL format; ego-contrib's Go store never writes it."""
 
 
 _NAMES_BYTES = sum(
@@ -69,6 +75,10 @@ class StateRecord:
     payload: bytes
     timestamp: int
     shard: int
+    expires_at: int | None = None
+
+    def expired(self, now: int) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
     def same_state_as(self, other: StateRecord) -> bool:
         return (
@@ -133,6 +143,11 @@ class Precondition:
 UNCONDITIONAL = Precondition()
 
 
+def present(stored: StateRecord | None, now: int) -> StateRecord | None:
+    """What a read or a condition finds stored at `now` (epoch seconds): an expired state is absent."""
+    return None if stored is None or stored.expired(now) else stored
+
+
 def refusal(precondition: Precondition, stored: StateRecord | None) -> PreconditionFailed | VersionConflict:
     """The error for a write whose condition failed against `stored`."""
     if stored is None:
@@ -194,6 +209,7 @@ def item_size(record: StateRecord) -> int:
         + _number_bytes(record.version_number)
         + _number_bytes(record.timestamp)
         + _number_bytes(record.shard)
+        + (0 if record.expires_at is None else len(Attribute.EXPIRES_AT) + _number_bytes(record.expires_at))
     )
 
 

@@ -1,10 +1,10 @@
 """The states service: what a write request becomes before any backend call, and the calls themselves.
 
 A write's payload is checked against its type (or its JSON state serialized), it gets the server's time
-when it has none, the version guard joins the client's precondition, and a state that would not fit in
-a DynamoDB item is refused, on every backend alike. A transaction's puts get the same treatment, and the
-transaction as a whole must fit DynamoDB's rules (at most 4 MB of items), so a transaction that works on
-one backend works on the other.
+when it has none and an expiry when it asks for one (`ttl_seconds`), the version guard joins the
+client's precondition, and a state that would not fit in a DynamoDB item is refused, on every backend
+alike. A transaction's puts get the same treatment, and the transaction as a whole must fit DynamoDB's
+rules (at most 4 MB of items), so a transaction that works on one backend works on the other.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from app.clock import NANOSECONDS_PER_SECOND, Clock
 from app.errors import InvalidState, PayloadTooLarge, ProblemError
 from app.protobuf import TypeRegistry
 from app.settings import ManifestPolicy, TimestampUnit, VersionGuard
@@ -47,6 +48,8 @@ class WriteRequest(Protocol):
     def timestamp(self) -> int | None: ...
     @property
     def shard(self) -> int: ...
+    @property
+    def ttl_seconds(self) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,7 @@ class StatesService:
     version_guard: VersionGuard
     timestamp_unit: TimestampUnit
     watches: Watches
+    clock: Clock = time.time_ns
 
     async def ping(self) -> None:
         await self.store.ping()
@@ -121,13 +125,18 @@ class StatesService:
         return results
 
     def _record_to_write(self, persistence_id: str, request: WriteRequest) -> StateRecord:
+        now = self.clock()
+        timestamp = request.timestamp
+        if timestamp is None:
+            timestamp = now // _NANOSECONDS[self.timestamp_unit]
         record = StateRecord(
             persistence_id=persistence_id,
             version_number=request.version_number,
             manifest=request.manifest,
             payload=self._payload_to_store(request),
-            timestamp=self._now() if request.timestamp is None else request.timestamp,
+            timestamp=timestamp,
             shard=request.shard,
+            expires_at=None if request.ttl_seconds is None else _expiry(now, request.ttl_seconds),
         )
         size = item_size(record)
         if size > MAX_ITEM_BYTES:
@@ -157,10 +166,6 @@ class StatesService:
             )
         return request.payload
 
-    def _now(self) -> int:
-        """The time of a write that carries none, in the unit of the Go actors that share the table."""
-        return time.time_ns() // _NANOSECONDS[self.timestamp_unit]
-
     def _with_guard(self, precondition: Precondition, record: StateRecord) -> Precondition:
         """The client's precondition, plus the monotonic version guard when it is on."""
         if self.version_guard == "monotonic":
@@ -168,7 +173,13 @@ class StatesService:
         return precondition
 
 
-_NANOSECONDS: dict[TimestampUnit, int] = {"s": 1_000_000_000, "ms": 1_000_000, "ns": 1}
+# The unit of a write's timestamp when it carries none: that of the Go actors that share the table.
+_NANOSECONDS: dict[TimestampUnit, int] = {"s": NANOSECONDS_PER_SECOND, "ms": 1_000_000, "ns": 1}
+
+
+def _expiry(now: int, ttl_seconds: int) -> int:
+    """Epoch seconds `ttl_seconds` after `now` (nanoseconds), rounded up: a state lives at least that long."""
+    return -(-now // NANOSECONDS_PER_SECOND) + ttl_seconds
 
 
 def _refusal(field: str, detail: str) -> InvalidState:

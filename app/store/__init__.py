@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
+from app.clock import Clock
 from app.states.model import Operation, Page, Precondition, StateRecord
 
 CallObserver = Callable[[str, float, Exception | None], None]
@@ -65,6 +66,7 @@ class StateStore(Protocol):
         """Where this store writes, for the start-up log line."""
         ...
 
+    # Every read and every precondition treats a state that has expired by the store's clock as absent.
     async def get(self, persistence_id: str) -> StateRecord | None: ...
 
     async def put(self, record: StateRecord, precondition: Precondition) -> StateRecord:
@@ -101,6 +103,10 @@ class StateStore(Protocol):
         """Raise `BackendUnavailable` unless the backend answers and its table exists."""
         ...
 
+    async def expiry_warning(self) -> str | None:
+        """Why expired states would stay in storage for good, or None when the backend deletes them."""
+        ...
+
 
 @asynccontextmanager
 async def open_store(
@@ -110,15 +116,19 @@ async def open_store(
     dynamodb_table: str,
     dynamodb_endpoint_url: str | None,
     observer: CallObserver = ignore_call,
+    clock: Clock = time.time_ns,
 ) -> AsyncIterator[StateStore]:
-    """The backend named, open for the life of the process, reporting its calls to `observer`."""
+    """The backend named, open for the life of the process, reporting its calls to `observer`, telling
+    expired states by `clock`."""
     if backend == "dynamodb":
         from app.store.dynamodb import DynamoDBStore
 
-        async with DynamoDBStore.open(dynamodb_table, dynamodb_endpoint_url, observer=observer) as dynamodb:
+        async with DynamoDBStore.open(
+            dynamodb_table, dynamodb_endpoint_url, observer=observer, clock=clock
+        ) as dynamodb:
             yield dynamodb
     else:
         from app.store.sqlite import SQLiteStore
 
-        async with SQLiteStore.open(sqlite_path, observer) as sqlite:
+        async with SQLiteStore.open(sqlite_path, observer, clock) as sqlite:
             yield sqlite

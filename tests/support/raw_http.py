@@ -44,10 +44,11 @@ def send_until_answered(url: str, head: bytes, body: Iterable[bytes] = ()) -> Ra
             except (BrokenPipeError, ConnectionResetError):
                 break
             sent += len(chunk)
-        return _read_response(sock, sent)
+        return read_response(sock, sent)
 
 
-def _read_response(sock: socket.socket, sent: int) -> RawResponse:
+def read_response(sock: socket.socket, sent: int = 0) -> RawResponse:
+    """The answer on `sock`, read until the server closes the connection."""
     data = b""
     try:
         while chunk := sock.recv(65536):

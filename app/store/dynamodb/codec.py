@@ -1,11 +1,20 @@
-"""The item layout of ego-contrib's Go store, and preconditions as DynamoDB condition expressions."""
+"""The item layout of ego-contrib's Go store, and preconditions as DynamoDB condition expressions.
+
+An item whose `ExpiresAt` is at or below "now" is absent to every condition, as it is to reads: DynamoDB's
+TTL deletes such items only eventually, so the conditions say "gone" as `attribute_not_exists(#k) OR
+#e <= :now` in the same atomic step as every other check.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from contextlib import suppress
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from app.errors import CorruptItem
+from app.observability.logging import FIELDS
 from app.states.model import Attribute, Precondition, StateRecord
 
 if TYPE_CHECKING:
@@ -14,6 +23,7 @@ if TYPE_CHECKING:
     Item = dict[str, AttributeValueTypeDef]
 
 HASH_KEY = Attribute.PERSISTENCE_ID
+logger = logging.getLogger("statestore.store")
 
 
 def key_of(persistence_id: str) -> Item:
@@ -21,7 +31,8 @@ def key_of(persistence_id: str) -> Item:
 
 
 def to_item(record: StateRecord) -> Item:
-    return {
+    """The whole item: a put replaces every attribute, so a state written without expiry loses any."""
+    item: Item = {
         HASH_KEY: {"S": record.persistence_id},
         Attribute.VERSION_NUMBER: {"N": str(record.version_number)},
         Attribute.PAYLOAD: {"B": record.payload},
@@ -29,42 +40,124 @@ def to_item(record: StateRecord) -> Item:
         Attribute.TIMESTAMP: {"N": str(record.timestamp)},
         Attribute.SHARD: {"N": str(record.shard)},
     }
+    if record.expires_at is not None:
+        item[Attribute.EXPIRES_AT] = {"N": str(record.expires_at)}
+    return item
+
+
+_RANGES = {
+    Attribute.VERSION_NUMBER: (0, 2**64 - 1),
+    Attribute.TIMESTAMP: (-(2**63), 2**63 - 1),
+    Attribute.SHARD: (0, 2**64 - 1),
+    Attribute.EXPIRES_AT: (-(2**63), 2**63 - 1),
+}
+# Longer than any 64-bit integer written out, even with an exponent: not one, and not worth converting.
+_MAX_TEXT = 32
+
+
+def _attribute(item: Mapping[str, Any], name: str, kind: str) -> Any:
+    """The value of attribute `name`, of DynamoDB type `kind`, or None when the item lacks it."""
+    attribute = item.get(name)
+    if attribute is None:
+        return None
+    if not isinstance(attribute, Mapping) or kind not in attribute:
+        raise _corrupt(item, name, f"is not of type {kind}")
+    return attribute[kind]
 
 
 def _number(item: Mapping[str, Any], name: str) -> int:
-    value: Any = item.get(name, {}).get("N")
-    if value is None:
-        return 0
-    return int(value) if value.isdigit() else int(Decimal(value))
+    value = _optional_number(item, name)
+    return 0 if value is None else value
+
+
+def _optional_number(item: Mapping[str, Any], name: str) -> int | None:
+    text: Any = _attribute(item, name, "N")
+    if text is None:
+        return None
+    lowest, highest = _RANGES[name]
+    value: Decimal | None = None
+    if isinstance(text, str) and len(text) <= _MAX_TEXT:
+        with suppress(ArithmeticError):
+            value = Decimal(text)
+    if (
+        value is None
+        or not value.is_finite()
+        or value != value.to_integral_value()
+        or not lowest <= value <= highest
+    ):
+        raise _corrupt(item, name, f"is not a whole number in {lowest}..{highest}")
+    return int(value)
+
+
+def _corrupt(item: Mapping[str, Any], name: str, problem: str) -> CorruptItem:
+    key = item.get(HASH_KEY)
+    persistence_id = key.get("S") if isinstance(key, Mapping) else None
+    logger.error(
+        "a stored item cannot be read: its attribute %s %s",
+        name,
+        problem,
+        extra={FIELDS: {"persistence_id": persistence_id, "attribute": name}},
+    )
+    return CorruptItem(f"the stored item cannot be read: its attribute {name} {problem}")
 
 
 def from_item(item: Mapping[str, Any]) -> StateRecord:
-    """Read an item as the Go store writes it; tolerate extra attributes and missing numbers."""
-    payload: Any = item.get(Attribute.PAYLOAD, {}).get("B", b"")
-    manifest: Any = item.get(Attribute.MANIFEST, {}).get("S", "")
-    persistence_id: Any = item[HASH_KEY]["S"]
+    """Read an item as the Go store writes it; tolerate extra attributes and missing numbers, and answer a
+    502 naming the attribute, logged once, for anything else the service did not write."""
+    persistence_id: Any = _attribute(item, HASH_KEY, "S")
+    if not isinstance(persistence_id, str):
+        raise _corrupt(item, HASH_KEY, "is missing")
+    payload: Any = _attribute(item, Attribute.PAYLOAD, "B")
+    if not isinstance(payload, bytes | bytearray | None):
+        raise _corrupt(item, Attribute.PAYLOAD, "is not binary")
+    manifest: Any = _attribute(item, Attribute.MANIFEST, "S")
+    if not isinstance(manifest, str | None):
+        raise _corrupt(item, Attribute.MANIFEST, "is not a string")
     return StateRecord(
         persistence_id=persistence_id,
         version_number=_number(item, Attribute.VERSION_NUMBER),
-        manifest=manifest,
-        payload=bytes(payload),
+        manifest=manifest or "",
+        payload=bytes(payload or b""),
         timestamp=_number(item, Attribute.TIMESTAMP),
         shard=_number(item, Attribute.SHARD),
+        expires_at=_optional_number(item, Attribute.EXPIRES_AT),
     )
 
 
-_NAMES = {"#k": HASH_KEY, "#v": Attribute.VERSION_NUMBER, "#m": Attribute.MANIFEST, "#p": Attribute.PAYLOAD}
+_NAMES = {
+    "#k": HASH_KEY,
+    "#v": Attribute.VERSION_NUMBER,
+    "#m": Attribute.MANIFEST,
+    "#p": Attribute.PAYLOAD,
+    "#e": Attribute.EXPIRES_AT,
+}
 
 
 class ConditionBuilder:
     """Turns a `Precondition`, or a pin on a stored state, into `ConditionExpression` and its values.
 
     An item without a `VersionNumber` attribute is read as version 0 (and one without a manifest or
-    payload as empty), so the clauses treat a missing attribute the same way.
+    payload as empty), so the clauses treat a missing attribute the same way. An item that expired at
+    `now` (epoch seconds) counts as no item: `_gone` and `_live` replace `attribute_not_exists(#k)` and
+    `attribute_exists(#k)`. (`#e <= :now` is false when `ExpiresAt` is missing: such an item, as every
+    item ego-contrib's Go store writes, never expires.)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, now: int) -> None:
         self.values: dict[str, AttributeValueTypeDef] = {}
+        self._now = now
+        self._now_placeholder = ""
+
+    def _expired(self) -> str:
+        if not self._now_placeholder:
+            self._now_placeholder = self._number(self._now)
+        return f"#e <= {self._now_placeholder}"
+
+    def _gone(self) -> str:
+        return f"(attribute_not_exists(#k) OR {self._expired()})"
+
+    def _live(self) -> str:
+        return f"(attribute_exists(#k) AND NOT ({self._expired()}))"
 
     def _value(self, value: AttributeValueTypeDef) -> str:
         placeholder = f":v{len(self.values)}"
@@ -79,7 +172,7 @@ class ConditionBuilder:
         clause = f"#v IN ({listed})"
         if 0 in versions:
             clause = f"({clause} OR attribute_not_exists(#v))"
-        return f"(attribute_exists(#k) AND {clause})"
+        return f"({self._live()} AND {clause})"
 
     def _equals(self, name: str, value: AttributeValueTypeDef, *, read_when_missing: bool) -> str:
         clause = f"{name} = {self._value(value)}"
@@ -88,27 +181,27 @@ class ConditionBuilder:
     def build(self, precondition: Precondition) -> str:
         clauses: list[str] = []
         if precondition.absent:
-            clauses.append("attribute_not_exists(#k)")
+            clauses.append(self._gone())
         if precondition.exists:
-            clauses.append("attribute_exists(#k)")
+            clauses.append(self._live())
         if precondition.match is not None:
             clauses.append(self._version_in(precondition.match))
         if precondition.none_match:
-            clauses.append(f"(attribute_not_exists(#k) OR NOT {self._version_in(precondition.none_match)})")
+            clauses.append(f"({self._gone()} OR NOT {self._version_in(precondition.none_match)})")
         if precondition.older_than is not None:
             guard = f"#v < {self._number(precondition.older_than)}"
             if precondition.older_than > 0:
                 guard += " OR attribute_not_exists(#v)"
-            clauses.append(f"(attribute_not_exists(#k) OR {guard})")
+            clauses.append(f"({self._gone()} OR {guard})")
         return " AND ".join(clauses)
 
     def build_pin(self, stored: StateRecord | None) -> str:
         """Holds while exactly `stored` (same version, manifest and payload) is stored; None: nothing is."""
         if stored is None:
-            return "attribute_not_exists(#k)"
+            return self._gone()
         return " AND ".join(
             [
-                "attribute_exists(#k)",
+                self._live(),
                 self._equals(
                     "#v", {"N": str(stored.version_number)}, read_when_missing=stored.version_number == 0
                 ),
@@ -133,13 +226,13 @@ class ConditionBuilder:
         return arguments
 
 
-def condition_arguments(precondition: Precondition) -> dict[str, Any]:
+def condition_arguments(precondition: Precondition, now: int) -> dict[str, Any]:
     """PutItem/DeleteItem (or transaction item) arguments that make the write conditional."""
-    builder = ConditionBuilder()
+    builder = ConditionBuilder(now)
     return builder.arguments(builder.build(precondition))
 
 
-def pin_arguments(stored: StateRecord | None) -> dict[str, Any]:
+def pin_arguments(stored: StateRecord | None, now: int) -> dict[str, Any]:
     """ConditionCheck arguments that hold while exactly `stored` is stored (None: nothing is)."""
-    builder = ConditionBuilder()
+    builder = ConditionBuilder(now)
     return builder.arguments(builder.build_pin(stored))

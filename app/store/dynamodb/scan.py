@@ -22,6 +22,7 @@ _NAMES = {
     "#m": Attribute.MANIFEST,
     "#t": Attribute.TIMESTAMP,
     "#s": Attribute.SHARD,
+    "#e": Attribute.EXPIRES_AT,
 }
 _PAYLOAD_NAME = {"#p": Attribute.PAYLOAD}
 
@@ -48,11 +49,20 @@ def _scan_arguments(
 
 
 async def scan_page(
-    client: DynamoDBClient, table: str, limit: int, after: str | None, shard: int | None, *, payloads: bool
+    client: DynamoDBClient,
+    table: str,
+    limit: int,
+    after: str | None,
+    shard: int | None,
+    *,
+    payloads: bool,
+    now: int,
 ) -> Page:
+    """The page, without the states expired at `now` (which DynamoDB may keep for a while)."""
     response: Any = await client.scan(**_scan_arguments(table, limit, after, shard, payloads=payloads))
     last_key = response.get("LastEvaluatedKey")
+    records = (from_item(item) for item in response.get("Items", []))
     return Page(
-        [from_item(item) for item in response.get("Items", [])],
+        [record for record in records if not record.expired(now)],
         None if last_key is None else last_key[HASH_KEY]["S"],
     )

@@ -5,12 +5,16 @@ precondition is a `ConditionExpression`, and a refused write gets the stored ite
 call (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so telling a retry from a conflict costs no
 second read. Several states at once: `batch_get` (BatchGetItem) and `transact` (TransactWriteItems).
 Every call runs inside `map_dynamodb_errors`, the adapter's one error boundary.
+
+Each call reads the service's clock once: its conditions and its reading of the items it gets back
+treat an item that expired at that second as absent (`app.states.model.present`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -19,6 +23,7 @@ import aioboto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from app.clock import Clock, epoch_seconds
 from app.errors import BackendUnavailable
 from app.states.model import (
     Operation,
@@ -26,6 +31,7 @@ from app.states.model import (
     Precondition,
     Settled,
     StateRecord,
+    present,
     refusal,
     settle_refused_write,
     transaction_results,
@@ -35,7 +41,13 @@ from app.store.dynamodb.batch_get import batch_get
 from app.store.dynamodb.codec import condition_arguments, from_item, key_of, to_item
 from app.store.dynamodb.errors import error_code, map_dynamodb_errors
 from app.store.dynamodb.scan import scan_page
-from app.store.dynamodb.table import check_table, request_table, wait_for_table
+from app.store.dynamodb.table import (
+    check_table,
+    enable_time_to_live,
+    expiry_warning,
+    request_table,
+    wait_for_table,
+)
 from app.store.dynamodb.transact import settle_cancellation, transact_items
 
 if TYPE_CHECKING:
@@ -66,11 +78,13 @@ class DynamoDBStore:
         table: str,
         deadline: float = CALL_DEADLINE_SECONDS,
         observer: CallObserver = ignore_call,
+        clock: Clock = time.time_ns,
     ) -> None:
         self._client = client
         self._table = table
         self._deadline = deadline
         self._observer = observer
+        self._clock = clock
 
     @classmethod
     @asynccontextmanager
@@ -80,6 +94,7 @@ class DynamoDBStore:
         endpoint_url: str | None = None,
         deadline: float = CALL_DEADLINE_SECONDS,
         observer: CallObserver = ignore_call,
+        clock: Clock = time.time_ns,
     ) -> AsyncIterator[DynamoDBStore]:
         """`deadline` bounds each call in seconds, SDK retries and a batch read's own retries included."""
         # botocore reads only AWS_DEFAULT_REGION; AWS_REGION is what the other AWS SDKs and Lambda set.
@@ -89,7 +104,7 @@ class DynamoDBStore:
                 "no AWS region is configured: set AWS_REGION (or a profile with a region)"
             )
         async with session.client("dynamodb", endpoint_url=endpoint_url, config=CLIENT_CONFIG) as client:
-            yield cls(client, table, deadline, observer)
+            yield cls(client, table, deadline, observer, clock)
 
     @property
     def description(self) -> str:
@@ -105,49 +120,60 @@ class DynamoDBStore:
             async with asyncio.timeout(self._deadline):
                 yield
 
+    def _now(self) -> int:
+        return epoch_seconds(self._clock)
+
     async def get(self, persistence_id: str) -> StateRecord | None:
+        now = self._now()
         async with self._call("GetItem"):
             response = await self._client.get_item(
                 TableName=self._table, Key=key_of(persistence_id), ConsistentRead=True
             )
         item = response.get("Item")
-        return None if item is None else from_item(item)
+        return None if item is None else present(from_item(item), now)
 
     async def put(self, record: StateRecord, precondition: Precondition) -> StateRecord:
+        now = self._now()
         async with self._call("PutItem"):
             try:
                 await self._client.put_item(
-                    TableName=self._table, Item=to_item(record), **condition_arguments(precondition)
+                    TableName=self._table, Item=to_item(record), **condition_arguments(precondition, now)
                 )
             except ClientError as exc:
-                return settle_refused_write(precondition, record, _stored_when_refused(exc))
+                return settle_refused_write(precondition, record, _stored_when_refused(exc, now))
         return record
 
     async def delete(self, persistence_id: str, precondition: Precondition) -> None:
+        now = self._now()
         async with self._call("DeleteItem"):
             try:
                 await self._client.delete_item(
-                    TableName=self._table, Key=key_of(persistence_id), **condition_arguments(precondition)
+                    TableName=self._table,
+                    Key=key_of(persistence_id),
+                    **condition_arguments(precondition, now),
                 )
             except ClientError as exc:
-                raise refusal(precondition, _stored_when_refused(exc)) from None
+                raise refusal(precondition, _stored_when_refused(exc, now)) from None
 
     async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
+        now = self._now()
         async with self._call("BatchGetItem"):
-            return await batch_get(self._client, self._table, persistence_ids, self._deadline)
+            found = await batch_get(self._client, self._table, persistence_ids, self._deadline)
+        return [record for record in found if not record.expired(now)]
 
     async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:
+        now = self._now()
         settled: Settled = {}
         async with self._call("TransactWriteItems"):
             for _ in range(TRANSACT_ATTEMPTS):
-                items: Any = transact_items(self._table, operations, settled)
+                items: Any = transact_items(self._table, operations, settled, now)
                 try:
                     await self._client.transact_write_items(TransactItems=items)
                 except ClientError as exc:
                     if error_code(exc) != "TransactionCanceledException":
                         raise
                     reasons: Any = exc.response.get("CancellationReasons") or []
-                    settled = settle_cancellation(self._table, operations, reasons, settled)
+                    settled = settle_cancellation(self._table, operations, reasons, settled, now)
                     if len(settled) < len(operations):
                         continue
                 return transaction_results(operations, settled)
@@ -156,8 +182,9 @@ class DynamoDBStore:
             )
 
     async def list_page(self, limit: int, after: str | None, shard: int | None, *, payloads: bool) -> Page:
+        now = self._now()
         async with self._call("Scan"):
-            return await scan_page(self._client, self._table, limit, after, shard, payloads=payloads)
+            return await scan_page(self._client, self._table, limit, after, shard, payloads=payloads, now=now)
 
     async def changed_since_last_check(self) -> bool:
         return True  # DynamoDB can tell only by reading the states
@@ -166,6 +193,15 @@ class DynamoDBStore:
         async with self._call("DescribeTable"):
             response = await self._client.describe_table(TableName=self._table)
         check_table(self._table, response["Table"])
+
+    async def expiry_warning(self) -> str | None:
+        async with self._call("DescribeTimeToLive"):
+            return await expiry_warning(self._client, self._table)
+
+    async def enable_time_to_live(self) -> str | None:
+        """Have DynamoDB delete expired states (`create-table`); a warning when the endpoint will not."""
+        async with self._call("UpdateTimeToLive"):
+            return await enable_time_to_live(self._client, self._table)
 
     async def create_table(self) -> bool:
         """Create the table unless it exists, wait until it is ACTIVE, check its key. True when created."""
@@ -176,9 +212,10 @@ class DynamoDBStore:
         return created
 
 
-def _stored_when_refused(exc: ClientError) -> StateRecord | None:
-    """The item a failed condition found (ALL_OLD); any other error goes on up."""
+def _stored_when_refused(exc: ClientError, now: int) -> StateRecord | None:
+    """The state a failed condition found (ALL_OLD), None when it found none or an expired one; any other
+    error goes on up."""
     if error_code(exc) != "ConditionalCheckFailedException":
         raise exc
     item: Mapping[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
-    return None if item is None else from_item(item)
+    return None if item is None else present(from_item(item), now)

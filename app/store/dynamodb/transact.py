@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.errors import ProblemError
-from app.states.model import Operation, PutOperation, Settled, StateRecord, settle_refused
+from app.states.model import Operation, PutOperation, Settled, StateRecord, present, settle_refused
 from app.store.dynamodb.codec import condition_arguments, from_item, key_of, pin_arguments, to_item
 from app.store.dynamodb.errors import problem_for
 
@@ -25,20 +25,20 @@ OPERATION = "TransactWriteItems"
 
 
 def transact_items(
-    table: str, operations: Sequence[Operation], settled: Mapping[int, StateRecord | None]
+    table: str, operations: Sequence[Operation], settled: Mapping[int, StateRecord | None], now: int
 ) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     for index, operation in enumerate(operations):
         key = key_of(operation.persistence_id)
         if index in settled:
             items.append(
-                {"ConditionCheck": {"TableName": table, "Key": key, **pin_arguments(settled[index])}}
+                {"ConditionCheck": {"TableName": table, "Key": key, **pin_arguments(settled[index], now)}}
             )
         elif isinstance(operation, PutOperation):
-            condition = condition_arguments(operation.precondition)
+            condition = condition_arguments(operation.precondition, now)
             items.append({"Put": {"TableName": table, "Item": to_item(operation.record), **condition}})
         else:
-            condition = condition_arguments(operation.precondition)
+            condition = condition_arguments(operation.precondition, now)
             items.append({"Delete": {"TableName": table, "Key": key, **condition}})
     return items
 
@@ -48,6 +48,7 @@ def settle_cancellation(
     operations: Sequence[Operation],
     reasons: Sequence[Mapping[str, Any]],
     settled_before: Mapping[int, StateRecord | None],
+    now: int,
 ) -> Settled:
     """The operations already done after a cancelled attempt, or the error that ends the transaction."""
     refused: dict[int, StateRecord | None] = {}
@@ -56,7 +57,7 @@ def settle_cancellation(
         code = str(reason.get("Code") or "None")
         if code == "ConditionalCheckFailed":
             item = reason.get("Item")
-            refused[index] = None if item is None else from_item(item)
+            refused[index] = None if item is None else present(from_item(item), now)
         elif code != "None":
             problem = problem_for(code, str(reason.get("Message", "")), table, OPERATION)
             problems.append(problem.for_operation(index, operations[index].persistence_id))

@@ -7,18 +7,25 @@ one thread that commits the writes queued at the same moment together (`writer`)
 Reads run on the event loop itself, on a connection of their own: in WAL mode a read never waits for
 a writer, and a point read costs less than handing it to a thread. Reads of several states run in
 one read transaction, so they see one snapshot of the file.
+
+A row whose `expires_at` has passed is absent to every read and every precondition at once, and is
+deleted in the background (`expiry`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+from app.clock import Clock, epoch_seconds
 from app.errors import BackendUnavailable
 from app.states.model import (
     MAX_PAGE_READ_BYTES,
@@ -28,6 +35,7 @@ from app.states.model import (
     Precondition,
     StateRecord,
     item_size,
+    present,
     refusal,
     refused_operations,
     settle_refused,
@@ -35,6 +43,7 @@ from app.states.model import (
     transaction_results,
 )
 from app.store import CallObserver, ObservedCall, StoreConfigurationError, ignore_call
+from app.store.sqlite.expiry import add_expiry, purge_forever
 from app.store.sqlite.writer import GroupCommitWriter, savepoint
 
 T = TypeVar("T")
@@ -54,23 +63,29 @@ CREATE TABLE IF NOT EXISTS states (
     manifest TEXT NOT NULL,
     payload BLOB NOT NULL,
     timestamp INTEGER NOT NULL,
-    shard INTEGER NOT NULL
+    shard INTEGER NOT NULL,
+    expires_at INTEGER
 )
 """
 # Listing one shard is a range of this index, not a walk of the whole table.
 _SHARD_INDEX = "CREATE INDEX IF NOT EXISTS states_by_shard ON states (shard, persistence_id)"
-_SELECT_FROM = "SELECT persistence_id, version_number, manifest, payload, timestamp, shard FROM states"
+_SELECT_FROM = (
+    "SELECT persistence_id, version_number, manifest, payload, timestamp, shard, expires_at FROM states"
+)
 _SELECT = f"{_SELECT_FROM} WHERE persistence_id = ?"
 _SELECT_MANY = _SELECT_FROM + " WHERE persistence_id IN ({})"
 _PAGE = (
-    "SELECT persistence_id, version_number, manifest, {payload}, timestamp, shard FROM states"
-    " WHERE persistence_id > ?{shard} ORDER BY persistence_id LIMIT ?"
+    "SELECT persistence_id, version_number, manifest, {payload}, timestamp, shard, expires_at FROM states"
+    " WHERE persistence_id > ?{shard} AND (expires_at IS NULL OR expires_at > ?)"
+    " ORDER BY persistence_id LIMIT ?"
 )
 _DELETE = "DELETE FROM states WHERE persistence_id = ?"
 _UPSERT = (
-    "INSERT OR REPLACE INTO states (persistence_id, version_number, manifest, payload, timestamp, shard)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO states"
+    " (persistence_id, version_number, manifest, payload, timestamp, shard, expires_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+_Row = tuple[str, int, str, bytes, int, int, int | None]
 
 
 def _to_signed(value: int) -> int:
@@ -82,14 +97,20 @@ def _to_unsigned(value: int) -> int:
     return value + _UINT64_OFFSET if value < 0 else value
 
 
-def _row_to_record(row: tuple[str, int, str, bytes, int, int]) -> StateRecord:
-    persistence_id, version, manifest, payload, timestamp, shard = row
+def _row_to_record(row: _Row) -> StateRecord:
+    persistence_id, version, manifest, payload, timestamp, shard, expires_at = row
     return StateRecord(
-        persistence_id, _to_unsigned(version), manifest, bytes(payload), timestamp, _to_unsigned(shard)
+        persistence_id,
+        _to_unsigned(version),
+        manifest,
+        bytes(payload),
+        timestamp,
+        _to_unsigned(shard),
+        expires_at,
     )
 
 
-def _record_to_row(record: StateRecord) -> tuple[str, int, str, bytes, int, int]:
+def _record_to_row(record: StateRecord) -> _Row:
     return (
         record.persistence_id,
         _to_signed(record.version_number),
@@ -97,10 +118,15 @@ def _record_to_row(record: StateRecord) -> tuple[str, int, str, bytes, int, int]
         record.payload,
         record.timestamp,
         _to_signed(record.shard),
+        record.expires_at,
     )
 
 
 def _connect_writer(path: Path) -> sqlite3.Connection:
+    # SQLite writes `<path>-wal` and `<path>-journal` beside its file: a device or a FIFO is refused before
+    # anything is created (`/dev/null` would leave `/dev/null-journal` behind).
+    if path.exists() and not path.is_file():
+        raise OSError(f"{path} is not a regular file")
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS
@@ -110,8 +136,11 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
         if mode != "wal":
             raise sqlite3.OperationalError(f"its file system does not support WAL (journal mode {mode})")
         connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("BEGIN IMMEDIATE")  # another process may be creating or migrating it too
         connection.execute(_SCHEMA)
         connection.execute(_SHARD_INDEX)
+        add_expiry(connection)
+        connection.execute("COMMIT")
     except sqlite3.Error:
         connection.close()
         raise
@@ -157,16 +186,20 @@ class SQLiteStore:
         writer: GroupCommitWriter,
         path: Path,
         observer: CallObserver = ignore_call,
+        clock: Clock = time.time_ns,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._path = path
         self._observer = observer
         self._data_version: int | None = None
+        self._clock = clock
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, path: Path, observer: CallObserver = ignore_call) -> AsyncIterator[SQLiteStore]:
+    async def open(
+        cls, path: Path, observer: CallObserver = ignore_call, clock: Clock = time.time_ns
+    ) -> AsyncIterator[SQLiteStore]:
         try:
             writer = GroupCommitWriter(_connect_writer(path))
         except (sqlite3.Error, OSError) as exc:
@@ -176,9 +209,14 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             writer.close()
             raise _unusable(path, exc) from exc
+        store = cls(reader, writer, path, observer, clock)
+        purge = asyncio.create_task(purge_forever(reader, store._write, clock), name="sqlite-purge")
         try:
-            yield cls(reader, writer, path, observer)
+            yield store
         finally:
+            purge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purge
             reader.close()
             writer.close()
 
@@ -186,18 +224,21 @@ class SQLiteStore:
     def description(self) -> str:
         return f"sqlite file {self._path.resolve()}"
 
+    def _now(self) -> int:
+        return epoch_seconds(self._clock)
+
     async def _write(self, operation: str, work: Callable[[sqlite3.Connection], T]) -> T:
         with ObservedCall(self._observer, operation), _map_sqlite_errors(operation):
             return await self._writer.run(work)
 
     async def get(self, persistence_id: str) -> StateRecord | None:
         with ObservedCall(self._observer, "get"), _map_sqlite_errors("get"):
-            return _read(self._reader, persistence_id)
+            return _read(self._reader, persistence_id, self._now())
 
     async def put(self, record: StateRecord, precondition: Precondition) -> StateRecord:
         def write(connection: sqlite3.Connection) -> StateRecord:
             if not precondition.is_unconditional:
-                stored = _read(connection, record.persistence_id)
+                stored = _read(connection, record.persistence_id, self._now())
                 if not precondition.allows_state(stored):
                     return settle_refused_write(precondition, record, stored)
             connection.execute(_UPSERT, _record_to_row(record))
@@ -208,7 +249,7 @@ class SQLiteStore:
     async def delete(self, persistence_id: str, precondition: Precondition) -> None:
         def remove(connection: sqlite3.Connection) -> None:
             if not precondition.is_unconditional:
-                stored = _read(connection, persistence_id)
+                stored = _read(connection, persistence_id, self._now())
                 if not precondition.allows_state(stored):
                     raise refusal(precondition, stored)
             connection.execute(_DELETE, (persistence_id,))
@@ -221,11 +262,12 @@ class SQLiteStore:
             _map_sqlite_errors("get_many"),
             _transaction(self._reader),
         ):
-            return list(_read_many(self._reader, persistence_ids).values())
+            return list(_read_many(self._reader, persistence_ids, self._now()).values())
 
     async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:
         def apply(connection: sqlite3.Connection) -> list[StateRecord | None]:
-            stored = _read_many(connection, [operation.persistence_id for operation in operations])
+            persistence_ids = [operation.persistence_id for operation in operations]
+            stored = _read_many(connection, persistence_ids, self._now())
             settled = settle_refused(operations, refused_operations(operations, stored))
             with savepoint(connection):
                 for index, operation in enumerate(operations):
@@ -243,7 +285,7 @@ class SQLiteStore:
         query = _PAGE.format(
             payload="payload" if payloads else "x''", shard="" if shard is None else " AND shard = ?"
         )
-        parameters = [after or "", *([] if shard is None else [_to_signed(shard)]), limit]
+        parameters = [after or "", *([] if shard is None else [_to_signed(shard)]), self._now(), limit]
         records: list[StateRecord] = []
         read = 0
         with (
@@ -272,18 +314,26 @@ class SQLiteStore:
         with ObservedCall(self._observer, "ping"), _map_sqlite_errors("ping"):
             self._reader.execute("SELECT 1 FROM states LIMIT 1").fetchall()
 
+    async def expiry_warning(self) -> None:
+        """None: expired rows are deleted in the background."""
 
-def _read(connection: sqlite3.Connection, persistence_id: str) -> StateRecord | None:
+
+def _read(connection: sqlite3.Connection, persistence_id: str, now: int) -> StateRecord | None:
+    """The state stored at `now` (epoch seconds), None when there is none or it has expired."""
     row = connection.execute(_SELECT, (persistence_id,)).fetchone()
-    return None if row is None else _row_to_record(row)
+    return None if row is None else present(_row_to_record(row), now)
 
 
-def _read_many(connection: sqlite3.Connection, persistence_ids: Sequence[str]) -> dict[str, StateRecord]:
+def _read_many(
+    connection: sqlite3.Connection, persistence_ids: Sequence[str], now: int
+) -> dict[str, StateRecord]:
+    """The states stored at `now` (epoch seconds), by id; expired ones are left out."""
     found: dict[str, StateRecord] = {}
     for start in range(0, len(persistence_ids), IDS_PER_SELECT):
         chunk = persistence_ids[start : start + IDS_PER_SELECT]
         rows = connection.execute(_SELECT_MANY.format(", ".join(["?"] * len(chunk))), chunk)
-        found.update((row[0], _row_to_record(row)) for row in rows)
+        records = (_row_to_record(row) for row in rows)
+        found.update((record.persistence_id, record) for record in records if not record.expired(now))
     return found
 
 

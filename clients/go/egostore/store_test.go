@@ -141,3 +141,32 @@ func TestRefusalsAreProblemErrors(t *testing.T) {
 		t.Fatalf("Ping of a ready service: %v", err)
 	}
 }
+
+// An eGo actor knows nothing of expiry: its next write makes a state that an HTTP client set to expire permanent.
+func TestAWriteThroughEgostoreClearsAnExpiry(t *testing.T) {
+	for _, backend := range livetest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			url := livetest.URL(t, backend)
+			id := entityID(t)
+			api := httpAPI(t, url)
+			payload, err := proto.Marshal(account(t, id, 5))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ttl := 3600
+			written, err := api.PutStateWithResponse(t.Context(), id, nil, statestore.PutStateRequest{
+				Manifest: "google.protobuf.Any", Payload: &payload, VersionNumber: 1, TtlSeconds: &ttl,
+			})
+			if err != nil || written.JSON200 == nil || written.JSON200.ExpiresAt == nil {
+				t.Fatalf("PUT with ttl_seconds: %v, %s", err, written.Body)
+			}
+			if err := connected(t, url).WriteState(t.Context(), durableState(id, 2, account(t, id, 6), 9, 0)); err != nil {
+				t.Fatal(err)
+			}
+			read, err := api.GetStateWithResponse(t.Context(), id, nil)
+			if err != nil || read.JSON200 == nil || read.JSON200.VersionNumber != 2 || read.JSON200.ExpiresAt != nil {
+				t.Fatalf("GET after egostore's write: %v, %s", err, read.Body)
+			}
+		})
+	}
+}

@@ -109,6 +109,11 @@ type JsonValue = interface{}
 
 // ListedState A stored state, without its payload.
 type ListedState struct {
+	// ExpiresAt Only on a state that expires: when, in Unix epoch seconds. From that second on it is absent.
+	//
+	// Examples: 3
+	ExpiresAt *Int64 `json:"expires_at,omitempty"`
+
 	// Manifest Fully qualified protobuf message name.
 	//
 	// Examples: acme.billing.v1.AccountState
@@ -176,6 +181,11 @@ type PutStateRequest struct {
 	// Timestamp As the writer counts time (eGo's Go actors write nanoseconds or seconds since the Unix epoch); the server's time, in the unit it is configured with, when omitted.
 	Timestamp *Int64 `json:"timestamp,omitempty"`
 
+	// TtlSeconds The state expires this many seconds after the write (1 second to 10 years of 365 days), and is then absent to every call. Omitted: it never expires, and any earlier expiry goes.
+	//
+	// Examples: 3600
+	TtlSeconds *int `json:"ttl_seconds,omitempty"`
+
 	// VersionNumber 0 to 2^64-1, as a string of decimal digits or a number.
 	VersionNumber Uint64 `json:"version_number"`
 	union         json.RawMessage
@@ -189,6 +199,11 @@ type PutStateRequest1 = interface{}
 
 // State defines model for State.
 type State struct {
+	// ExpiresAt Only on a state that expires: when, in Unix epoch seconds. From that second on it is absent.
+	//
+	// Examples: 3
+	ExpiresAt *Int64 `json:"expires_at,omitempty"`
+
 	// Manifest Fully qualified protobuf message name.
 	//
 	// Examples: acme.billing.v1.AccountState
@@ -228,6 +243,11 @@ type StatePage struct {
 
 // StateWritten What a write stored, without the payload the client already has.
 type StateWritten struct {
+	// ExpiresAt Only on a state that expires: when, in Unix epoch seconds. From that second on it is absent.
+	//
+	// Examples: 3
+	ExpiresAt *Int64 `json:"expires_at,omitempty"`
+
 	// Manifest Fully qualified protobuf message name.
 	//
 	// Examples: acme.billing.v1.AccountState
@@ -298,6 +318,11 @@ type TransactPut struct {
 	// Timestamp As the writer counts time (eGo's Go actors write nanoseconds or seconds since the Unix epoch); the server's time, in the unit it is configured with, when omitted.
 	Timestamp *Int64 `json:"timestamp,omitempty"`
 
+	// TtlSeconds The state expires this many seconds after the write (1 second to 10 years of 365 days), and is then absent to every call. Omitted: it never expires, and any earlier expiry goes.
+	//
+	// Examples: 3600
+	TtlSeconds *int `json:"ttl_seconds,omitempty"`
+
 	// VersionNumber 0 to 2^64-1, as a string of decimal digits or a number.
 	VersionNumber Uint64 `json:"version_number"`
 }
@@ -328,8 +353,13 @@ type TransactResponse struct {
 // TransactResult defines model for TransactResult.
 type TransactResult struct {
 	// Etag The stored version as an ETag, e.g. `"4"`; puts only.
-	Etag          *string `json:"etag,omitempty"`
-	PersistenceId string  `json:"persistence_id"`
+	Etag *string `json:"etag,omitempty"`
+
+	// ExpiresAt Puts of a state that expires only: when, in Unix epoch seconds.
+	//
+	// Examples: 3
+	ExpiresAt     *Int64 `json:"expires_at,omitempty"`
+	PersistenceId string `json:"persistence_id"`
 
 	// VersionNumber The stored version; puts only.
 	//
@@ -747,6 +777,13 @@ func (t PutStateRequest) MarshalJSON() ([]byte, error) {
 		}
 	}
 
+	if t.TtlSeconds != nil {
+		object["ttl_seconds"], err = json.Marshal(t.TtlSeconds)
+		if err != nil {
+			return nil, fmt.Errorf("error marshaling 'ttl_seconds': %w", err)
+		}
+	}
+
 	object["version_number"], err = json.Marshal(t.VersionNumber)
 	if err != nil {
 		return nil, fmt.Errorf("error marshaling 'version_number': %w", err)
@@ -806,6 +843,13 @@ func (t *PutStateRequest) UnmarshalJSON(b []byte) error {
 		err = json.Unmarshal(raw, &t.Timestamp)
 		if err != nil {
 			return fmt.Errorf("error reading 'timestamp': %w", err)
+		}
+	}
+
+	if raw, found := object["ttl_seconds"]; found {
+		err = json.Unmarshal(raw, &t.TtlSeconds)
+		if err != nil {
+			return fmt.Errorf("error reading 'ttl_seconds': %w", err)
 		}
 	}
 
@@ -2503,6 +2547,8 @@ type PutStateResponse struct {
 	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
+	ApplicationproblemJSON408 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
@@ -2541,6 +2587,11 @@ func (r PutStateResponse) GetApplicationproblemJSON400() *Problem {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r PutStateResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON408 returns the response for an HTTP 408 `application/problem+json` response
+func (r PutStateResponse) GetApplicationproblemJSON408() *Problem {
+	return r.ApplicationproblemJSON408
 }
 
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
@@ -2612,8 +2663,12 @@ type BatchGetStatesResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *BatchGetResponse
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
+	ApplicationproblemJSON408 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *Problem
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -2631,9 +2686,19 @@ func (r BatchGetStatesResponse) GetJSON200() *BatchGetResponse {
 	return r.JSON200
 }
 
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r BatchGetStatesResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r BatchGetStatesResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON408 returns the response for an HTTP 408 `application/problem+json` response
+func (r BatchGetStatesResponse) GetApplicationproblemJSON408() *Problem {
+	return r.ApplicationproblemJSON408
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -2695,8 +2760,12 @@ type TransactStatesResponse struct {
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *TransactResponse
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
+	ApplicationproblemJSON408 *Problem
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON412 the response for an HTTP 412 `application/problem+json` response
@@ -2718,9 +2787,19 @@ func (r TransactStatesResponse) GetJSON200() *TransactResponse {
 	return r.JSON200
 }
 
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r TransactStatesResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r TransactStatesResponse) GetApplicationproblemJSON401() *Problem {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON408 returns the response for an HTTP 408 `application/problem+json` response
+func (r TransactStatesResponse) GetApplicationproblemJSON408() *Problem {
+	return r.ApplicationproblemJSON408
 }
 
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
@@ -3350,6 +3429,13 @@ func ParsePutStateResponse(rsp *http.Response) (*PutStateResponse, error) {
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON408 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3448,12 +3534,26 @@ func ParseBatchGetStatesResponse(rsp *http.Response) (*BatchGetStatesResponse, e
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON408 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest Problem
@@ -3516,12 +3616,26 @@ func ParseTransactStatesResponse(rsp *http.Response) (*TransactStatesResponse, e
 		}
 		response.JSON200 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 408:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON408 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest Problem
