@@ -56,7 +56,9 @@ def written(
     if backend == "sqlite":
         with sqlite3.connect(listed_store["sqlite_path"]) as connection:
             connection.executemany(
-                "INSERT INTO states VALUES (?, 1, 'acme.Listed', x'0a01', 1, ?)", expected.items()
+                "INSERT INTO states (persistence_id, version_number, manifest, payload, timestamp, shard)"
+                " VALUES (?, 1, 'acme.Listed', x'0a01', 1, ?)",
+                expected.items(),
             )
         return expected
     table = boto3.client("dynamodb", endpoint_url=server_endpoint(backend, request), region_name="us-east-1")

@@ -96,7 +96,9 @@ def write_around_the_service(backend: str, request: pytest.FixtureRequest, stora
         def write_row(persistence_id: str, version: int) -> None:
             with sqlite3.connect(storage["sqlite_path"]) as connection:
                 connection.execute(
-                    "INSERT OR REPLACE INTO states VALUES (?, ?, 'acme.Raw', x'0a01', 1, 0)",
+                    "INSERT OR REPLACE INTO states"
+                    " (persistence_id, version_number, manifest, payload, timestamp, shard)"
+                    " VALUES (?, ?, 'acme.Raw', x'0a01', 1, 0)",
                     (persistence_id, version),
                 )
 
@@ -242,3 +244,10 @@ async def test_many_waiters_on_one_id_cost_one_read_per_poll(
     polls = sample_value(metrics, "statestore_watch_polled_ids_total")
     assert [answer.status_code for answer in answers] == [304] * clients
     assert 1 <= polls <= elapsed / (POLL_MS / 1000) + 1
+
+
+async def test_a_waiter_on_a_state_that_expires_answers_404(replicas: tuple[str, str], state_id: str) -> None:
+    async with httpx.AsyncClient(base_url=replicas[0], timeout=60) as client:
+        await client.put(state_path(state_id), json=state_body(1, ttl_seconds=1))
+        response = await answered_within(wait_for(client, state_id, 1), LONG_WAIT / 2)
+    assert_problem(response, 404)
