@@ -157,6 +157,18 @@ class BackendUnavailable(ProblemError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class TooManyWaiters(ProblemError):
+    """`STATESTORE_MAX_WAITERS` requests are waiting for a change already."""
+
+    status = 503
+    title = "Service Unavailable"
+    slug = "too-many-waiters"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
 class TableUnusable(BackendUnavailable):
     """The table is missing or cannot hold the service's items: no retry cures it, so start-up stops."""
 

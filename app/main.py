@@ -17,7 +17,8 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from app import __version__
-from app.api import LifespanState, Services, batch, probes, states
+from app.api import LifespanState, Services, batch, listing, probes, states
+from app.api.page_tokens import PageTokens
 from app.api.schemas import BatchGetRequest, PutStateRequest, TransactRequest
 from app.clock import Clock
 from app.errors import BackendUnavailable
@@ -28,16 +29,18 @@ from app.http.openapi import build_openapi
 from app.http.problems import install_problem_handlers
 from app.http.routing import BodyPace
 from app.http.server import settle_heap
+from app.http.stopping import on_stop_signal
 from app.observability.logging import FIELDS
 from app.observability.metrics import Metrics
 from app.protobuf import DescriptorSetError, TypeRegistry
 from app.settings import Settings, SettingsError, load_settings, read_api_keys_file, variable_name
 from app.states.service import StatesService
+from app.states.watches import Watches
 from app.store import CallObserver, StateStore, StoreConfigurationError, ignore_call, open_store
 
 logger = logging.getLogger("statestore")
 
-_ROUTERS = (states.router, batch.router, probes.router)
+_ROUTERS = (states.router, listing.router, batch.router, probes.router)
 _BODIES = (PutStateRequest, BatchGetRequest, TransactRequest)
 
 
@@ -137,6 +140,13 @@ async def _log_readiness(store: StateStore, settings: Settings, keys: KeyRing) -
         await _warn_of_lingering_expired_states(store, fields)
 
 
+def _listed_storage(settings: Settings) -> str:
+    """What a listing walks, for its page tokens: the table, or the SQLite file."""
+    if settings.backend == "dynamodb":
+        return f"dynamodb:{settings.dynamodb_table}"
+    return f"sqlite:{settings.sqlite_path.resolve()}"
+
+
 async def _warn_of_lingering_expired_states(store: StateStore, fields: dict[str, object]) -> None:
     """A warning, never a failure: expired states are absent to the service whatever the backend keeps."""
     try:
@@ -167,15 +177,22 @@ def create_app(
             resources.enter_context(reloading_on_hangup(keys))
             if settle_heap_when_ready:
                 settle_heap()
+            watches = Watches(store, settings.watch_poll_ms / 1000, settings.max_waiters, app_metrics)
+            await resources.enter_async_context(watches.running())
+            resources.enter_context(on_stop_signal(watches.close))
             states_service = StatesService(
                 store,
                 types,
                 manifest_policy=settings.manifest_policy,
                 version_guard=settings.version_guard,
                 timestamp_unit=settings.timestamp_unit,
+                watches=watches,
                 clock=clock,
             )
-            yield LifespanState(services=Services(states=states_service, metrics=app_metrics))
+            services = Services(
+                states=states_service, metrics=app_metrics, page_tokens=PageTokens(_listed_storage(settings))
+            )
+            yield LifespanState(services=services)
         logger.info("statestore stopped: backend closed", extra={FIELDS: {"backend": settings.backend}})
 
     docs = docs_routes()

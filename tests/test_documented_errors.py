@@ -148,6 +148,12 @@ PROVOCATIONS: dict[tuple[str, str], dict[int, Provocation]] = {
         422: call(TRANSACT, {"operations": []}),
         431: head_over_the_cap(TRANSACT),
     },
+    ("get", "/states"): {
+        400: call("/states?page_token=never-issued"),
+        401: call("/states", with_key=False),
+        422: call("/states?limit=0"),
+        431: head_over_the_cap("/states"),
+    },
     ("get", "/healthz"): {431: head_over_the_cap("/healthz")},
     ("get", "/readyz"): {431: head_over_the_cap("/readyz")},
     ("get", "/metrics"): {431: head_over_the_cap("/metrics")},

@@ -7,6 +7,7 @@ from typing import TypedDict
 
 from starlette.requests import Request
 
+from app.api.page_tokens import PageTokens
 from app.observability.metrics import Metrics
 from app.states.service import StatesService
 
@@ -17,6 +18,7 @@ class Services:
 
     states: StatesService
     metrics: Metrics
+    page_tokens: PageTokens
 
 
 class LifespanState(TypedDict):

@@ -230,6 +230,27 @@ class State(_StateFields):
     )
 
 
+class ListedState(_StateFields):
+    """A stored state, without its payload."""
+
+    state: JsonValue = Field(
+        None,
+        description="Only with `decode=true`: the message in protobuf's canonical JSON mapping;"
+        " null when its type is unknown.",
+    )
+
+
+class StatePage(BaseModel):
+    states: list[ListedState] = Field(
+        description="Up to `limit` states, in the backend's order (by id on SQLite, by DynamoDB's scan order"
+        " on DynamoDB); a page may hold fewer, even none, while `next_page_token` is not null."
+    )
+    next_page_token: str | None = Field(
+        description="Pass as `page_token` (with the same `shard`) for the next page; null when the walk is"
+        " over."
+    )
+
+
 class BatchGetRequest(_Body):
     persistence_ids: list[BodyPersistenceId] = Field(
         min_length=1,

@@ -1,7 +1,9 @@
-"""`/states/{persistence_id}`: read, write and delete one state, with conditional requests."""
+"""`/states/{persistence_id}`: read, write and delete one state, with conditional requests; and wait for it
+to change (`wait`, through `app.states.watches`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -23,7 +25,9 @@ from app.api.resources import DECODE, decode_requested, json_response, state_res
 from app.api.schemas import PutStateRequest, State, StateWritten
 from app.errors import InvalidState, PreconditionFailed, StateNotFound
 from app.http.problems import problem_responses
-from app.http.routing import RequestRoute, documented, json_body
+from app.http.routing import Parameter, RequestRoute, documented, json_body, query_integer
+from app.states.model import StateRecord
+from app.states.service import StatesService
 
 
 class _AnyPathConvertor(PathConvertor):
@@ -39,12 +43,27 @@ router = APIRouter(prefix="/states", tags=["states"], route_class=RequestRoute)
 _PATH = "/{persistence_id:any_path}"
 _CACHE_HEADERS = {"Cache-Control": "no-cache"}
 _ETAG_HEADER = {"ETag": {"description": "The version number, quoted.", "schema": {"type": "string"}}}
+MAX_WAIT_SECONDS = 60
+WAIT = Parameter(
+    "wait",
+    "query",
+    "Wait for a change: while the answer would be `304` (the stored version matches `If-None-Match`), hold"
+    " the request up to this many seconds until it would not be. Answers `200` with the state as soon as it"
+    " differs, `404` once it is deleted, and `304` when the time runs out (or the server is stopping)."
+    " Changes by this server, other replicas and other programs writing the table are all seen: this"
+    " server's own at once, others' within the poll interval (`STATESTORE_WATCH_POLL_MS`, 500 ms by"
+    " default). Beyond `STATESTORE_MAX_WAITERS` waiting requests the answer is `503` with `Retry-After`.",
+    {"type": "integer", "minimum": 1, "maximum": MAX_WAIT_SECONDS},
+)
 _READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"headers": _ETAG_HEADER},
-    304: {"description": "Not Modified: `If-None-Match` matches the stored version."},
+    304: {
+        "description": "Not Modified: `If-None-Match` matches the stored version (with `wait`: still, after"
+        " that many seconds)."
+    },
     **problem_responses(400, 404, 412, 422, 503),
 }
-_READ_PARAMETERS = documented(PERSISTENCE_ID, DECODE, IF_MATCH, IF_NONE_MATCH)
+_READ_PARAMETERS = documented(PERSISTENCE_ID, DECODE, WAIT, IF_MATCH, IF_NONE_MATCH)
 
 
 @router.get(
@@ -69,7 +88,17 @@ async def get_state(request: Request) -> Response:
     decode = decode_requested(request)
     found_if = precondition_from_headers(if_match(request), None)
     modified_if = precondition_from_headers(None, if_none_match(request))
-    record = await states.get(persistence_id)
+    wait = query_integer(request, WAIT, 1, MAX_WAIT_SECONDS)
+
+    def not_modified(record: StateRecord | None) -> bool:
+        """What the answer would be 304 for."""
+        version = None if record is None else record.version_number
+        return record is not None and found_if.allows(version) and not modified_if.allows(version)
+
+    if wait is None:
+        record = await states.get(persistence_id)
+    else:
+        record = await _until_modified(states, persistence_id, not_modified, wait)
     stored_version = None if record is None else record.version_number
     if not found_if.allows(stored_version):
         raise PreconditionFailed("If-Match does not match the stored state", current_version=stored_version)
@@ -79,6 +108,25 @@ async def get_state(request: Request) -> Response:
     if not modified_if.allows(stored_version):
         return Response(status_code=304, headers=headers)
     return json_response(state_resource(record, decoded_by=states.types if decode else None), 200, headers)
+
+
+async def _until_modified(
+    states: StatesService,
+    persistence_id: str,
+    not_modified: Callable[[StateRecord | None], bool],
+    seconds: int,
+) -> StateRecord | None:
+    """The state once the answer to it would not be 304, or the one stored after `seconds`.
+
+    A watch that already shows the state the client has spares the read: the poller or this replica's
+    writes will show a change. Otherwise the state is read, and answered at once if it changed.
+    """
+    async with states.watches.watching(persistence_id) as watch:
+        if not watch.shows(not_modified):
+            record = watch.observe(await states.get(persistence_id))
+            if not not_modified(record):
+                return record
+        return await states.watches.wait(watch, lambda record: not not_modified(record), seconds)
 
 
 @router.put(

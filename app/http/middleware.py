@@ -14,8 +14,11 @@ Each is plain ASGI: `BaseHTTPMiddleware` would add a task and a body copy to eve
   costs no body read.
 - `ConcurrencyLimit` answers `503` with `Retry-After` once too many requests are in progress, instead of
   queueing them: under overload a queue only makes every answer late, and a quick `503` lets clients back
-  off. The probes and `/metrics` are never refused: a busy process is neither dead nor unready. A request
-  waiting for its body is not in progress: clients that send slowly cannot use up the slots.
+  off. The probes and `/metrics` are never refused: a busy process is neither dead nor unready. Nor are
+  requests that wait for a change (`wait=` on a GET or HEAD): they hold no worker, and
+  `STATESTORE_MAX_WAITERS` bounds them instead. Counting them would refuse the usual herd: every client
+  of a state waiting again at the same moment, straight after a change answered them all.
+  A request waiting for its body is not in progress: clients that send slowly cannot use up the slots.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from urllib.parse import parse_qsl
 
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -212,6 +216,16 @@ class ApiKeyGuard:
         )
 
 
+def _waits(scope: Scope) -> bool:
+    """A request that waits for a change: a read with a `wait` query parameter."""
+    query: bytes = scope["query_string"]
+    return (
+        b"wait" in query
+        and scope["method"] in ("GET", "HEAD")
+        and any(name == "wait" for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True))
+    )
+
+
 class ConcurrencyLimit:
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -219,7 +233,7 @@ class ConcurrencyLimit:
         self.in_progress = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or route_path(scope) in _NEVER_REFUSED:
+        if scope["type"] != "http" or route_path(scope) in _NEVER_REFUSED or _waits(scope):
             await self.app(scope, receive, send)
         elif self.in_progress >= self.limit:
             await problem_response(

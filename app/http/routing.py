@@ -13,6 +13,7 @@ minimum rate (`BodyPace`, else 408), so that no client holds a request open by s
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
@@ -29,6 +30,7 @@ from app.errors import ClientClosedRequest, PayloadTooLarge, RequestTimeout, Uns
 MAX_BODY_BYTES = 8 * 1024 * 1024
 _UTF8_BOM = b"\xef\xbb\xbf"
 _Model = TypeVar("_Model", bound=BaseModel)
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")  # up to 2^64-1: a longer number is refused before int() reads it
 # What pydantic reads as a boolean from a string, as FastAPI would for a `bool` query parameter.
 _BOOLEANS = {
     **dict.fromkeys(("1", "on", "t", "true", "y", "yes"), True),
@@ -180,3 +182,23 @@ async def json_body(request: Request, model: type[_Model]) -> _Model:
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+
+
+def query_integer(request: Request, parameter: Parameter, minimum: int, maximum: int) -> int | None:
+    """An integer query parameter in decimal digits, from `minimum` to `maximum`; None when absent."""
+    if not request.scope["query_string"]:
+        return None
+    value = request.query_params.get(parameter.name)
+    if value is None:
+        return None
+    if not _DECIMAL.fullmatch(value) or not minimum <= int(value) <= maximum:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "int_parsing",
+                    "loc": ("query", parameter.name),
+                    "msg": f"Input should be an integer from {minimum} to {maximum}, in decimal digits",
+                }
+            ]
+        )
+    return int(value)

@@ -14,6 +14,7 @@ from prometheus_client import (
     PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
 )
@@ -75,6 +76,32 @@ class Metrics:
             ["backend", "operation", "reason"],
             registry=self.registry,
         )
+
+        self._waiters = Gauge(
+            "statestore_watch_waiters",
+            "Requests waiting for a state to change (`GET /states/{id}?wait=`), now.",
+            multiprocess_mode="livesum",
+            registry=self.registry,
+        )
+        self._ids_polled = Counter(
+            "statestore_watch_polled_ids",
+            "Watched ids read by the poller: one consistent read each, however many clients wait on one.",
+            registry=self.registry,
+        )
+        self._changes_delivered = Counter(
+            "statestore_watch_changes_delivered",
+            "Waiting requests answered with a change (200, 404 or 412) rather than 304.",
+            registry=self.registry,
+        )
+
+    def waiters_changed(self, delta: int) -> None:
+        self._waiters.inc(delta)
+
+    def ids_polled(self, count: int) -> None:
+        self._ids_polled.inc(count)
+
+    def change_delivered(self) -> None:
+        self._changes_delivered.inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in KNOWN_METHODS else "OTHER"

@@ -89,6 +89,18 @@ class StateRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Page:
+    """States in the order a backend walks them, and the id to continue after (None: the walk is over)."""
+
+    records: list[StateRecord]
+    last_id: str | None
+
+
+MAX_PAGE_READ_BYTES = 1024 * 1024
+"""What one page may read, as DynamoDB's Scan stops at 1 MB: a page of large states holds fewer of them."""
+
+
+@dataclass(frozen=True, slots=True)
 class Precondition:
     """What must hold of the stored state for a write to go ahead.
 

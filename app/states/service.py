@@ -23,11 +23,13 @@ from app.states.model import (
     MAX_TRANSACTION_BYTES,
     DeleteOperation,
     Operation,
+    Page,
     Precondition,
     PutOperation,
     StateRecord,
     item_size,
 )
+from app.states.watches import Watches
 from app.store import StateStore
 
 
@@ -66,6 +68,7 @@ class StatesService:
     manifest_policy: ManifestPolicy
     version_guard: VersionGuard
     timestamp_unit: TimestampUnit
+    watches: Watches
     clock: Clock = time.time_ns
 
     async def ping(self) -> None:
@@ -77,15 +80,21 @@ class StatesService:
     async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
         return await self.store.get_many(persistence_ids)
 
+    async def list_page(self, limit: int, after: str | None, shard: int | None, *, payloads: bool) -> Page:
+        return await self.store.list_page(limit, after, shard, payloads=payloads)
+
     async def put(
         self, persistence_id: str, request: WriteRequest, precondition: Precondition
     ) -> StateRecord:
         """Store the request's state if `precondition` holds: what is stored, or 412/409/413/422."""
         record = self._record_to_write(persistence_id, request)
-        return await self.store.put(record, self._with_guard(precondition, record))
+        stored = await self.store.put(record, self._with_guard(precondition, record))
+        self.watches.written(stored)
+        return stored
 
     async def delete(self, persistence_id: str, precondition: Precondition) -> None:
         await self.store.delete(persistence_id, precondition)
+        self.watches.deleted(persistence_id)
 
     async def transact(self, planned: Sequence[PlannedPut | DeleteOperation]) -> list[StateRecord | None]:
         """Apply every operation or none; each put is validated first, as `put` validates one."""
@@ -107,7 +116,13 @@ class StatesService:
                 f"the transaction's states would take {size} bytes as DynamoDB items;"
                 f" the limit for one transaction is {MAX_TRANSACTION_BYTES}"
             )
-        return await self.store.transact(operations)
+        results = await self.store.transact(operations)
+        for applied, result in zip(operations, results, strict=True):
+            if result is None:
+                self.watches.deleted(applied.persistence_id)
+            else:
+                self.watches.written(result)
+        return results
 
     def _record_to_write(self, persistence_id: str, request: WriteRequest) -> StateRecord:
         now = self.clock()

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Protocol
 
 from app.clock import Clock
-from app.states.model import Operation, Precondition, StateRecord
+from app.states.model import Operation, Page, Precondition, StateRecord
 
 CallObserver = Callable[[str, float, Exception | None], None]
 """Told of every backend call: its operation, its seconds, and the service error it ended with, if any."""
@@ -85,6 +85,18 @@ class StateStore(Protocol):
         Returns, for each operation in order, what its put left stored (None for a delete); raises
         412/409 naming the first operation that fails, per `app.states.model.settle_refused`.
         """
+        ...
+
+    async def list_page(self, limit: int, after: str | None, shard: int | None, *, payloads: bool) -> Page:
+        """One page of the stored states after the id `after` (None: from the start), in the backend's own
+        order, with their payloads only when asked: at most `limit` states and about 1 MB read, only those
+        of `shard` when one is given. A page may hold fewer states than `limit`, even none, and still
+        have a next one."""
+        ...
+
+    async def changed_since_last_check(self) -> bool:
+        """Whether any state may have been written, by any process, since the last call: True when the
+        backend cannot tell without reading the states."""
         ...
 
     async def ping(self) -> None:

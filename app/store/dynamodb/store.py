@@ -27,6 +27,7 @@ from app.clock import Clock, epoch_seconds
 from app.errors import BackendUnavailable
 from app.states.model import (
     Operation,
+    Page,
     Precondition,
     Settled,
     StateRecord,
@@ -39,6 +40,7 @@ from app.store import CallObserver, ObservedCall, StoreConfigurationError, ignor
 from app.store.dynamodb.batch_get import batch_get
 from app.store.dynamodb.codec import condition_arguments, from_item, key_of, to_item
 from app.store.dynamodb.errors import error_code, map_dynamodb_errors
+from app.store.dynamodb.scan import scan_page
 from app.store.dynamodb.table import (
     check_table,
     enable_time_to_live,
@@ -178,6 +180,14 @@ class DynamoDBStore:
             raise BackendUnavailable(
                 "the states changed under the transaction on every attempt; retry later", retry_after=1
             )
+
+    async def list_page(self, limit: int, after: str | None, shard: int | None, *, payloads: bool) -> Page:
+        now = self._now()
+        async with self._call("Scan"):
+            return await scan_page(self._client, self._table, limit, after, shard, payloads=payloads, now=now)
+
+    async def changed_since_last_check(self) -> bool:
+        return True  # DynamoDB can tell only by reading the states
 
     async def ping(self) -> None:
         async with self._call("DescribeTable"):

@@ -20,7 +20,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -28,10 +28,13 @@ from typing import TypeVar
 from app.clock import Clock, epoch_seconds
 from app.errors import BackendUnavailable
 from app.states.model import (
+    MAX_PAGE_READ_BYTES,
     DeleteOperation,
     Operation,
+    Page,
     Precondition,
     StateRecord,
+    item_size,
     present,
     refusal,
     refused_operations,
@@ -64,11 +67,18 @@ CREATE TABLE IF NOT EXISTS states (
     expires_at INTEGER
 )
 """
+# Listing one shard is a range of this index, not a walk of the whole table.
+_SHARD_INDEX = "CREATE INDEX IF NOT EXISTS states_by_shard ON states (shard, persistence_id)"
 _SELECT_FROM = (
     "SELECT persistence_id, version_number, manifest, payload, timestamp, shard, expires_at FROM states"
 )
 _SELECT = f"{_SELECT_FROM} WHERE persistence_id = ?"
 _SELECT_MANY = _SELECT_FROM + " WHERE persistence_id IN ({})"
+_PAGE = (
+    "SELECT persistence_id, version_number, manifest, {payload}, timestamp, shard, expires_at FROM states"
+    " WHERE persistence_id > ?{shard} AND (expires_at IS NULL OR expires_at > ?)"
+    " ORDER BY persistence_id LIMIT ?"
+)
 _DELETE = "DELETE FROM states WHERE persistence_id = ?"
 _UPSERT = (
     "INSERT OR REPLACE INTO states"
@@ -128,6 +138,7 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("BEGIN IMMEDIATE")  # another process may be creating or migrating it too
         connection.execute(_SCHEMA)
+        connection.execute(_SHARD_INDEX)
         add_expiry(connection)
         connection.execute("COMMIT")
     except sqlite3.Error:
@@ -181,6 +192,7 @@ class SQLiteStore:
         self._writer = writer
         self._path = path
         self._observer = observer
+        self._data_version: int | None = None
         self._clock = clock
 
     @classmethod
@@ -268,6 +280,35 @@ class SQLiteStore:
             return transaction_results(operations, settled)
 
         return await self._write("transact", apply)
+
+    async def list_page(self, limit: int, after: str | None, shard: int | None, *, payloads: bool) -> Page:
+        query = _PAGE.format(
+            payload="payload" if payloads else "x''", shard="" if shard is None else " AND shard = ?"
+        )
+        parameters = [after or "", *([] if shard is None else [_to_signed(shard)]), self._now(), limit]
+        records: list[StateRecord] = []
+        read = 0
+        with (
+            ObservedCall(self._observer, "list"),
+            _map_sqlite_errors("list"),
+            closing(self._reader.execute(query, parameters)) as rows,
+        ):
+            for row in rows:
+                records.append(_row_to_record(row))
+                read += item_size(records[-1])
+                if read >= MAX_PAGE_READ_BYTES:
+                    break
+        full = len(records) == limit or read >= MAX_PAGE_READ_BYTES
+        return Page(records, records[-1].persistence_id if full and records else None)
+
+    async def changed_since_last_check(self) -> bool:
+        """`PRAGMA data_version` of the reader moves on each commit of another connection: the writer's,
+        or another process's."""
+        with ObservedCall(self._observer, "data_version"), _map_sqlite_errors("data_version"):
+            (version,) = self._reader.execute("PRAGMA data_version").fetchone()
+        changed: bool = version != self._data_version
+        self._data_version = version
+        return changed
 
     async def ping(self) -> None:
         with ObservedCall(self._observer, "ping"), _map_sqlite_errors("ping"):

@@ -107,6 +107,38 @@ type Health struct {
 // JsonValue defines model for JsonValue.
 type JsonValue = interface{}
 
+// ListedState A stored state, without its payload.
+type ListedState struct {
+	// ExpiresAt Only on a state that expires: when, in Unix epoch seconds. From that second on it is absent.
+	//
+	// Examples: 3
+	ExpiresAt *Int64 `json:"expires_at,omitempty"`
+
+	// Manifest Fully qualified protobuf message name.
+	//
+	// Examples: acme.billing.v1.AccountState
+	Manifest string `json:"manifest"`
+
+	// PersistenceId Examples: account-42
+	PersistenceId string `json:"persistence_id"`
+
+	// Shard The shard, 0 to 2^64-1.
+	//
+	// Examples: 3
+	Shard Uint64     `json:"shard"`
+	State *JsonValue `json:"state,omitempty"`
+
+	// Timestamp As written: Unix epoch milliseconds by default, nanoseconds or seconds from eGo actors.
+	//
+	// Examples: 3
+	Timestamp Int64 `json:"timestamp"`
+
+	// VersionNumber The version, 0 to 2^64-1.
+	//
+	// Examples: 3
+	VersionNumber Uint64 `json:"version_number"`
+}
+
 // Problem An RFC 9457 problem document.
 type Problem struct {
 	// CurrentVersion The version stored when a condition failed, if a state is stored.
@@ -198,6 +230,15 @@ type State struct {
 	//
 	// Examples: 3
 	VersionNumber Uint64 `json:"version_number"`
+}
+
+// StatePage defines model for StatePage.
+type StatePage struct {
+	// NextPageToken Pass as `page_token` (with the same `shard`) for the next page; null when the walk is over.
+	NextPageToken *string `json:"next_page_token"`
+
+	// States Up to `limit` states, in the backend's order (by id on SQLite, by DynamoDB's scan order on DynamoDB); a page may hold fewer, even none, while `next_page_token` is not null.
+	States []ListedState `json:"states"`
 }
 
 // StateWritten What a write stored, without the payload the client already has.
@@ -326,6 +367,21 @@ type TransactResult struct {
 	VersionNumber *Uint64 `json:"version_number,omitempty"`
 }
 
+// ListStatesParams defines parameters for ListStates.
+type ListStatesParams struct {
+	// Limit At most this many states in the page: 1 to 1000; 100 when absent.
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// PageToken The `next_page_token` of the previous page, with the same `shard`; absent for the first page. A token the service did not issue for this listing and filter is a `400`.
+	PageToken *string `form:"page_token,omitempty" json:"page_token,omitempty"`
+
+	// Shard Only the states of this shard (0 to 2^64-1, in decimal digits).
+	Shard *uint64 `form:"shard,omitempty" json:"shard,omitempty"`
+
+	// Decode Add `state`: the message in protobuf's JSON mapping (null when its type is unknown).
+	Decode *bool `form:"decode,omitempty" json:"decode,omitempty"`
+}
+
 // DeleteStateParams defines parameters for DeleteState.
 type DeleteStateParams struct {
 	// IfMatch Entity tags (`"3"`, a list, or `*`); also a bare version such as `3`.
@@ -340,6 +396,9 @@ type GetStateParams struct {
 	// Decode Add `state`: the message in protobuf's JSON mapping (null when its type is unknown).
 	Decode *bool `form:"decode,omitempty" json:"decode,omitempty"`
 
+	// Wait Wait for a change: while the answer would be `304` (the stored version matches `If-None-Match`), hold the request up to this many seconds until it would not be. Answers `200` with the state as soon as it differs, `404` once it is deleted, and `304` when the time runs out (or the server is stopping). Changes by this server, other replicas and other programs writing the table are all seen: this server's own at once, others' within the poll interval (`STATESTORE_WATCH_POLL_MS`, 500 ms by default). Beyond `STATESTORE_MAX_WAITERS` waiting requests the answer is `503` with `Retry-After`.
+	Wait *int `form:"wait,omitempty" json:"wait,omitempty"`
+
 	// IfMatch Entity tags (`"3"`, a list, or `*`); also a bare version such as `3`.
 	IfMatch *string `json:"if-match,omitempty"`
 
@@ -351,6 +410,9 @@ type GetStateParams struct {
 type HeadStateParams struct {
 	// Decode Add `state`: the message in protobuf's JSON mapping (null when its type is unknown).
 	Decode *bool `form:"decode,omitempty" json:"decode,omitempty"`
+
+	// Wait Wait for a change: while the answer would be `304` (the stored version matches `If-None-Match`), hold the request up to this many seconds until it would not be. Answers `200` with the state as soon as it differs, `404` once it is deleted, and `304` when the time runs out (or the server is stopping). Changes by this server, other replicas and other programs writing the table are all seen: this server's own at once, others' within the poll interval (`STATESTORE_WATCH_POLL_MS`, 500 ms by default). Beyond `STATESTORE_MAX_WAITERS` waiting requests the answer is `503` with `Retry-After`.
+	Wait *int `form:"wait,omitempty" json:"wait,omitempty"`
 
 	// IfMatch Entity tags (`"3"`, a list, or `*`); also a bare version such as `3`.
 	IfMatch *string `json:"if-match,omitempty"`
@@ -993,6 +1055,13 @@ type ClientInterface interface {
 	// Corresponds with GET /readyz (the `GetReadiness` operationId).
 	GetReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ListStates List the stored states, page by page
+	//
+	// Pages through every stored state, without payloads (`decode=true` adds `state`). Follow `next_page_token` until it is null: a walk that runs while nothing is written returns each state exactly once; under concurrent writes a state may be missed or seen twice, never half-written.
+	//
+	// Corresponds with GET /states (the `ListStates` operationId).
+	ListStates(ctx context.Context, params *ListStatesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// DeleteState Delete a state
 	//
 	// Corresponds with DELETE /states/{persistence_id} (the `DeleteState` operationId).
@@ -1092,6 +1161,23 @@ func (c *Client) GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) 
 // Corresponds with GET /readyz (the `GetReadiness` operationId).
 func (c *Client) GetReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetReadinessRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ListStates List the stored states, page by page
+//
+// Pages through every stored state, without payloads (`decode=true` adds `state`). Follow `next_page_token` until it is null: a walk that runs while nothing is written returns each state exactly once; under concurrent writes a state may be missed or seen twice, never half-written.
+//
+// Corresponds with GET /states (the `ListStates` operationId).
+func (c *Client) ListStates(ctx context.Context, params *ListStatesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListStatesRequest(c.Server, params)
 	if err != nil {
 		return nil, err
 	}
@@ -1334,6 +1420,96 @@ func NewGetReadinessRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewListStatesRequest constructs an http.Request for the ListStates method
+func NewListStatesRequest(server string, params *ListStatesParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/states")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.PageToken != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "page_token", *params.PageToken, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Shard != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "shard", *params.Shard, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: "uint64"}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Decode != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "decode", *params.Decode, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewDeleteStateRequest constructs an http.Request for the DeleteState method
 func NewDeleteStateRequest(server string, persistenceId string, params *DeleteStateParams) (*http.Request, error) {
 	var err error
@@ -1441,6 +1617,18 @@ func NewGetStateRequest(server string, persistenceId string, params *GetStatePar
 
 		}
 
+		if params.Wait != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wait", *params.Wait, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -1519,6 +1707,18 @@ func NewHeadStateRequest(server string, persistenceId string, params *HeadStateP
 		if params.Decode != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "decode", *params.Decode, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Wait != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "wait", *params.Wait, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -1815,6 +2015,15 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /readyz (the `GetReadiness` operationId).
 	GetReadinessWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetReadinessResponse, error)
 
+	// ListStatesWithResponse List the stored states, page by page
+	//
+	// Pages through every stored state, without payloads (`decode=true` adds `state`). Follow `next_page_token` until it is null: a walk that runs while nothing is written returns each state exactly once; under concurrent writes a state may be missed or seen twice, never half-written.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /states (the `ListStates` operationId).
+	ListStatesWithResponse(ctx context.Context, params *ListStatesParams, reqEditors ...RequestEditorFn) (*ListStatesResponse, error)
+
 	// DeleteStateWithResponse Delete a state
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -2021,6 +2230,82 @@ func (r GetReadinessResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetReadinessResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ListStatesResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *StatePage
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *Problem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Problem
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Problem
+	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
+	ApplicationproblemJSON431 *Problem
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListStatesResponse) GetJSON200() *StatePage {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ListStatesResponse) GetApplicationproblemJSON400() *Problem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ListStatesResponse) GetApplicationproblemJSON401() *Problem {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ListStatesResponse) GetApplicationproblemJSON422() *Problem {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON431 returns the response for an HTTP 431 `application/problem+json` response
+func (r ListStatesResponse) GetApplicationproblemJSON431() *Problem {
+	return r.ApplicationproblemJSON431
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ListStatesResponse) GetApplicationproblemJSON503() *Problem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListStatesResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListStatesResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListStatesResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListStatesResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -2622,6 +2907,21 @@ func (c *ClientWithResponses) GetReadinessWithResponse(ctx context.Context, reqE
 	return ParseGetReadinessResponse(rsp)
 }
 
+// ListStatesWithResponse List the stored states, page by page
+//
+// Pages through every stored state, without payloads (`decode=true` adds `state`). Follow `next_page_token` until it is null: a walk that runs while nothing is written returns each state exactly once; under concurrent writes a state may be missed or seen twice, never half-written.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /states (the `ListStates` operationId).
+func (c *ClientWithResponses) ListStatesWithResponse(ctx context.Context, params *ListStatesParams, reqEditors ...RequestEditorFn) (*ListStatesResponse, error) {
+	rsp, err := c.ListStates(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListStatesResponse(rsp)
+}
+
 // DeleteStateWithResponse Delete a state
 //
 // Returns a wrapper object for the known response body format(s).
@@ -2822,6 +3122,67 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 			return nil, err
 		}
 		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON431 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseListStatesResponse parses an HTTP response from a ListStatesWithResponse call
+func ParseListStatesResponse(rsp *http.Response) (*ListStatesResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListStatesResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest StatePage
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 431:
 		var dest Problem

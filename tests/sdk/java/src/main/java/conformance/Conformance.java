@@ -107,7 +107,7 @@ public final class Conformance {
   }
 
   void read(String what, String persistenceId, BigInteger version, long timestamp) throws Exception {
-    ApiResponse<State> response = states.getStateWithHttpInfo(persistenceId, null, null, null);
+    ApiResponse<State> response = states.getStateWithHttpInfo(persistenceId, null, null, null, null);
     State state = response.getData();
     expectNumbers(what, state.getVersionNumber(), state.getTimestamp(), state.getShard(), version, timestamp);
     expectSame(what + " manifest", state.getManifest(), MANIFEST);
@@ -128,7 +128,7 @@ public final class Conformance {
   }
 
   void expectAbsent(String what, String persistenceId) throws Exception {
-    expectProblem(what, 404, () -> states.getStateWithHttpInfo(persistenceId, null, null, null));
+    expectProblem(what, 404, () -> states.getStateWithHttpInfo(persistenceId, null, null, null, null));
   }
 
   void write() throws Exception {
@@ -147,7 +147,7 @@ public final class Conformance {
 
   void readAndHead() throws Exception {
     read("read", id, ABOVE_DOUBLE, EGO_NANOS);
-    ApiResponse<Void> head = states.headStateWithHttpInfo(id, null, null, null);
+    ApiResponse<Void> head = states.headStateWithHttpInfo(id, null, null, null, null);
     expectSame("head status", head.getStatusCode(), 200);
     expectSame("head ETag", etag(head), quoted(ABOVE_DOUBLE));
   }

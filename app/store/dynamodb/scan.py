@@ -1,0 +1,68 @@
+"""One page of a listing as one consistent `Scan` call, which DynamoDB itself stops at `Limit` items
+evaluated or at 1 MB read, whichever comes first; `ShardNumber` filtered on the server when a shard is
+asked for (the filter does not lower the read units: DynamoDB counts every item it evaluates).
+
+Payloads are left out of the answer unless asked for, which saves transfer and memory but not read units,
+which DynamoDB counts from the whole item.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from app.states.model import Attribute, Page
+from app.store.dynamodb.codec import HASH_KEY, from_item, key_of
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+_NAMES = {
+    "#k": HASH_KEY,
+    "#v": Attribute.VERSION_NUMBER,
+    "#m": Attribute.MANIFEST,
+    "#t": Attribute.TIMESTAMP,
+    "#s": Attribute.SHARD,
+    "#e": Attribute.EXPIRES_AT,
+}
+_PAYLOAD_NAME = {"#p": Attribute.PAYLOAD}
+
+
+def _scan_arguments(
+    table: str, limit: int, after: str | None, shard: int | None, *, payloads: bool
+) -> dict[str, Any]:
+    names = {**_NAMES, **(_PAYLOAD_NAME if payloads else {})}
+    arguments: dict[str, Any] = {
+        "TableName": table,
+        "Limit": limit,
+        "ConsistentRead": True,
+        "ProjectionExpression": ", ".join(names),
+        "ExpressionAttributeNames": names,
+    }
+    if after is not None:
+        arguments["ExclusiveStartKey"] = key_of(after)
+    if shard is not None:
+        # An item without ShardNumber reads as shard 0, in filters as everywhere else.
+        missing = " OR attribute_not_exists(#s)" if shard == 0 else ""
+        arguments["FilterExpression"] = f"#s = :shard{missing}"
+        arguments["ExpressionAttributeValues"] = {":shard": {"N": str(shard)}}
+    return arguments
+
+
+async def scan_page(
+    client: DynamoDBClient,
+    table: str,
+    limit: int,
+    after: str | None,
+    shard: int | None,
+    *,
+    payloads: bool,
+    now: int,
+) -> Page:
+    """The page, without the states expired at `now` (which DynamoDB may keep for a while)."""
+    response: Any = await client.scan(**_scan_arguments(table, limit, after, shard, payloads=payloads))
+    last_key = response.get("LastEvaluatedKey")
+    records = (from_item(item) for item in response.get("Items", []))
+    return Page(
+        [record for record in records if not record.expired(now)],
+        None if last_key is None else last_key[HASH_KEY]["S"],
+    )
