@@ -25,6 +25,7 @@ from app.states.model import (
     Precondition,
     Settled,
     StateRecord,
+    puts_to_read,
     refusal,
     settle_refused_write,
     transaction_results,
@@ -34,7 +35,7 @@ from app.store.dynamodb.batch_get import batch_get
 from app.store.dynamodb.codec import condition_arguments, from_item, key_of, to_item
 from app.store.dynamodb.errors import error_code, map_dynamodb_errors
 from app.store.dynamodb.table import check_table, request_table, wait_for_table
-from app.store.dynamodb.transact import settle_cancellation, transact_items
+from app.store.dynamodb.transact import cancellation, settle_cancellation, transact_items
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -145,13 +146,29 @@ class DynamoDBStore:
                     if error_code(exc) != "TransactionCanceledException":
                         raise
                     reasons: Any = exc.response.get("CancellationReasons") or []
-                    settled = settle_cancellation(self._table, operations, reasons, settled)
+                    cancelled = cancellation(self._table, operations, reasons)
+                    unrefused_puts = await self._stored(
+                        operations, puts_to_read(operations, cancelled.refused)
+                    )
+                    settled = settle_cancellation(self._table, operations, cancelled, settled, unrefused_puts)
                     if len(settled) < len(operations):
                         continue
                 return transaction_results(operations, settled)
             raise BackendUnavailable(
                 "the states changed under the transaction on every attempt; retry later", retry_after=1
             )
+
+    async def _stored(
+        self, operations: Sequence[Operation], indexes: Sequence[int]
+    ) -> dict[int, StateRecord | None]:
+        """What is stored for these operations."""
+        if not indexes:
+            return {}
+        read = await batch_get(
+            self._client, self._table, [operations[i].persistence_id for i in indexes], self._deadline
+        )
+        found = {record.persistence_id: record for record in read}
+        return {i: found.get(operations[i].persistence_id) for i in indexes}
 
     async def ping(self) -> None:
         async with self._call("DescribeTable"):

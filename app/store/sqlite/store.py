@@ -25,6 +25,7 @@ from app.states.model import (
     Operation,
     Precondition,
     StateRecord,
+    puts_to_read,
     refusal,
     refused_operations,
     settle_refused,
@@ -219,7 +220,12 @@ class SQLiteStore:
     async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:
         def apply(connection: sqlite3.Connection) -> list[StateRecord | None]:
             stored = _read_many(connection, [operation.persistence_id for operation in operations])
-            settled = settle_refused(operations, refused_operations(operations, stored))
+            refused = refused_operations(operations, stored)
+            unrefused_puts = {
+                index: stored.get(operations[index].persistence_id)
+                for index in puts_to_read(operations, refused)
+            }
+            settled = settle_refused(operations, refused, unrefused_puts=unrefused_puts)
             with savepoint(connection):
                 for index, operation in enumerate(operations):
                     if index in settled:
