@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from app.errors import InvalidState, PayloadTooLarge, ProblemError
 from app.protobuf import TypeRegistry
 from app.settings import ManifestPolicy, TimestampUnit, VersionGuard
+from app.states.answers import BatchRead
 from app.states.model import (
     MAX_ITEM_BYTES,
     MAX_TRANSACTION_BYTES,
@@ -70,7 +71,7 @@ class StatesService:
     async def get(self, persistence_id: str) -> StateRecord | None:
         return await self.store.get(persistence_id)
 
-    async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
+    async def get_many(self, persistence_ids: Sequence[str]) -> BatchRead:
         return await self.store.get_many(persistence_ids)
 
     async def put(

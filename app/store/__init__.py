@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
+from app.states.answers import BatchRead
 from app.states.model import Operation, Precondition, StateRecord
 
 CallObserver = Callable[[str, float, Exception | None], None]
@@ -73,8 +74,9 @@ class StateStore(Protocol):
 
     async def delete(self, persistence_id: str, precondition: Precondition) -> None: ...
 
-    async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
-        """The stored states of distinct ids, in no particular order; ids with none are left out."""
+    async def get_many(self, persistence_ids: Sequence[str]) -> BatchRead:
+        """The stored states of distinct ids, in no particular order, as many as fit in one answer
+        (`app.states.answers`); ids with none are left out, ids not read are listed as unprocessed."""
         ...
 
     async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:

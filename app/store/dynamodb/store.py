@@ -20,6 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from app.errors import BackendUnavailable
+from app.states.answers import BatchRead
 from app.states.model import (
     Operation,
     Precondition,
@@ -131,7 +132,7 @@ class DynamoDBStore:
             except ClientError as exc:
                 raise refusal(precondition, _stored_when_refused(exc)) from None
 
-    async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
+    async def get_many(self, persistence_ids: Sequence[str]) -> BatchRead:
         async with self._call("BatchGetItem"):
             return await batch_get(self._client, self._table, persistence_ids, self._deadline)
 
@@ -161,13 +162,13 @@ class DynamoDBStore:
     async def _stored(
         self, operations: Sequence[Operation], indexes: Sequence[int]
     ) -> dict[int, StateRecord | None]:
-        """What is stored for these operations."""
+        """What is stored for these operations, as far as one bounded read answers."""
         if not indexes:
             return {}
         read = await batch_get(
             self._client, self._table, [operations[i].persistence_id for i in indexes], self._deadline
         )
-        found = {record.persistence_id: record for record in read}
+        found = {record.persistence_id: record for record in read.found}
         return {i: found.get(operations[i].persistence_id) for i in indexes}
 
     async def ping(self) -> None:

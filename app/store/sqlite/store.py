@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from app.errors import BackendUnavailable
+from app.states.answers import AnswerBudget, BatchRead
 from app.states.model import (
     DeleteOperation,
     Operation,
@@ -209,13 +210,13 @@ class SQLiteStore:
 
         await self._write("delete", remove)
 
-    async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
+    async def get_many(self, persistence_ids: Sequence[str]) -> BatchRead:
         with (
             ObservedCall(self._observer, "get_many"),
             _map_sqlite_errors("get_many"),
             _transaction(self._reader),
         ):
-            return list(_read_many(self._reader, persistence_ids).values())
+            return _read_answer(self._reader, persistence_ids)
 
     async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:
         def apply(connection: sqlite3.Connection) -> list[StateRecord | None]:
@@ -255,6 +256,19 @@ def _read_many(connection: sqlite3.Connection, persistence_ids: Sequence[str]) -
         rows = connection.execute(_SELECT_MANY.format(", ".join(["?"] * len(chunk))), chunk)
         found.update((row[0], _row_to_record(row)) for row in rows)
     return found
+
+
+def _read_answer(connection: sqlite3.Connection, persistence_ids: Sequence[str]) -> BatchRead:
+    """The states of the ids, row by row, until the answer is full: the ids not read yet are unprocessed."""
+    budget = AnswerBudget()
+    for start in range(0, len(persistence_ids), IDS_PER_SELECT):
+        chunk = persistence_ids[start : start + IDS_PER_SELECT]
+        for row in connection.execute(_SELECT_MANY.format(", ".join(["?"] * len(chunk))), chunk):
+            if not budget.admit(_row_to_record(row)):
+                answered = {record.persistence_id for record in budget.found}
+                unread = (i for i in persistence_ids[start:] if i not in answered)
+                return budget.answer(persistence_ids, unread)
+    return budget.answer(persistence_ids, ())
 
 
 @contextmanager
