@@ -154,6 +154,7 @@ def create_app(settings: Settings, *, settle_heap_when_ready: bool = False) -> F
                 manifest_policy=settings.manifest_policy,
                 version_guard=settings.version_guard,
                 timestamp_unit=settings.timestamp_unit,
+                unknown_fields=settings.unknown_fields,
             )
             yield LifespanState(services=Services(states=states_service, metrics=app_metrics))
         logger.info("statestore stopped: backend closed", extra={FIELDS: {"backend": settings.backend}})

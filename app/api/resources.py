@@ -2,7 +2,7 @@
 
 Decoding (`?decode=true`) runs on a worker thread: rendering a large message in protobuf's JSON mapping is
 pure Python and may take many milliseconds, which on the event loop would hold up every other request
-(`/healthz` included).
+(`/healthz` included). The registry caps what one state's rendering may cost (`app.protobuf`).
 
 A batchGet answer is streamed state by state, and each state's record is dropped once sent, so that
 the answer's JSON (a third larger than its states, in base64) is never held whole beside the states.
@@ -40,7 +40,8 @@ def state_resource(
     record: StateRecord, *, with_payload: bool = True, decoded_by: TypeRegistry | None = None
 ) -> dict[str, Any]:
     """The resource, its 64-bit integers as strings of decimal digits (JavaScript rounds a number above 2^53);
-    with `decoded_by`, also `state`, the message in protobuf's JSON mapping (or null)."""
+    with `decoded_by`, also `state`, the message in protobuf's JSON mapping (or null), and `unknown_fields`
+    when the payload holds fields its type does not define (the JSON leaves them out)."""
     body: dict[str, Any] = {
         "persistence_id": record.persistence_id,
         "version_number": str(record.version_number),
@@ -51,7 +52,10 @@ def state_resource(
     if with_payload:
         body["payload"] = encode_base64(record.payload)
     if decoded_by is not None:
-        body["state"] = decoded_by.to_json(record.manifest, record.payload)
+        decoded = decoded_by.decode(record.manifest, record.payload)
+        body["state"] = None if decoded is None else decoded.state
+        if decoded is not None and decoded.unknown_fields:
+            body["unknown_fields"] = True
     return body
 
 

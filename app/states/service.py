@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from app.errors import InvalidState, PayloadTooLarge, ProblemError
 from app.protobuf import TypeRegistry
-from app.settings import ManifestPolicy, TimestampUnit, VersionGuard
+from app.settings import ManifestPolicy, TimestampUnit, UnknownFields, VersionGuard
 from app.states.answers import BatchRead
 from app.states.model import (
     MAX_ITEM_BYTES,
@@ -64,6 +64,7 @@ class StatesService:
     manifest_policy: ManifestPolicy
     version_guard: VersionGuard
     timestamp_unit: TimestampUnit
+    unknown_fields: UnknownFields
 
     async def ping(self) -> None:
         await self.store.ping()
@@ -132,7 +133,7 @@ class StatesService:
                 raise _refusal("state", exc.detail) from exc
         if self.types.knows(manifest):
             try:
-                self.types.check_payload(manifest, request.payload)
+                self.types.check_payload(manifest, request.payload, self.unknown_fields)
             except InvalidState as exc:
                 raise _refusal("payload", exc.detail) from exc
         elif self.manifest_policy == "strict":
