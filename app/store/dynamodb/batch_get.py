@@ -9,9 +9,9 @@ gets large. Until a state has been seen, each is assumed as large as an item can
 DynamoDB answers part of a call and hands back the rest as `UnprocessedKeys` when the answer passes its
 size limit (16 MB; dynalite stops at about 1 MB) or when it throttles. A call that read something is
 followed at once by another for its leftover keys; only a round in which no call read anything backs off,
-with exponential backoff and full jitter. Either way, no call starts once half the deadline has passed:
-whatever is still unread then goes back to the client as `unprocessed`. Only an answer in which not one
-id could be read is a 503.
+with exponential backoff and full jitter. Either way, no call starts once half the deadline has passed,
+and calls still in flight at 80% of it are given up: whatever is still unread then goes back to the client
+as `unprocessed`. Only an answer in which not one id could be read is a 503.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ MAX_CALL_ANSWER_BYTES = 4 * 1024 * 1024
 # A 1000-id read of small states is 10 calls: 4 at a time make it a few round trips instead of 10, yet one
 # request never holds more than 4 of the client's 64 pooled connections.
 CONCURRENT_CALLS = 4
+# Calls still in flight at this fraction of the deadline are given up, their keys unprocessed, so that
+# the states already read are answered rather than lost to the deadline's 503.
+ANSWER_BY_FRACTION = 0.8
 FIRST_BACKOFF_SECONDS = 0.05
 MAX_BACKOFF_SECONDS = 1.0
 
@@ -46,6 +49,7 @@ async def batch_get(
     """The stored states of distinct ids, as many as fit in one answer; raises 503 when none could be read."""
     loop = asyncio.get_running_loop()
     last_start = loop.time() + deadline / 2
+    answer_by = loop.time() + deadline * ANSWER_BY_FRACTION
     budget = AnswerBudget()
     pending = list(persistence_ids)
     unread: list[str] = []
@@ -53,7 +57,12 @@ async def batch_get(
     while pending and not budget.full:
         calls = _next_calls(pending, budget)
         del pending[: sum(len(keys) for keys in calls)]
-        answers = await _all_or_first_error([_ask(client, table, keys) for keys in calls])
+        try:
+            async with asyncio.timeout_at(answer_by):
+                answers = await _all_or_first_error([_ask(client, table, keys) for keys in calls])
+        except TimeoutError:
+            pending[:0] = [i for keys in calls for i in keys]
+            break
         left_over: list[str] = []
         for items, unprocessed in answers:
             unread += budget.admit_all(from_item(item) for item in items)
@@ -72,7 +81,8 @@ async def batch_get(
     unread += pending
     if persistence_ids and len(unread) == len(persistence_ids):
         raise BackendUnavailable(
-            f"DynamoDB left all {len(unread)} requested states unread (throttled); retry later", retry_after=1
+            f"DynamoDB left all {len(unread)} requested states unread (throttled or slow); retry later",
+            retry_after=1,
         )
     return budget.answer(persistence_ids, unread)
 
