@@ -1,6 +1,7 @@
 """BatchGetItem for up to 1000 ids, filling one bounded answer (`AnswerBudget`) and no more.
 
-Each call asks for as many keys (up to 100) as the largest state seen so far says fit in 4 MiB, and
+Each call asks for as many keys (up to 100) as the largest state seen so far says fit in 4 MiB (or in
+what the endpoint answered to a call it cut short, which dynalite does at about 1 MB), and
 several calls run at once as long as their keys, times that largest state, fit in what the answer may
 still take; so the service stops asking once the answer is full instead of reading everything and
 trimming, and no single call's answer (which the SDK holds whole, in base64 JSON, while it parses it)
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.errors import BackendUnavailable
 from app.states.answers import AnswerBudget, BatchRead
-from app.states.model import MAX_ITEM_BYTES
+from app.states.model import MAX_ITEM_BYTES, item_size
 from app.store.dynamodb.codec import HASH_KEY, from_item, key_of
 
 if TYPE_CHECKING:
@@ -33,6 +34,9 @@ T = TypeVar("T")
 
 MAX_KEYS_PER_CALL = 100
 MAX_CALL_ANSWER_BYTES = 4 * 1024 * 1024
+# A call cut short after this much is taken for the endpoint's limit on one answer, and later calls ask
+# for no more; a call cut short below it was throttled, which says nothing about sizes.
+MIN_SIZE_LIMIT_BYTES = 512 * 1024
 # A 1000-id read of small states is 10 calls: 4 at a time make it a few round trips instead of 10, yet one
 # request never holds more than 4 of the client's 64 pooled connections.
 CONCURRENT_CALLS = 4
@@ -54,8 +58,9 @@ async def batch_get(
     pending = list(persistence_ids)
     unread: list[str] = []
     idle_rounds = 0
+    call_bytes = MAX_CALL_ANSWER_BYTES
     while pending and not budget.full:
-        calls = _next_calls(pending, budget)
+        calls = _next_calls(pending, budget, call_bytes)
         del pending[: sum(len(keys) for keys in calls)]
         try:
             async with asyncio.timeout_at(answer_by):
@@ -65,8 +70,12 @@ async def batch_get(
             break
         left_over: list[str] = []
         for items, unprocessed in answers:
-            unread += budget.admit_all(from_item(item) for item in items)
+            records = [from_item(item) for item in items]
+            unread += budget.admit_all(records)
             left_over += unprocessed
+            answered = sum(item_size(record) for record in records)
+            if unprocessed and answered >= MIN_SIZE_LIMIT_BYTES:
+                call_bytes = min(call_bytes, answered)
         pending[:0] = left_over
         if len(left_over) < sum(len(keys) for keys in calls):
             idle_rounds = 0
@@ -87,10 +96,11 @@ async def batch_get(
     return budget.answer(persistence_ids, unread)
 
 
-def _next_calls(pending: Sequence[str], budget: AnswerBudget) -> list[Sequence[str]]:
-    """The keys of the calls to make at once: as many as the answer still has room for, if all were large."""
+def _next_calls(pending: Sequence[str], budget: AnswerBudget, call_bytes: int) -> list[Sequence[str]]:
+    """The keys of the calls to make at once: as many as the answer still has room for, if all were large,
+    each call asking no more than `call_bytes` of states."""
     largest = budget.largest or MAX_ITEM_BYTES
-    keys_per_call = max(1, min(MAX_KEYS_PER_CALL, MAX_CALL_ANSWER_BYTES // largest, budget.left // largest))
+    keys_per_call = max(1, min(MAX_KEYS_PER_CALL, call_bytes // largest, budget.left // largest))
     calls = max(1, min(CONCURRENT_CALLS, budget.left // (keys_per_call * largest)))
     return [
         pending[start : start + keys_per_call]
