@@ -21,6 +21,8 @@ import asyncio
 import base64
 import contextlib
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -149,6 +151,25 @@ async def decode_costs(pid: int, url: str) -> dict[str, Any]:
     return figures
 
 
+def sample_descriptor_set(path: Path) -> Path:
+    """The tests' sample types (tests/protos/sample.proto), compiled by grpcio-tools' protoc."""
+    protos = Path(__file__).resolve().parent.parent / "tests" / "protos"
+    subprocess.run(  # noqa: S603 - the repository's own proto file, compiled by the test dependencies' protoc
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"--proto_path={protos}",
+            "--include_imports",
+            f"--descriptor_set_out={path}",
+            str(protos / "sample.proto"),
+        ],
+        check=True,
+        timeout=60,
+    )
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -179,9 +200,7 @@ def main() -> None:
                 figures = asyncio.run(batch_get_memory(process.pid, url, options.states))
                 print(f"batchGet on {backend}:", figures, flush=True)
         if not options.skip_decode:
-            from tests._descriptors import SAMPLE_PROTO, build_descriptor_set
-
-            descriptors = build_descriptor_set(SAMPLE_PROTO, log_dir / "sample.binpb")
+            descriptors = sample_descriptor_set(log_dir / "sample.binpb")
             settings = {"STATESTORE_DESCRIPTOR_SETS": str(descriptors)}
             (log_dir / "decode").mkdir()
             with _service.service(argv, "sqlite", log_dir / "decode", None, "warning", settings) as (

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from app.states.answers import MAX_ANSWER_BYTES
-from conftest import DYNAMODB_SERVERS, ServiceFactory, create_table, server_endpoint
 from support.api import batch_get, state_body, state_path
+from support.services import DYNAMODB_SERVERS, ServiceFactory, create_table, server_endpoint
 
 TABLE = "bounded_answers"
 LARGE_PAYLOAD_BYTES = 380_000  # under moto's item limit, which is below DynamoDB's
