@@ -187,6 +187,7 @@ def create_app(
                 version_guard=settings.version_guard,
                 timestamp_unit=settings.timestamp_unit,
                 watches=watches,
+                unknown_fields=settings.unknown_fields,
                 clock=clock,
             )
             services = Services(

@@ -14,21 +14,27 @@ Loading
     without `--include_imports` loads when another set holds its imports.
 
 Valid payloads (`check_payload`)
-    A payload of a known type must parse as that type, set every proto2 `required` field, and carry no
-    field the type does not define (the JSON mapping would lose it). Zero bytes is a valid message. The
-    same holds for the message inside every `google.protobuf.Any` whose type the registry knows (eGo's Go
-    store writes each state as an Any); an Any of a type it does not know is accepted unchecked, as an
-    unknown manifest is.
+    A payload of a known type must parse as that type and set every proto2 `required` field. Fields the
+    type does not define (a writer with a newer schema) are kept under `unknown_fields="keep"`, and
+    refused under `"reject"`. Zero bytes is a valid message. The same holds for the message inside every
+    `google.protobuf.Any` whose type the registry knows (eGo's Go store writes each state as an Any); an
+    Any of a type it does not know is accepted unchecked, as an unknown manifest is.
 
-Reading (`to_json`)
+Reading (`decode`)
     Protobuf's canonical JSON mapping: lowerCamelCase names, 64-bit integers as strings, bytes as base64,
     enums by name, default values left out, an Any as `{"@type": url, ...}` with its message's fields.
-    None when the registry cannot know the state's shape: an unknown manifest, or an Any anywhere in the
-    message whose type it does not know (rendering part of a state would pass for all of it). Stored
-    bytes that are not a valid message of their known type (written opaquely before the descriptor set
-    was loaded, or by a writer with a newer schema) raise `InvalidState` naming the manifest: a decoded
-    state that silently dropped what did not fit would not be the stored state. The raw payload stays
-    readable without decoding.
+    Fields the type does not define are left out of the JSON, and `Decoded.unknown_fields` says that
+    some were there. None when the registry cannot know the state's shape: an unknown manifest, or an
+    Any anywhere in the message whose type it does not know (rendering part of a state would pass for
+    all of it). Stored bytes that do not parse as their known type (written opaquely before the
+    descriptor set was loaded) raise `InvalidState` naming the manifest. The raw payload stays readable
+    without decoding.
+
+    A rendering costs Python objects and time in proportion to the values it holds, not to the bytes of
+    the payload: 400 KB of empty sub-messages are 200,000 JSON objects. So a state of more than
+    `MAX_RENDERED_VALUES` values (fields set, and elements of repeated fields and maps, all counted, Any
+    contents included) is refused with `InvalidState` before any rendering starts; its payload can still
+    be read.
 
 Writing (`from_json`)
     Serializes deterministically, Any contents included, so payload -> JSON -> payload gives back the
@@ -67,9 +73,11 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import DecodeError, EncodeError, Message
 
 from app.errors import InvalidState
+from app.settings import UnknownFields
 
 _ANY = "google.protobuf.Any"
 _MAX_DEPTH = 100
+MAX_RENDERED_VALUES = 50_000
 _MAX_SUMMARY = 300
 _RUNTIME = "the protobuf runtime"
 _WELL_KNOWN_FILES: tuple[FileDescriptor, ...] = (
@@ -131,29 +139,39 @@ class TypeRegistry:
     def knows(self, manifest: str) -> bool:
         return manifest in self._descriptors
 
-    def check_payload(self, manifest: str, payload: bytes) -> None:
+    def check_payload(self, manifest: str, payload: bytes, unknown_fields: UnknownFields = "keep") -> None:
         message_class = self._message_class(manifest)
         if message_class is None:
             return
+        parsing = _Parsing(unknown_fields)
         try:
-            self._unpack_anys(_parse(message_class, payload))
+            self._unpack_anys(parsing.parse(message_class, payload), parsing)
         except _Unfit as unfit:
             raise InvalidState(f"payload is not a valid {manifest}: {unfit}") from unfit
 
-    def to_json(self, manifest: str, payload: bytes) -> Any | None:
+    def decode(self, manifest: str, payload: bytes) -> Decoded | None:
         message_class = self._message_class(manifest)
         if message_class is None:
             return None
+        parsing = _Parsing("keep")
         try:
-            message = _parse(message_class, payload)
-            if any(inner is None for _, inner in self._unpack_anys(message)):
-                return None
+            message = parsing.parse(message_class, payload)
+            anys = self._unpack_anys(message, parsing)
         except _Unfit as unfit:
             raise InvalidState(f"the stored payload is not a valid {manifest}: {unfit}") from unfit
+        if any(inner is None for _, inner in anys):
+            return None
+        values = _rendered_values([message, *(inner for _, inner in anys if inner is not None)])
+        if values > MAX_RENDERED_VALUES:
+            raise InvalidState(
+                f"the stored {manifest} holds more than {MAX_RENDERED_VALUES} values, more than one"
+                " state's JSON rendering may take; read its payload instead (without decode=true)"
+            )
         try:
-            return json_format.MessageToDict(message, descriptor_pool=self._pool)
+            state = json_format.MessageToDict(message, descriptor_pool=self._pool)
         except (json_format.SerializeToJsonError, ValueError) as error:
             raise InvalidState(f"the stored {manifest} has no JSON form: {error}") from error
+        return Decoded(state, parsing.found_unknown_fields)
 
     def from_json(self, manifest: str, state: Any) -> bytes:
         message_class = self._message_class(manifest)
@@ -172,7 +190,7 @@ class TypeRegistry:
         if not message.IsInitialized():
             raise InvalidState(f"state does not fit {manifest}: {_missing_required_fields(message)}")
         try:
-            anys = self._unpack_anys(message)
+            anys = self._unpack_anys(message, _Parsing("reject"))
         except _Unfit as unfit:
             raise InvalidState(f"state does not fit {manifest}: {unfit}") from unfit
         for any_message, inner in anys:
@@ -187,7 +205,9 @@ class TypeRegistry:
             self._classes[manifest] = message_class
         return message_class
 
-    def _unpack_anys(self, message: Message, depth: int = 1) -> list[tuple[Message, Message | None]]:
+    def _unpack_anys(
+        self, message: Message, parsing: _Parsing, depth: int = 1
+    ) -> list[tuple[Message, Message | None]]:
         """Every Any set in the message, innermost first, with its parsed content (None for an unknown type).
 
         Raises `_Unfit` when the content of an Any of known type is not a valid message of that type.
@@ -195,15 +215,17 @@ class TypeRegistry:
         if depth > _MAX_DEPTH:
             raise _Unfit(f"messages are nested more than {_MAX_DEPTH} levels deep")
         if message.DESCRIPTOR.full_name == _ANY:
-            return self._unpack_any(message, depth)
+            return self._unpack_any(message, parsing, depth)
         found: list[tuple[Message, Message | None]] = []
         for field, value in message.ListFields():
             if field.message_type is not None and field.message_type.full_name in self._any_holders:
                 for child in _child_messages(field, value):
-                    found += self._unpack_anys(child, depth + 1)
+                    found += self._unpack_anys(child, parsing, depth + 1)
         return found
 
-    def _unpack_any(self, message: Message, depth: int) -> list[tuple[Message, Message | None]]:
+    def _unpack_any(
+        self, message: Message, parsing: _Parsing, depth: int
+    ) -> list[tuple[Message, Message | None]]:
         if not message.ListFields():
             return []
         # The class comes from this registry's pool, not any_pb2, but has the same fields.
@@ -212,29 +234,70 @@ class TypeRegistry:
         if inner_class is None:
             return [(message, None)]
         try:
-            inner = _parse(inner_class, any_message.value)
+            inner = parsing.parse(inner_class, any_message.value)
         except _Unfit as unfit:
             raise _Unfit(f"its {_ANY} holding {inner_class.DESCRIPTOR.full_name}: {unfit}") from unfit
-        return [*self._unpack_anys(inner, depth + 1), (message, inner)]
+        return [*self._unpack_anys(inner, parsing, depth + 1), (message, inner)]
 
 
 class _Unfit(Exception):
     """Bytes that are not a valid message of their type; the message says why."""
 
 
-def _parse(message_class: type[Message], data: bytes) -> Message:
-    message = message_class()
-    try:
-        message.ParseFromString(data)
-    except DecodeError as error:
-        raise _Unfit(str(error).rpartition(": ")[2]) from error
-    if not message.IsInitialized():
-        raise _Unfit(_missing_required_fields(message))
-    size_with_unknown_fields = message.ByteSize()
-    message.DiscardUnknownFields()
-    if message.ByteSize() != size_with_unknown_fields:
-        raise _Unfit(f"it carries fields that {message.DESCRIPTOR.full_name} does not define")
-    return message
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A state in protobuf's JSON mapping; `unknown_fields`: the payload held fields its type does not define,
+    which the JSON leaves out."""
+
+    state: Any
+    unknown_fields: bool
+
+
+@dataclass(slots=True)
+class _Parsing:
+    """The parses of one payload (its Any contents included): what to do with fields the type does not
+    define, and whether any were found."""
+
+    unknown_fields: UnknownFields
+    found_unknown_fields: bool = False
+
+    def parse(self, message_class: type[Message], data: bytes) -> Message:
+        message = message_class()
+        try:
+            message.ParseFromString(data)
+        except DecodeError as error:
+            raise _Unfit(str(error).rpartition(": ")[2]) from error
+        if not message.IsInitialized():
+            raise _Unfit(_missing_required_fields(message))
+        size_with_unknown_fields = message.ByteSize()
+        message.DiscardUnknownFields()
+        if message.ByteSize() != size_with_unknown_fields:
+            if self.unknown_fields == "reject":
+                raise _Unfit(f"it carries fields that {message.DESCRIPTOR.full_name} does not define")
+            self.found_unknown_fields = True
+        return message
+
+
+def _rendered_values(messages: Iterable[Message]) -> int:
+    """The values protobuf's JSON mapping renders for the messages, counted until past MAX_RENDERED_VALUES:
+    the count never walks more than that many, whatever the messages hold."""
+    count = 0
+    pending = list(messages)
+    while pending and count <= MAX_RENDERED_VALUES:
+        for field, value in pending.pop().ListFields():
+            count += len(value) if field.is_repeated else 1
+            if count > MAX_RENDERED_VALUES:
+                break
+            if field.message_type is None:
+                continue
+            if field.message_type.GetOptions().map_entry:
+                if field.message_type.fields_by_name["value"].message_type is not None:
+                    pending += value.values()
+            elif field.is_repeated:
+                pending += value
+            else:
+                pending.append(value)
+    return count
 
 
 def _summary(error: Exception) -> str:

@@ -19,6 +19,7 @@ Backend = Literal["sqlite", "dynamodb"]
 ManifestPolicy = Literal["permissive", "strict"]
 VersionGuard = Literal["off", "monotonic"]
 TimestampUnit = Literal["s", "ms", "ns"]
+UnknownFields = Literal["keep", "reject"]
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750 b64token: what `Bearer <key>` can carry
 MIN_API_KEY_LENGTH = 16
 
@@ -50,6 +51,7 @@ class Settings(BaseSettings):
     manifest_policy: ManifestPolicy = "permissive"
     version_guard: VersionGuard = "off"
     timestamp_unit: TimestampUnit = "ms"
+    unknown_fields: UnknownFields = "keep"
     max_concurrent_requests: int = Field(256, ge=1)
     body_timeout_seconds: float = Field(30.0, gt=0)
     min_body_bytes_per_second: int = Field(1024, ge=0)
@@ -93,7 +95,13 @@ class Settings(BaseSettings):
         return self
 
     @field_validator(
-        "log_level", "backend", "manifest_policy", "version_guard", "timestamp_unit", mode="before"
+        "log_level",
+        "backend",
+        "manifest_policy",
+        "version_guard",
+        "timestamp_unit",
+        "unknown_fields",
+        mode="before",
     )
     @classmethod
     def _lower(cls, value: object) -> object:

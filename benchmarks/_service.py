@@ -10,7 +10,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -69,14 +69,20 @@ def minimal(log_dir: Path) -> Iterator[Served]:
 
 @contextmanager
 def service(
-    argv: Sequence[str], backend: str, log_dir: Path, dynamodb_endpoint: str | None, log_level: str
+    argv: Sequence[str],
+    backend: str,
+    log_dir: Path,
+    dynamodb_endpoint: str | None,
+    log_level: str,
+    settings: Mapping[str, str] | None = None,
 ) -> Iterator[Served]:
-    """The service on `backend`, once it is ready (`/readyz`)."""
+    """The service on `backend`, once it is ready (`/readyz`); `settings`: more STATESTORE_* variables."""
     env = {
         "STATESTORE_BACKEND": backend,
         "STATESTORE_LOG_LEVEL": log_level,
         "STATESTORE_SQLITE_PATH": str(log_dir / "sqlite" / "statestore.db"),
         "STATESTORE_DYNAMODB_TABLE": aws_config.TABLE,
+        **(settings or {}),
     }
     if dynamodb_endpoint:
         env["STATESTORE_DYNAMODB_ENDPOINT_URL"] = dynamodb_endpoint

@@ -78,11 +78,7 @@ async def test_a_valid_payload_of_a_known_type_is_stored_and_decoded(
     }
 
 
-@pytest.mark.parametrize(
-    "payload",
-    [b"\xff\xff\xff", b"\x0a\x05ab", b"\xa2\x06\x01x"],
-    ids=["garbage", "truncated", "unknown-field"],
-)
+@pytest.mark.parametrize("payload", [b"\xff\xff\xff", b"\x0a\x05ab"], ids=["garbage", "truncated"])
 async def test_an_invalid_payload_of_a_known_type_is_refused(
     aware: httpx.AsyncClient, state_id: str, payload: bytes
 ) -> None:
@@ -180,6 +176,53 @@ async def test_exactly_one_of_payload_and_state(
 ) -> None:
     assert_problem(await aware.put(state_path(state_id), json=put_body(ACCOUNT_STATE, **fields)), 422)
     assert (await aware.get(state_path(state_id))).status_code == 404
+
+
+async def test_a_payload_with_fields_unknown_to_its_type_is_kept_byte_for_byte(
+    aware: httpx.AsyncClient, types: Types, state_id: str
+) -> None:
+    """STATESTORE_UNKNOWN_FIELDS=keep (the default): a writer with a newer schema is not refused."""
+    payload = account(types) + b"\xa2\x06\x01x"  # field 100, which AccountState does not define
+    written = await aware.put(state_path(state_id), json=put_body(ACCOUNT_STATE, payload=b64(payload)))
+    assert written.status_code == 200, written.text
+    assert (await aware.get(state_path(state_id))).json()["payload"] == b64(payload)
+    decoded = (await aware.get(state_path(state_id), params={"decode": "true"})).json()
+    assert decoded["payload"] == b64(payload)
+    assert decoded["state"]["accountId"] == "account-42"
+    assert decoded["unknown_fields"] is True
+    assert "unknown_fields" not in (await aware.get(state_path(state_id))).json()
+
+
+async def test_unknown_fields_reject_refuses_them_as_v1_did(
+    backend: str, start_service: ServiceFactory, descriptor_set: Path, types: Types, state_id: str
+) -> None:
+    with start_service(backend, descriptor_sets=(descriptor_set,), unknown_fields="reject") as url:
+        async with httpx.AsyncClient(base_url=url) as rejecting:
+            payload = account(types) + b"\xa2\x06\x01x"
+            problem = assert_problem(
+                await rejecting.put(state_path(state_id), json=put_body(ACCOUNT_STATE, payload=b64(payload))),
+                422,
+            )
+            assert "does not define" in problem["detail"]
+            assert problem["errors"][0]["loc"] == ["body", "payload"]
+            assert (await rejecting.get(state_path(state_id))).status_code == 404
+
+
+async def test_a_state_too_costly_to_render_is_a_422_that_points_at_the_payload(
+    aware: httpx.AsyncClient, state_id: str
+) -> None:
+    """400 KB of empty ledger entries: 200,000 JSON objects, beyond what one rendering may take."""
+    payload = b"\x5a\x00" * 200_000
+    assert (
+        await aware.put(state_path(state_id), json=put_body(ACCOUNT_STATE, payload=b64(payload)))
+    ).status_code == 200
+    problem = assert_problem(await aware.get(state_path(state_id), params={"decode": "true"}), 422)
+    assert "read its payload instead" in problem["detail"]
+    assert (await aware.get(state_path(state_id))).json()["payload"] == b64(payload)
+    batch = await aware.post(
+        "/states:batchGet", json={"persistence_ids": [state_id]}, params={"decode": "true"}
+    )
+    assert "read its payload instead" in assert_problem(batch, 422)["detail"]
 
 
 async def test_the_strict_policy_refuses_unknown_manifests(

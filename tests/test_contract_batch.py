@@ -271,6 +271,20 @@ async def test_a_retried_transaction_succeeds(client: httpx.AsyncClient, state_i
 
 
 @DYNALITE_HAS_NO_TRANSACTIONS
+async def test_a_repeated_unconditional_put_shows_a_retry_for_a_delete_of_nothing(
+    client: httpx.AsyncClient, state_id: str
+) -> None:
+    """The put finds its own state stored, so the delete that finds nothing is already done, not a 412."""
+    written, deleted = ids_of(state_id, 2)
+    await put_all(client, [deleted])
+    operations = [put_op(written, 1), delete_op(deleted, if_match=1)]
+    first = await transact(client, *operations)
+    retried = await transact(client, *operations)
+    assert (first.status_code, retried.status_code) == (200, 200), retried.text
+    assert retried.json() == first.json()
+
+
+@DYNALITE_HAS_NO_TRANSACTIONS
 async def test_a_conditional_delete_of_nothing_alone_is_412(client: httpx.AsyncClient, state_id: str) -> None:
     """Without a put found already done, a missing state proves no retry: 412 as for DELETE."""
     await put_all(client, [state_id])

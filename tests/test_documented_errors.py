@@ -154,9 +154,11 @@ PROVOCATIONS: dict[tuple[str, str], dict[int, Provocation]] = {
         422: call("/states?limit=0"),
         431: head_over_the_cap("/states"),
     },
-    ("get", "/healthz"): {431: head_over_the_cap("/healthz")},
-    ("get", "/readyz"): {431: head_over_the_cap("/readyz")},
-    ("get", "/metrics"): {431: head_over_the_cap("/metrics")},
+    **{
+        (method, probe): {431: head_over_the_cap(probe)}
+        for probe in ("/healthz", "/readyz", "/metrics")
+        for method in ("get", "head")
+    },
 }
 CASES = [
     (method, path, status) for (method, path), provocations in PROVOCATIONS.items() for status in provocations

@@ -18,7 +18,15 @@ import httpx
 import pytest
 
 from app.store.dynamodb import CALL_DEADLINE_SECONDS
-from support.api import assert_problem, put_op, state_body, state_path, stored_versions, transact
+from support.api import (
+    assert_problem,
+    delete_op,
+    put_op,
+    state_body,
+    state_path,
+    stored_versions,
+    transact,
+)
 from support.fault_proxy import FaultProxy
 from support.processes import moto_process
 from support.services import ServiceFactory, create_table
@@ -178,6 +186,38 @@ async def test_a_lost_answer_retried_by_the_sdk_is_no_false_precondition_failure
     assert response.headers["etag"] == '"2"'
     assert proxy.answers_lost == 1
     await assert_still_stored(client, {key: 2})
+
+
+async def test_a_transaction_retried_after_a_lost_answer_is_no_false_412(
+    client: httpx.AsyncClient, proxy: FaultProxy
+) -> None:
+    """The SDK sends the transaction again: its unconditional put is what is stored, its delete finds nothing.
+
+    The put, found already done, shows the retry, so the delete of nothing is done too (app/states/model.py).
+    """
+    written, deleted = new_id(), new_id()
+    assert (await client.put(state_path(deleted), json=state_body(1))).status_code == 200
+    lost_before = proxy.answers_lost
+    proxy.lose_answers(1)
+    response = await transact(client, put_op(written, 1), delete_op(deleted, if_match=1))
+    assert response.status_code == 200, response.text
+    assert proxy.answers_lost == lost_before + 1
+    assert response.json()["results"] == [
+        {"persistence_id": written, "version_number": "1", "etag": '"1"'},
+        {"persistence_id": deleted},
+    ]
+    assert await stored_versions(client, [written, deleted]) == {written: "1", deleted: None}
+
+
+async def test_a_delete_of_nothing_beside_a_put_of_other_content_is_still_412(
+    client: httpx.AsyncClient, proxy: FaultProxy
+) -> None:
+    """No put finds its own state stored: nothing shows a retry, so the missing state is a 412."""
+    written, deleted = new_id(), new_id()
+    assert (await client.put(state_path(written), json=state_body(1, b"theirs"))).status_code == 200
+    response = await transact(client, put_op(written, 1, b"mine"), delete_op(deleted, if_match=1))
+    assert (assert_problem(response, 412)["operation_index"]) == 1
+    assert await stored_versions(client, [written]) == {written: "1"}
 
 
 async def test_a_transaction_conflict_is_a_503_and_applies_nothing(

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.errors import InvalidState
-from app.protobuf import DescriptorSetError, TypeRegistry
+from app.protobuf import MAX_RENDERED_VALUES, DescriptorSetError, TypeRegistry
 from support.messages import (
     ACCOUNT_STATE,
     ANY,
@@ -87,6 +87,12 @@ def sample_account(types: Types) -> Message:
     )
     account.metadata.Pack(types[MONEY](currency_code="USD", units=1), deterministic=True)  # type: ignore[attr-defined]
     return account
+
+
+def rendered(registry: TypeRegistry, manifest: str, payload: bytes) -> Any:
+    """The decoded state alone, None when the registry cannot decode it."""
+    decoded = registry.decode(manifest, payload)
+    return None if decoded is None else decoded.state
 
 
 def nested_lists(depth: int) -> bytes:
@@ -162,13 +168,15 @@ class TestCheckPayload:
     def test_refuses_fields_the_type_does_not_define(self, registry: TypeRegistry, types: Types) -> None:
         unknown_field_99 = b"\x98\x06\x01"
         with pytest.raises(InvalidState, match="does not define") as raised:
-            registry.check_payload(ACCOUNT_STATE, serialized(sample_account(types)) + unknown_field_99)
+            registry.check_payload(
+                ACCOUNT_STATE, serialized(sample_account(types)) + unknown_field_99, "reject"
+            )
         assert ACCOUNT_STATE in raised.value.detail
 
     def test_refuses_unknown_fields_in_a_nested_message(self, registry: TypeRegistry) -> None:
         balance_with_unknown_field = b"\x22\x03\x98\x06\x01"
         with pytest.raises(InvalidState, match="does not define"):
-            registry.check_payload(ACCOUNT_STATE, balance_with_unknown_field)
+            registry.check_payload(ACCOUNT_STATE, balance_with_unknown_field, "reject")
 
     def test_leaves_unknown_manifests_to_the_caller(self, registry: TypeRegistry) -> None:
         registry.check_payload("acme.orders.v1.OrderState", b"\xff anything")
@@ -186,7 +194,22 @@ class TestCheckPayload:
 
     def test_refuses_unknown_fields_inside_an_ego_any(self, registry: TypeRegistry) -> None:
         with pytest.raises(InvalidState, match="does not define"):
-            registry.check_payload(ANY, ego_envelope(ACCOUNT_STATE, b"\x98\x06\x01"))
+            registry.check_payload(ANY, ego_envelope(ACCOUNT_STATE, b"\x98\x06\x01"), "reject")
+
+    @pytest.mark.parametrize(
+        ("manifest", "payload"),
+        [
+            (ACCOUNT_STATE, b"\x98\x06\x01"),
+            (ACCOUNT_STATE, b"\x22\x03\x98\x06\x01"),
+            (ANY, ego_envelope(ACCOUNT_STATE, b"\x98\x06\x01")),
+        ],
+        ids=["top-level", "nested", "inside-an-ego-any"],
+    )
+    def test_keeps_unknown_fields_by_default(
+        self, registry: TypeRegistry, manifest: str, payload: bytes
+    ) -> None:
+        """A writer with a newer schema is not refused: its payload is stored as sent."""
+        registry.check_payload(manifest, payload)
 
     def test_accepts_an_ego_any_holding_an_unknown_type(self, registry: TypeRegistry) -> None:
         registry.check_payload(ANY, ego_envelope("acme.orders.v1.OrderState", b"\x0a\x03abc"))
@@ -203,7 +226,7 @@ class TestCheckPayload:
 
 class TestToJson:
     def test_renders_the_canonical_json_mapping(self, registry: TypeRegistry, types: Types) -> None:
-        state = registry.to_json(ACCOUNT_STATE, serialized(sample_account(types)))
+        state = rendered(registry, ACCOUNT_STATE, serialized(sample_account(types)))
 
         assert isinstance(state, dict)
         assert state["accountId"] == "account-42"
@@ -228,7 +251,7 @@ class TestToJson:
         assert "phoneNumber" not in state
 
     def test_renders_zero_bytes_as_an_empty_object(self, registry: TypeRegistry) -> None:
-        assert registry.to_json(ACCOUNT_STATE, b"") == {}
+        assert rendered(registry, ACCOUNT_STATE, b"") == {}
 
     @pytest.mark.parametrize(
         ("manifest", "message", "expected"),
@@ -251,13 +274,13 @@ class TestToJson:
     def test_renders_well_known_types(
         self, registry: TypeRegistry, manifest: str, message: Message, expected: Any
     ) -> None:
-        assert registry.to_json(manifest, serialized(message)) == expected
+        assert rendered(registry, manifest, serialized(message)) == expected
 
     def test_renders_an_ego_any_with_its_known_message(self, registry: TypeRegistry, types: Types) -> None:
         inner = serialized(sample_account(types))
-        inner_state = registry.to_json(ACCOUNT_STATE, inner)
+        inner_state = rendered(registry, ACCOUNT_STATE, inner)
 
-        state = registry.to_json(ANY, ego_envelope(ACCOUNT_STATE, inner))
+        state = rendered(registry, ANY, ego_envelope(ACCOUNT_STATE, inner))
 
         assert isinstance(inner_state, dict)
         assert state == {"@type": TYPE_URL_PREFIX + ACCOUNT_STATE, **inner_state}
@@ -265,7 +288,7 @@ class TestToJson:
     def test_renders_an_ego_any_holding_a_well_known_type(self, registry: TypeRegistry) -> None:
         timestamp = timestamp_pb2.Timestamp(seconds=OPENED_AT).SerializeToString()
 
-        state = registry.to_json(ANY, ego_envelope("google.protobuf.Timestamp", timestamp))
+        state = rendered(registry, ANY, ego_envelope("google.protobuf.Timestamp", timestamp))
 
         assert state == {
             "@type": TYPE_URL_PREFIX + "google.protobuf.Timestamp",
@@ -273,7 +296,7 @@ class TestToJson:
         }
 
     def test_gives_none_for_an_ego_any_of_unknown_type(self, registry: TypeRegistry) -> None:
-        assert registry.to_json(ANY, ego_envelope("acme.orders.v1.OrderState", b"\x0a\x03abc")) is None
+        assert rendered(registry, ANY, ego_envelope("acme.orders.v1.OrderState", b"\x0a\x03abc")) is None
 
     def test_gives_none_when_a_nested_any_holds_an_unknown_type(
         self, registry: TypeRegistry, types: Types
@@ -281,16 +304,15 @@ class TestToJson:
         account = types[ACCOUNT_STATE](account_id="account-42")
         account.metadata.type_url = TYPE_URL_PREFIX + "acme.orders.v1.OrderState"  # type: ignore[attr-defined]
 
-        assert registry.to_json(ACCOUNT_STATE, serialized(account)) is None
+        assert rendered(registry, ACCOUNT_STATE, serialized(account)) is None
 
     def test_gives_none_for_an_unknown_manifest(self, registry: TypeRegistry) -> None:
-        assert registry.to_json("acme.orders.v1.OrderState", b"\x0a\x03abc") is None
+        assert rendered(registry, "acme.orders.v1.OrderState", b"\x0a\x03abc") is None
 
     @pytest.mark.parametrize(
         ("manifest", "payload", "reason"),
         [
             (ACCOUNT_STATE, b"\xff\xff\xff", "corrupt"),
-            (ACCOUNT_STATE, b"\x98\x06\x01", "does not define"),
             (ANY, ego_envelope(ACCOUNT_STATE, b"\xff"), "corrupt"),
             (ANY, nested_anys(150), "nested more than 100 levels"),
             (
@@ -299,26 +321,54 @@ class TestToJson:
                 "no JSON",
             ),
         ],
-        ids=["corrupt", "unknown-fields", "corrupt-inside-any", "too-deep", "timestamp-out-of-range"],
+        ids=["corrupt", "corrupt-inside-any", "too-deep", "timestamp-out-of-range"],
     )
     def test_refuses_stored_bytes_that_do_not_fit_their_known_type(
         self, registry: TypeRegistry, manifest: str, payload: bytes, reason: str
     ) -> None:
         with pytest.raises(InvalidState, match=reason) as raised:
-            registry.to_json(manifest, payload)
+            rendered(registry, manifest, payload)
         assert manifest in raised.value.detail
+
+
+class TestDecodeCosts:
+    def test_renders_the_known_fields_and_says_unknown_ones_were_there(
+        self, registry: TypeRegistry, types: Types
+    ) -> None:
+        payload = serialized(sample_account(types))
+        decoded = registry.decode(ACCOUNT_STATE, payload + b"\x98\x06\x01")
+        assert decoded is not None
+        assert decoded.unknown_fields
+        assert decoded.state == rendered(registry, ACCOUNT_STATE, payload)
+        assert not registry.decode(ACCOUNT_STATE, payload).unknown_fields  # type: ignore[union-attr]
+
+    def test_says_so_of_unknown_fields_inside_an_ego_any(self, registry: TypeRegistry) -> None:
+        decoded = registry.decode(ANY, ego_envelope(ACCOUNT_STATE, b"\x0a\x01a\x98\x06\x01"))
+        assert decoded is not None
+        assert decoded.unknown_fields
+        assert decoded.state["accountId"] == "a"
+
+    def test_refuses_a_state_of_more_values_than_a_rendering_may_take(self, registry: TypeRegistry) -> None:
+        """400 KB of empty entries are 200,000 JSON objects: refused, pointing at the payload."""
+        empty_entries = b"\x5a\x00" * 200_000
+        with pytest.raises(InvalidState, match="read its payload instead"):
+            registry.decode(ACCOUNT_STATE, empty_entries)
+
+    def test_renders_a_state_of_as_many_values_as_allowed(self, registry: TypeRegistry) -> None:
+        entries = b"\x5a\x00" * MAX_RENDERED_VALUES
+        assert len(rendered(registry, ACCOUNT_STATE, entries)["recentEntries"]) == MAX_RENDERED_VALUES
 
 
 class TestFromJson:
     def test_round_trips_to_identical_bytes(self, registry: TypeRegistry, types: Types) -> None:
         payload = serialized(sample_account(types))
-        state = json.loads(json.dumps(registry.to_json(ACCOUNT_STATE, payload)))
+        state = json.loads(json.dumps(rendered(registry, ACCOUNT_STATE, payload)))
 
         assert registry.from_json(ACCOUNT_STATE, state) == payload
 
     def test_round_trips_an_ego_any_to_identical_bytes(self, registry: TypeRegistry, types: Types) -> None:
         payload = ego_envelope(ACCOUNT_STATE, serialized(sample_account(types)))
-        state = json.loads(json.dumps(registry.to_json(ANY, payload)))
+        state = json.loads(json.dumps(rendered(registry, ANY, payload)))
 
         assert registry.from_json(ANY, state) == payload
 
@@ -494,7 +544,7 @@ class TestProto2:
 
         payload = legacy_registry.from_json(LEDGER, state)
 
-        assert legacy_registry.to_json(LEDGER, payload) == state
+        assert rendered(legacy_registry, LEDGER, payload) == state
 
     @ANY_IN_EXTENSION
     def test_any_of_unknown_type_in_an_extension_decodes_to_none(
@@ -503,7 +553,7 @@ class TestProto2:
         payload = ledger_holding(ego_envelope("acme.orders.v1.OrderState", b""))
 
         legacy_registry.check_payload(LEDGER, payload)
-        assert legacy_registry.to_json(LEDGER, payload) is None
+        assert rendered(legacy_registry, LEDGER, payload) is None
 
     @ANY_IN_EXTENSION
     def test_corrupt_any_in_an_extension_is_refused(
@@ -606,7 +656,7 @@ class TestDescriptorSetErrors:
 
         zone_field = b"\x1a\x03UTC"
         with pytest.raises(InvalidState, match="does not define"):
-            registry.check_payload("google.protobuf.Timestamp", zone_field)
+            registry.check_payload("google.protobuf.Timestamp", zone_field, "reject")
 
     def test_set_without_imports_loads_when_another_set_has_them(
         self, descriptor_set: Path, write_proto: Callable[..., Path]
@@ -634,7 +684,7 @@ class TestJsonRoundTripProperties:
         payload = serialized(data.draw(account_states(types)))
         registry.check_payload(ACCOUNT_STATE, payload)
 
-        state = json.loads(json.dumps(registry.to_json(ACCOUNT_STATE, payload)))
+        state = json.loads(json.dumps(rendered(registry, ACCOUNT_STATE, payload)))
 
         assert registry.from_json(ACCOUNT_STATE, state) == payload
 
@@ -646,6 +696,6 @@ class TestJsonRoundTripProperties:
         payload = serialized(packed(types, data.draw(account_states(types))))
         registry.check_payload(ANY, payload)
 
-        state = json.loads(json.dumps(registry.to_json(ANY, payload)))
+        state = json.loads(json.dumps(rendered(registry, ANY, payload)))
 
         assert registry.from_json(ANY, state) == payload

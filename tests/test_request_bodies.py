@@ -49,4 +49,4 @@ async def test_a_method_a_route_lacks_is_405_whatever_its_body() -> None:
     async with in_process_client() as client:
         response = await client.put("/healthz", content=b"a=1", headers={"content-type": "text/plain"})
     assert_problem(response, 405)
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == "GET, HEAD"

@@ -25,6 +25,7 @@ def test_defaults_match_the_contract() -> None:
     assert settings.manifest_policy == "permissive"
     assert settings.version_guard == "off"
     assert settings.timestamp_unit == "ms"
+    assert settings.unknown_fields == "keep"
 
 
 def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,6 +42,7 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         "MANIFEST_POLICY": "strict",
         "VERSION_GUARD": "monotonic",
         "TIMESTAMP_UNIT": "NS",
+        "UNKNOWN_FIELDS": "Reject",
     }.items():
         monkeypatch.setenv(f"STATESTORE_{name}", value)
     settings = load_settings()
@@ -57,6 +59,7 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         manifest_policy="strict",
         version_guard="monotonic",
         timestamp_unit="ns",
+        unknown_fields="reject",
     )
     assert settings.endpoint_url == "http://localhost:8000"
 
@@ -75,6 +78,7 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("TIMESTAMP_UNIT", "us"),
         ("TIMESTAMP_UNIT", "seconds"),
         ("TIMESTAMP_UNIT", ""),
+        ("UNKNOWN_FIELDS", "drop"),
     ],
 )
 def test_a_bad_setting_names_its_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

@@ -5,6 +5,7 @@ The paths have no `/` after `states`, so the `/states/{persistence_id}` routes n
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 
 from fastapi import APIRouter, Request
@@ -13,7 +14,7 @@ from starlette.responses import Response
 from app.api import services_of
 from app.api.conditions import etag
 from app.api.ids import check_persistence_id
-from app.api.resources import DECODE, decode_requested, json_response, state_resource
+from app.api.resources import DECODE, decode_requested, decoded_state_json, json_response, streamed_answer
 from app.api.schemas import (
     BatchGetRequest,
     BatchGetResponse,
@@ -49,15 +50,21 @@ async def batch_get_states(request: Request) -> Response:
             for index, persistence_id in enumerate(body.persistence_ids)
         )
     )
-    found = {record.persistence_id: record for record in await states.get_many(requested)}
-    decoded_by = states.types if decode else None
-    return json_response(
-        {
-            "states": [state_resource(found[i], decoded_by=decoded_by) for i in requested if i in found],
-            "missing": [i for i in requested if i not in found],
-            "unprocessed": [],
-        }
+    read = await states.get_many(requested)
+    found = {record.persistence_id: record for record in read.found}
+    read.found.clear()  # only the streamed answer keeps the records, each until it is sent
+    unread = set(read.unprocessed)
+    answered = [found[i] for i in requested if i in found]
+    tail = {
+        "missing": [i for i in requested if i not in found and i not in unread],
+        "unprocessed": read.unprocessed,
+    }
+    del found
+    states_to_send: deque[StateRecord | bytes] = deque(
+        await decoded_state_json(answered, states.types) if decode else answered
     )
+    answered.clear()
+    return streamed_answer(states_to_send, tail)
 
 
 @router.post(

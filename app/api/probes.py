@@ -1,4 +1,7 @@
-"""What orchestrators and monitoring read: liveness, readiness, and the Prometheus metrics."""
+"""What orchestrators and monitoring read: liveness, readiness, and the Prometheus metrics.
+
+Each answers HEAD as GET without a body: load balancers and uptime checkers probe with HEAD.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +26,13 @@ class Health(BaseModel):
     summary="Liveness: the process runs",
     response_model=Health,
 )
+@router.head(
+    "/healthz",
+    tags=["health"],
+    operation_id="head_health",
+    summary="Liveness, as GET without a body",
+    response_model=Health,
+)
 async def healthz() -> Health:
     return Health(status="ok")
 
@@ -32,6 +42,14 @@ async def healthz() -> Health:
     tags=["health"],
     operation_id="get_readiness",
     summary="Readiness: the backend answers and its table exists",
+    response_model=Health,
+    responses=problem_responses(503),
+)
+@router.head(
+    "/readyz",
+    tags=["health"],
+    operation_id="head_readiness",
+    summary="Readiness, as GET without a body",
     response_model=Health,
     responses=problem_responses(503),
 )
@@ -46,6 +64,14 @@ async def readyz(request: Request) -> Health:
     operation_id="get_metrics",
     summary="Prometheus metrics",
     description="Prometheus text format, or OpenMetrics when the `Accept` header asks for it.",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+@router.head(
+    "/metrics",
+    tags=["metrics"],
+    operation_id="head_metrics",
+    summary="Prometheus metrics, as GET without a body",
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )

@@ -228,6 +228,18 @@ class State(_StateFields):
         description="Only with `decode=true`: the message in protobuf's canonical JSON mapping;"
         " null when its type is unknown.",
     )
+    # Absent unless true, never null: documented as the boolean alone.
+    unknown_fields: Annotated[
+        bool | None,
+        WithJsonSchema(
+            {
+                "type": "boolean",
+                "description": "Only with `decode=true`, and only when true: the payload holds fields that"
+                " its type, as the service knows it, does not define (a writer with a newer schema)."
+                " `state` leaves them out; `payload` has them.",
+            }
+        ),
+    ] = None
 
 
 class ListedState(_StateFields):

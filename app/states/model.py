@@ -9,10 +9,12 @@ Transactions follow the same rule operation by operation (`settle_refused`):
 
 - a put whose condition fails but which finds its own state stored (version, manifest and payload)
   is already done;
-- a conditional delete that finds nothing stored is already done only when a put of the same
-  transaction is already done: that put is the sign of a retry of this very transaction. Without
-  it, the delete is refused as `DELETE` with `If-Match` on a missing state is (412), since a missing
-  state proves nothing about the version the client expected;
+- a conditional delete that finds nothing stored is already done only inside a retry of its
+  transaction, and a retry shows itself by a put of the same transaction that finds its own state
+  stored: a refused put, or a put whose condition held (an unconditional one too), read back for
+  the purpose (`puts_to_read`). Without such a put, the delete is refused as `DELETE` with
+  `If-Match` on a missing state is (412), since a missing state proves nothing about the version
+  the client expected;
 - any other refused operation fails the whole transaction: 412 for its `if_match`/`if_none_match`,
   409 for the version guard, naming the lowest-numbered failing operation.
 
@@ -229,32 +231,61 @@ def refused_operations(
     return refused
 
 
+def _deletes_of_nothing(
+    operations: Sequence[Operation], refused: Mapping[int, StateRecord | None]
+) -> list[int]:
+    return [
+        index
+        for index, found in refused.items()
+        if found is None
+        and isinstance(operations[index], DeleteOperation)
+        and not operations[index].precondition.allows_state(None)
+    ]
+
+
+def puts_to_read(operations: Sequence[Operation], refused: Mapping[int, StateRecord | None]) -> list[int]:
+    """The puts the backend did not refuse, whose stored state `settle_refused` needs as `unrefused_puts`:
+    only when a delete found nothing, since only a put already done can show that this is a retry."""
+    if not _deletes_of_nothing(operations, refused):
+        return []
+    return [
+        index
+        for index, operation in enumerate(operations)
+        if isinstance(operation, PutOperation) and index not in refused
+    ]
+
+
 def settle_refused(
     operations: Sequence[Operation],
     refused: Mapping[int, StateRecord | None],
     settled_before: Mapping[int, StateRecord | None] | None = None,
+    unrefused_puts: Mapping[int, StateRecord | None] | None = None,
 ) -> Settled:
     """The operations already done, or the 412/409 of the first one that fails.
 
     `refused` holds what is stored for each operation the backend refused: its condition failed, or,
     for one found done by an earlier attempt (`settled_before`), the pin on what it found failed.
+    `unrefused_puts` holds what is stored for the puts of `puts_to_read`, as far as the backend read it.
     """
     settled = {i: found for i, found in (settled_before or {}).items() if i not in refused}
+    deletes_of_nothing = _deletes_of_nothing(operations, refused)
     failed: list[int] = []
-    deletes_of_nothing: list[int] = []
     for index, found in refused.items():
         operation = operations[index]
         if operation.precondition.allows_state(found):
             continue  # its own condition holds again: it is written rather than pinned
-        if isinstance(operation, PutOperation):
-            if found is not None and found.same_state_as(operation.record):
-                settled[index] = found
-            else:
-                failed.append(index)
-        elif found is None:
-            deletes_of_nothing.append(index)
+        if index in deletes_of_nothing:
+            continue  # done or failed, as the puts tell below
+        if _put_found_done(operation, found):
+            settled[index] = found
         else:
             failed.append(index)
+    if deletes_of_nothing:
+        settled.update(
+            (index, found)
+            for index, found in (unrefused_puts or {}).items()
+            if _put_found_done(operations[index], found)
+        )
     if any(isinstance(operations[index], PutOperation) for index in settled):
         settled.update(dict.fromkeys(deletes_of_nothing))
     else:
@@ -264,6 +295,10 @@ def settle_refused(
         operation = operations[first]
         raise refusal(operation.precondition, refused[first]).for_operation(first, operation.persistence_id)
     return settled
+
+
+def _put_found_done(operation: Operation, found: StateRecord | None) -> bool:
+    return isinstance(operation, PutOperation) and found is not None and found.same_state_as(operation.record)
 
 
 def transaction_results(operations: Sequence[Operation], settled: Settled) -> list[StateRecord | None]:

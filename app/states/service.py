@@ -17,7 +17,8 @@ from typing import Any, Protocol
 from app.clock import NANOSECONDS_PER_SECOND, Clock
 from app.errors import InvalidState, PayloadTooLarge, ProblemError
 from app.protobuf import TypeRegistry
-from app.settings import ManifestPolicy, TimestampUnit, VersionGuard
+from app.settings import ManifestPolicy, TimestampUnit, UnknownFields, VersionGuard
+from app.states.answers import BatchRead
 from app.states.model import (
     MAX_ITEM_BYTES,
     MAX_TRANSACTION_BYTES,
@@ -69,6 +70,7 @@ class StatesService:
     version_guard: VersionGuard
     timestamp_unit: TimestampUnit
     watches: Watches
+    unknown_fields: UnknownFields
     clock: Clock = time.time_ns
 
     async def ping(self) -> None:
@@ -77,7 +79,7 @@ class StatesService:
     async def get(self, persistence_id: str) -> StateRecord | None:
         return await self.store.get(persistence_id)
 
-    async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
+    async def get_many(self, persistence_ids: Sequence[str]) -> BatchRead:
         return await self.store.get_many(persistence_ids)
 
     async def list_page(self, limit: int, after: str | None, shard: int | None, *, payloads: bool) -> Page:
@@ -155,7 +157,7 @@ class StatesService:
                 raise _refusal("state", exc.detail) from exc
         if self.types.knows(manifest):
             try:
-                self.types.check_payload(manifest, request.payload)
+                self.types.check_payload(manifest, request.payload, self.unknown_fields)
             except InvalidState as exc:
                 raise _refusal("payload", exc.detail) from exc
         elif self.manifest_policy == "strict":

@@ -162,11 +162,13 @@ class Watches:
         for start in range(0, len(watched), IDS_PER_POLL_READ):
             batch = watched[start : start + IDS_PER_POLL_READ]
             generations = {i: self._watches[i].generation for i in batch if i in self._watches}
-            found = {record.persistence_id: record for record in await self._store.get_many(batch)}
+            read = await self._store.get_many(batch)
+            found = {record.persistence_id: record for record in read.found}
+            unread = set(read.unprocessed)  # left for the next round, not taken for deleted
             self._meter.ids_polled(len(batch))
             for persistence_id, generation in generations.items():
                 watch = self._watches.get(persistence_id)
-                if watch is not None and watch.generation == generation:
+                if persistence_id not in unread and watch is not None and watch.generation == generation:
                     watch.observe(found.get(persistence_id))
 
     def _forget_idle(self) -> None:

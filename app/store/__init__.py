@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Protocol
 
 from app.clock import Clock
+from app.states.answers import BatchRead
 from app.states.model import Operation, Page, Precondition, StateRecord
 
 CallObserver = Callable[[str, float, Exception | None], None]
@@ -75,8 +76,9 @@ class StateStore(Protocol):
 
     async def delete(self, persistence_id: str, precondition: Precondition) -> None: ...
 
-    async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
-        """The stored states of distinct ids, in no particular order; ids with none are left out."""
+    async def get_many(self, persistence_ids: Sequence[str]) -> BatchRead:
+        """The stored states of distinct ids, in no particular order, as many as fit in one answer
+        (`app.states.answers`); ids with none are left out, ids not read are listed as unprocessed."""
         ...
 
     async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:

@@ -1,22 +1,31 @@
-"""BatchGetItem for any number of ids: chunks of 100 read concurrently, unprocessed keys asked again.
+"""BatchGetItem for up to 1000 ids, filling one bounded answer (`AnswerBudget`) and no more.
 
-DynamoDB may answer a BatchGetItem with only part of the items and the rest as `UnprocessedKeys`
-(throttling, or the 16 MB response limit). Those are asked again with exponential backoff and full
-jitter until every key is answered or the deadline passes; then the whole read fails with 503, never
-a silent partial answer.
+Each call asks for as many keys (up to 100) as the largest state seen so far says fit in 4 MiB (or in
+what the endpoint answered to a call it cut short, which dynalite does at about 1 MB), and
+several calls run at once as long as their keys, times that largest state, fit in what the answer may
+still take; so the service stops asking once the answer is full instead of reading everything and
+trimming, and no single call's answer (which the SDK holds whole, in base64 JSON, while it parses it)
+gets large. Until a state has been seen, each is assumed as large as an item can be.
+
+DynamoDB answers part of a call and hands back the rest as `UnprocessedKeys` when the answer passes its
+size limit (16 MB; dynalite stops at about 1 MB) or when it throttles. A call that read something is
+followed at once by another for its leftover keys; only a round in which no call read anything backs off,
+with exponential backoff and full jitter. Either way, no call starts once half the deadline has passed,
+and calls still in flight at 80% of it are given up: whatever is still unread then goes back to the client
+as `unprocessed`. Only an answer in which not one id could be read is a 503.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.errors import BackendUnavailable
-from app.states.model import StateRecord
-from app.store.dynamodb.codec import from_item, key_of
+from app.states.answers import AnswerBudget, BatchRead
+from app.states.model import MAX_ITEM_BYTES, item_size
+from app.store.dynamodb.codec import HASH_KEY, from_item, key_of
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -24,57 +33,87 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 MAX_KEYS_PER_CALL = 100
-# A 1000-id read is 10 chunks: 4 at a time make it 3 round trips instead of 10 (what counts against
-# DynamoDB, where a call's time is mostly the round trip), yet one request never holds more than 4
-# of the client's 64 pooled connections.
-CONCURRENT_CHUNKS = 4
+MAX_CALL_ANSWER_BYTES = 4 * 1024 * 1024
+# A call cut short after this much is taken for the endpoint's limit on one answer, and later calls ask
+# for no more; a call cut short below it was throttled, which says nothing about sizes.
+MIN_SIZE_LIMIT_BYTES = 512 * 1024
+# A 1000-id read of small states is 10 calls: 4 at a time make it a few round trips instead of 10, yet one
+# request never holds more than 4 of the client's 64 pooled connections.
+CONCURRENT_CALLS = 4
+# Calls still in flight at this fraction of the deadline are given up, their keys unprocessed, so that
+# the states already read are answered rather than lost to the deadline's 503.
+ANSWER_BY_FRACTION = 0.8
 FIRST_BACKOFF_SECONDS = 0.05
 MAX_BACKOFF_SECONDS = 1.0
 
 
 async def batch_get(
     client: DynamoDBClient, table: str, persistence_ids: Sequence[str], deadline: float
-) -> list[StateRecord]:
-    """The stored states of distinct ids; raises 503 when some stay unprocessed `deadline` s from now."""
-    give_up_at = asyncio.get_running_loop().time() + deadline
-    limit = asyncio.Semaphore(CONCURRENT_CHUNKS)
-
-    async def read(chunk: Sequence[str]) -> list[StateRecord]:
-        async with limit:
-            return await _read_chunk(client, table, chunk, give_up_at)
-
-    chunks = [
-        persistence_ids[start : start + MAX_KEYS_PER_CALL]
-        for start in range(0, len(persistence_ids), MAX_KEYS_PER_CALL)
-    ]
-    answers = await _all_or_first_error([read(chunk) for chunk in chunks])
-    return [record for answer in answers for record in answer]
-
-
-async def _read_chunk(
-    client: DynamoDBClient, table: str, persistence_ids: Sequence[str], give_up_at: float
-) -> list[StateRecord]:
+) -> BatchRead:
+    """The stored states of distinct ids, as many as fit in one answer; raises 503 when none could be read."""
     loop = asyncio.get_running_loop()
-    request: Any = {table: {"Keys": [key_of(i) for i in persistence_ids], "ConsistentRead": True}}
-    found: list[StateRecord] = []
-    for attempt in itertools.count():
-        response = await client.batch_get_item(RequestItems=request)
-        found.extend(from_item(item) for item in response.get("Responses", {}).get(table, []))
-        request = response.get("UnprocessedKeys") or {}
-        if table in request:  # compatible endpoints may not echo it back
-            request[table]["ConsistentRead"] = True
-        if not request.get(table, {}).get("Keys"):
+    last_start = loop.time() + deadline / 2
+    answer_by = loop.time() + deadline * ANSWER_BY_FRACTION
+    budget = AnswerBudget()
+    pending = list(persistence_ids)
+    unread: list[str] = []
+    idle_rounds = 0
+    call_bytes = MAX_CALL_ANSWER_BYTES
+    while pending and not budget.full:
+        calls = _next_calls(pending, budget, call_bytes)
+        del pending[: sum(len(keys) for keys in calls)]
+        try:
+            async with asyncio.timeout_at(answer_by):
+                answers = await _all_or_first_error([_ask(client, table, keys) for keys in calls])
+        except TimeoutError:
+            pending[:0] = [i for keys in calls for i in keys]
             break
-        pause = random.uniform(0, min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2**attempt))  # noqa: S311
-        if loop.time() + pause > give_up_at:
-            left = len(request[table]["Keys"])
-            raise BackendUnavailable(
-                f"DynamoDB left {left} of the requested states unread (throttled or too large an answer)"
-                " until the deadline; retry later",
-                retry_after=1,
-            )
-        await asyncio.sleep(pause)
-    return found
+        left_over: list[str] = []
+        for items, unprocessed in answers:
+            records = [from_item(item) for item in items]
+            unread += budget.admit_all(records)
+            left_over += unprocessed
+            answered = sum(item_size(record) for record in records)
+            if unprocessed and answered >= MIN_SIZE_LIMIT_BYTES:
+                call_bytes = min(call_bytes, answered)
+        pending[:0] = left_over
+        if len(left_over) < sum(len(keys) for keys in calls):
+            idle_rounds = 0
+        else:
+            idle_rounds += 1
+            pause = random.uniform(0, min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2**idle_rounds))  # noqa: S311
+            if loop.time() + pause >= last_start:
+                break
+            await asyncio.sleep(pause)
+        if loop.time() >= last_start:
+            break
+    unread += pending
+    if persistence_ids and len(unread) == len(persistence_ids):
+        raise BackendUnavailable(
+            f"DynamoDB left all {len(unread)} requested states unread (throttled or slow); retry later",
+            retry_after=1,
+        )
+    return budget.answer(persistence_ids, unread)
+
+
+def _next_calls(pending: Sequence[str], budget: AnswerBudget, call_bytes: int) -> list[Sequence[str]]:
+    """The keys of the calls to make at once: as many as the answer still has room for, if all were large,
+    each call asking no more than `call_bytes` of states."""
+    largest = budget.largest or MAX_ITEM_BYTES
+    keys_per_call = max(1, min(MAX_KEYS_PER_CALL, call_bytes // largest, budget.left // largest))
+    calls = max(1, min(CONCURRENT_CALLS, budget.left // (keys_per_call * largest)))
+    return [
+        pending[start : start + keys_per_call]
+        for start in range(0, min(len(pending), calls * keys_per_call), keys_per_call)
+    ]
+
+
+async def _ask(client: DynamoDBClient, table: str, keys: Sequence[str]) -> tuple[list[Any], list[str]]:
+    """One BatchGetItem call: the items it answered, and the ids it left unprocessed."""
+    request: Any = {table: {"Keys": [key_of(i) for i in keys], "ConsistentRead": True}}
+    response: Any = await client.batch_get_item(RequestItems=request)
+    left = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+    return response.get("Responses", {}).get(table, []), [key[HASH_KEY]["S"] for key in left]
 
 
 async def _all_or_first_error(calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:

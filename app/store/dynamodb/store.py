@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 
 from app.clock import Clock, epoch_seconds
 from app.errors import BackendUnavailable
+from app.states.answers import BatchRead
 from app.states.model import (
     Operation,
     Page,
@@ -32,6 +33,7 @@ from app.states.model import (
     Settled,
     StateRecord,
     present,
+    puts_to_read,
     refusal,
     settle_refused_write,
     transaction_results,
@@ -48,7 +50,7 @@ from app.store.dynamodb.table import (
     request_table,
     wait_for_table,
 )
-from app.store.dynamodb.transact import settle_cancellation, transact_items
+from app.store.dynamodb.transact import cancellation, settle_cancellation, transact_items
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -155,11 +157,11 @@ class DynamoDBStore:
             except ClientError as exc:
                 raise refusal(precondition, _stored_when_refused(exc, now)) from None
 
-    async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
+    async def get_many(self, persistence_ids: Sequence[str]) -> BatchRead:
         now = self._now()
         async with self._call("BatchGetItem"):
-            found = await batch_get(self._client, self._table, persistence_ids, self._deadline)
-        return [record for record in found if not record.expired(now)]
+            read = await batch_get(self._client, self._table, persistence_ids, self._deadline)
+        return BatchRead([record for record in read.found if not record.expired(now)], read.unprocessed)
 
     async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:
         now = self._now()
@@ -173,7 +175,11 @@ class DynamoDBStore:
                     if error_code(exc) != "TransactionCanceledException":
                         raise
                     reasons: Any = exc.response.get("CancellationReasons") or []
-                    settled = settle_cancellation(self._table, operations, reasons, settled, now)
+                    cancelled = cancellation(self._table, operations, reasons, now)
+                    unrefused_puts = await self._stored(
+                        operations, puts_to_read(operations, cancelled.refused), now
+                    )
+                    settled = settle_cancellation(self._table, operations, cancelled, settled, unrefused_puts)
                     if len(settled) < len(operations):
                         continue
                 return transaction_results(operations, settled)
@@ -188,6 +194,18 @@ class DynamoDBStore:
 
     async def changed_since_last_check(self) -> bool:
         return True  # DynamoDB can tell only by reading the states
+
+    async def _stored(
+        self, operations: Sequence[Operation], indexes: Sequence[int], now: int
+    ) -> dict[int, StateRecord | None]:
+        """What is stored at `now` for these operations, as far as one bounded read answers."""
+        if not indexes:
+            return {}
+        read = await batch_get(
+            self._client, self._table, [operations[i].persistence_id for i in indexes], self._deadline
+        )
+        found = {record.persistence_id: record for record in read.found}
+        return {i: present(found.get(operations[i].persistence_id), now) for i in indexes}
 
     async def ping(self) -> None:
         async with self._call("DescribeTable"):

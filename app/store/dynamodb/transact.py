@@ -14,6 +14,7 @@ would swallow a deliberate repeat for 10 minutes (docs/batch.md, "Retries and id
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from app.errors import ProblemError
@@ -43,14 +44,18 @@ def transact_items(
     return items
 
 
-def settle_cancellation(
-    table: str,
-    operations: Sequence[Operation],
-    reasons: Sequence[Mapping[str, Any]],
-    settled_before: Mapping[int, StateRecord | None],
-    now: int,
-) -> Settled:
-    """The operations already done after a cancelled attempt, or the error that ends the transaction."""
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    """Why an attempt was cancelled: what each refused operation found, and the other problems."""
+
+    refused: dict[int, StateRecord | None]
+    problems: list[ProblemError]
+
+
+def cancellation(
+    table: str, operations: Sequence[Operation], reasons: Sequence[Mapping[str, Any]], now: int
+) -> Cancellation:
+    """The cancellation reasons read at `now`: a refused operation that found an expired state found none."""
     refused: dict[int, StateRecord | None] = {}
     problems: list[ProblemError] = []
     for index, reason in enumerate(reasons):
@@ -61,9 +66,20 @@ def settle_cancellation(
         elif code != "None":
             problem = problem_for(code, str(reason.get("Message", "")), table, OPERATION)
             problems.append(problem.for_operation(index, operations[index].persistence_id))
-    settled = settle_refused(operations, refused, settled_before)
-    if problems:
-        raise problems[0]
-    if not refused:
+    return Cancellation(refused, problems)
+
+
+def settle_cancellation(
+    table: str,
+    operations: Sequence[Operation],
+    cancelled: Cancellation,
+    settled_before: Mapping[int, StateRecord | None],
+    unrefused_puts: Mapping[int, StateRecord | None],
+) -> Settled:
+    """The operations already done after a cancelled attempt, or the error that ends the transaction."""
+    settled = settle_refused(operations, cancelled.refused, settled_before, unrefused_puts)
+    if cancelled.problems:
+        raise cancelled.problems[0]
+    if not cancelled.refused:
         raise problem_for("TransactionCanceledException", "no cancellation reason given", table, OPERATION)
     return settled

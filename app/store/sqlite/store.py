@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from app.clock import Clock, epoch_seconds
 from app.errors import BackendUnavailable
+from app.states.answers import AnswerBudget, BatchRead
 from app.states.model import (
     MAX_PAGE_READ_BYTES,
     DeleteOperation,
@@ -36,6 +37,7 @@ from app.states.model import (
     StateRecord,
     item_size,
     present,
+    puts_to_read,
     refusal,
     refused_operations,
     settle_refused,
@@ -256,19 +258,24 @@ class SQLiteStore:
 
         await self._write("delete", remove)
 
-    async def get_many(self, persistence_ids: Sequence[str]) -> list[StateRecord]:
+    async def get_many(self, persistence_ids: Sequence[str]) -> BatchRead:
         with (
             ObservedCall(self._observer, "get_many"),
             _map_sqlite_errors("get_many"),
             _transaction(self._reader),
         ):
-            return list(_read_many(self._reader, persistence_ids, self._now()).values())
+            return _read_answer(self._reader, persistence_ids, self._now())
 
     async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:
         def apply(connection: sqlite3.Connection) -> list[StateRecord | None]:
             persistence_ids = [operation.persistence_id for operation in operations]
             stored = _read_many(connection, persistence_ids, self._now())
-            settled = settle_refused(operations, refused_operations(operations, stored))
+            refused = refused_operations(operations, stored)
+            unrefused_puts = {
+                index: stored.get(operations[index].persistence_id)
+                for index in puts_to_read(operations, refused)
+            }
+            settled = settle_refused(operations, refused, unrefused_puts=unrefused_puts)
             with savepoint(connection):
                 for index, operation in enumerate(operations):
                     if index in settled:
@@ -335,6 +342,23 @@ def _read_many(
         records = (_row_to_record(row) for row in rows)
         found.update((record.persistence_id, record) for record in records if not record.expired(now))
     return found
+
+
+def _read_answer(connection: sqlite3.Connection, persistence_ids: Sequence[str], now: int) -> BatchRead:
+    """The states of the ids stored at `now`, row by row, until the answer is full: the ids not read yet
+    are unprocessed; expired states are left out, as missing."""
+    budget = AnswerBudget()
+    for start in range(0, len(persistence_ids), IDS_PER_SELECT):
+        chunk = persistence_ids[start : start + IDS_PER_SELECT]
+        for row in connection.execute(_SELECT_MANY.format(", ".join(["?"] * len(chunk))), chunk):
+            record = _row_to_record(row)
+            if record.expired(now):
+                continue
+            if not budget.admit(record):
+                answered = {record.persistence_id for record in budget.found}
+                unread = (i for i in persistence_ids[start:] if i not in answered)
+                return budget.answer(persistence_ids, unread)
+    return budget.answer(persistence_ids, ())
 
 
 @contextmanager
