@@ -1,8 +1,9 @@
 """Clients generated from the committed openapi/openapi.json in TypeScript, Go, Java and Python drive the
 service over HTTP on each backend. Each language's program (tests/sdk/<language>/) writes, reads,
-compares-and-sets, batch-reads and transacts 64-bit values that a JSON number in JavaScript would round, and
-names the first value that differs. The clients are generated into a temp dir on every run, with generators
-pinned by each language's own files; downloads stay in ~/.npm, Go's module cache and ~/.m2."""
+compares-and-sets, batch-reads, transacts, lists (page by page, in one shard) and waits on states with
+64-bit values that a JSON number in JavaScript would round, and names the first value that differs. The
+clients are generated into a temp dir on every run, with generators pinned by each language's own files;
+downloads stay in ~/.npm, Go's module cache and ~/.m2."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/tochemey/ego/v4/egopb"
 	"github.com/tochemey/ego/v4/persistence"
@@ -65,7 +66,7 @@ func (s *Store) Disconnect(_ context.Context) error {
 
 // Ping succeeds when the service is ready: its backend answers and its table exists.
 func (s *Store) Ping(ctx context.Context) error {
-	api, ctx, cancel, err := s.call(ctx)
+	api, ctx, cancel, err := s.call(ctx, 0)
 	if err != nil {
 		return err
 	}
@@ -83,24 +84,82 @@ func (s *Store) Ping(ctx context.Context) error {
 // GetLatestState returns the stored state with its version, timestamp and shard, or nil, nil when none is.
 // A state that an HTTP client wrote as its own message, not wrapped in an Any, comes back wrapped.
 func (s *Store) GetLatestState(ctx context.Context, persistenceID string) (*egopb.DurableState, error) {
-	api, ctx, cancel, err := s.call(ctx)
+	api, ctx, cancel, err := s.call(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer cancel()
 	response, err := api.GetStateWithResponse(ctx, persistenceID, nil)
+	if err != nil {
+		return nil, fmt.Errorf("egostore: read %q: %w", persistenceID, err)
+	}
+	state, err := durableStateOf(persistenceID, response)
+	if err != nil {
+		return nil, fmt.Errorf("egostore: read %q: %w", persistenceID, err)
+	}
+	return state, nil
+}
+
+// maxWait is the longest the service holds a request that waits for a change.
+const maxWait = 60 * time.Second
+
+// WaitForChange waits until the stored state of persistenceID differs from version, and returns it as
+// GetLatestState does: the new state, or nil, nil once none is stored (deleted, expired, or never written).
+// It asks the service to hold each request up to 60 s (less when ctx's deadline is nearer) and asks again
+// until a change comes or ctx ends, when it returns ctx's error wrapped.
+func (s *Store) WaitForChange(ctx context.Context, persistenceID string, version uint64) (*egopb.DurableState, error) {
+	etag := strconv.Quote(strconv.FormatUint(version, 10))
+	for {
+		state, changed, err := s.waitOnce(ctx, persistenceID, etag)
+		if err != nil {
+			return nil, fmt.Errorf("egostore: wait for %q to change from version %d: %w", persistenceID, version, err)
+		}
+		if changed {
+			return state, nil
+		}
+	}
+}
+
+// waitOnce is one request that waits for the state to differ from etag: changed is false when the service
+// answered 304 (no change within the wait).
+func (s *Store) waitOnce(ctx context.Context, persistenceID, etag string) (*egopb.DurableState, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	wait := maxWait
+	if deadline, ok := ctx.Deadline(); ok {
+		wait = min(wait, max(time.Until(deadline), time.Second))
+	}
+	seconds := int(wait / time.Second)
+	api, ctx, cancel, err := s.call(ctx, wait)
+	if err != nil {
+		return nil, false, err
+	}
+	defer cancel()
+	response, err := api.GetStateWithResponse(ctx, persistenceID,
+		&statestore.GetStateParams{Wait: &seconds, IfNoneMatch: &etag})
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("egostore: read %q: %w", persistenceID, err)
+		return nil, false, err
+	case response.StatusCode() == http.StatusNotModified:
+		return nil, false, nil
+	}
+	state, err := durableStateOf(persistenceID, response)
+	return state, err == nil, err
+}
+
+// durableStateOf is the state a GET answered: nil for a 404, an error for any answer but a 200.
+func durableStateOf(persistenceID string, response *statestore.GetStateResponse) (*egopb.DurableState, error) {
+	switch {
 	case response.StatusCode() == http.StatusNotFound:
 		return nil, nil
 	case response.JSON200 == nil:
-		return nil, fmt.Errorf("egostore: read %q: %w", persistenceID, problemOf(response.HTTPResponse, response.Body))
+		return nil, problemOf(response.HTTPResponse, response.Body)
 	}
 	stored := response.JSON200
 	resulting, err := resultingState(stored.Manifest, stored.Payload)
 	if err != nil {
-		return nil, fmt.Errorf("egostore: read %q: %w", persistenceID, err)
+		return nil, err
 	}
 	return &egopb.DurableState{
 		PersistenceId:  persistenceID,
@@ -124,7 +183,7 @@ func resultingState(manifest string, payload []byte) (*anypb.Any, error) {
 
 // WriteState stores the state; with WithFencing, only over the version it follows.
 func (s *Store) WriteState(ctx context.Context, state *egopb.DurableState) error {
-	api, ctx, cancel, err := s.call(ctx)
+	api, ctx, cancel, err := s.call(ctx, 0)
 	if err != nil {
 		return err
 	}
@@ -186,12 +245,15 @@ func preconditionFailed(err error) *ProblemError {
 	return nil
 }
 
-// call is the connected client and the call's context, bounded by the store's timeout.
-func (s *Store) call(ctx context.Context) (*statestore.ClientWithResponses, context.Context, context.CancelFunc, error) {
+// call is the connected client and the call's context, bounded by the store's timeout plus held, the time
+// the service is asked to hold the request.
+func (s *Store) call(
+	ctx context.Context, held time.Duration,
+) (*statestore.ClientWithResponses, context.Context, context.CancelFunc, error) {
 	api := s.api.Load()
 	if api == nil {
 		return nil, nil, nil, ErrNotConnected
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.options.timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.options.timeout+held)
 	return api, ctx, cancel, nil
 }

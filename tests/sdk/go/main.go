@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 const (
@@ -21,6 +23,8 @@ const (
 	egoNanos    int64  = 1764115200123456789
 	goZeroTime  int64  = -62135596800 // an eGo actor stopped before any command
 	shard       uint64 = 3
+	listedShard uint64 = 7 // only the listing step's states are in this shard
+	listingPage        = 2 // a page smaller than the states listed, so that the walk follows next_page_token
 	manifest           = "google.protobuf.StringValue"
 )
 
@@ -63,13 +67,20 @@ func quoted(version uint64) *string {
 type conformance struct {
 	ctx                    context.Context
 	client                 *ClientWithResponses
+	prefix                 string
 	id, otherID, missingID string
+	waitedID               string
 }
 
 func expectNumbers(what, version, timestamp, shardNumber string, wantVersion uint64, wantTimestamp int64) {
+	expectNumbersInShard(what, version, timestamp, shardNumber, wantVersion, wantTimestamp, shard)
+}
+
+func expectNumbersInShard(what, version, timestamp, shardNumber string, wantVersion uint64, wantTimestamp int64,
+	wantShard uint64) {
 	expectUint64(what+" version_number", version, wantVersion)
 	expectInt64(what+" timestamp", timestamp, wantTimestamp)
-	expectUint64(what+" shard", shardNumber, shard)
+	expectUint64(what+" shard", shardNumber, wantShard)
 }
 
 func expectWritten(what string, got *StateWritten, version uint64, timestamp int64) {
@@ -100,17 +111,28 @@ func (c *conformance) expectAbsent(what, id string) {
 	expectSame(what+" status", got.StatusCode(), http.StatusNotFound)
 }
 
-func (c *conformance) write() {
+// numbersBody is a state with each 64-bit value as a JSON number.
+func numbersBody(version uint64, timestamp int64, shardNumber uint64) PutStateJSONRequestBody {
 	body := PutStateJSONRequestBody{Manifest: manifest, Payload: &payload}
-	must(body.VersionNumber.FromPutStateRequestVersionNumber1(aboveDouble))
+	must(body.VersionNumber.FromPutStateRequestVersionNumber1(version))
 	body.Timestamp = &PutStateRequest_Timestamp{}
-	must(body.Timestamp.FromPutStateRequestTimestamp1(egoNanos))
+	must(body.Timestamp.FromPutStateRequestTimestamp1(timestamp))
 	body.Shard = &PutStateRequest_Shard{}
-	must(body.Shard.FromPutStateRequestShard1(shard))
+	must(body.Shard.FromPutStateRequestShard1(shardNumber))
+	return body
+}
+
+// create writes a state where none is (If-None-Match: *).
+func (c *conformance) create(what, id string, body PutStateJSONRequestBody) *PutStateResponse {
 	anyState := "*"
-	got, err := c.client.PutStateWithResponse(c.ctx, c.id, &PutStateParams{IfNoneMatch: &anyState}, body)
+	got, err := c.client.PutStateWithResponse(c.ctx, id, &PutStateParams{IfNoneMatch: &anyState}, body)
 	must(err)
-	expectSame("write status", got.StatusCode(), http.StatusCreated)
+	expectSame(what+" status", got.StatusCode(), http.StatusCreated)
+	return got
+}
+
+func (c *conformance) write() {
+	got := c.create("write", c.id, numbersBody(aboveDouble, egoNanos, shard))
 	expectWritten("write", got.JSON201, aboveDouble, egoNanos)
 	expectSame("write ETag", got.HTTPResponse.Header.Get("ETag"), *quoted(aboveDouble))
 }
@@ -212,6 +234,69 @@ func (c *conformance) delete() {
 	c.expectAbsent("read after delete", c.otherID)
 }
 
+func (c *conformance) listing() {
+	var listedIDs []string
+	for n := range 3 {
+		id := fmt.Sprintf("%s/listed %d", c.prefix, n)
+		c.create("listing: write of "+id, id, numbersBody(maxUint64, egoNanos, listedShard))
+		listedIDs = append(listedIDs, id)
+	}
+	var found []ListedState
+	limit, shardFilter := listingPage, listedShard
+	params := &ListStatesParams{Limit: &limit, Shard: &shardFilter}
+	pages := 0
+	for pages == 0 || params.PageToken != nil {
+		pages++
+		got, err := c.client.ListStatesWithResponse(c.ctx, params)
+		must(err)
+		if got.JSON200 == nil {
+			fail("listing page %d: status %d, %q", pages, got.StatusCode(), got.Body)
+		}
+		found = append(found, got.JSON200.States...)
+		params.PageToken = got.JSON200.NextPageToken
+	}
+	var ours []ListedState
+	for _, state := range found { // the shard filter holds for every state, other programs' too
+		expectUint64(fmt.Sprintf("listing %q shard", state.PersistenceId), state.Shard, listedShard)
+		if strings.HasPrefix(state.PersistenceId, c.prefix+"/") {
+			ours = append(ours, state)
+		}
+	}
+	slices.SortFunc(ours, func(a, b ListedState) int { return strings.Compare(a.PersistenceId, b.PersistenceId) })
+	var ids []string
+	for _, state := range ours {
+		ids = append(ids, state.PersistenceId)
+		expectNumbersInShard(fmt.Sprintf("listing %q", state.PersistenceId), state.VersionNumber, state.Timestamp,
+			state.Shard, maxUint64, egoNanos, listedShard)
+		expectSame(fmt.Sprintf("listing %q manifest", state.PersistenceId), state.Manifest, manifest)
+	}
+	expectSame("listing ids", ids, listedIDs)
+	if pages < 2 {
+		fail("one page of %d states, want more pages of at most %d", len(found), listingPage)
+	}
+}
+
+func (c *conformance) wait() {
+	c.create("wait: first write", c.waitedID, numbersBody(aboveDouble, egoNanos, shard))
+	wait := 2
+	params := &GetStateParams{Wait: &wait, IfNoneMatch: quoted(aboveDouble)}
+	unchanged, err := c.client.GetStateWithResponse(c.ctx, c.waitedID, params)
+	must(err)
+	expectSame("wait on a state nobody writes: status", unchanged.StatusCode(), http.StatusNotModified)
+	next := numbersBody(maxUint64, egoNanos, shard)
+	written, err := c.client.PutStateWithResponse(c.ctx, c.waitedID, &PutStateParams{IfMatch: quoted(aboveDouble)}, next)
+	must(err)
+	expectSame("wait: second write status", written.StatusCode(), http.StatusOK)
+	changed, err := c.client.GetStateWithResponse(c.ctx, c.waitedID, params)
+	must(err)
+	state := changed.JSON200
+	if state == nil {
+		fail("wait with the old version: status %d, %q", changed.StatusCode(), changed.Body)
+	}
+	expectNumbers("wait with the old version", state.VersionNumber, state.Timestamp, state.Shard, maxUint64, egoNanos)
+	expectSame("wait with the old version: ETag", changed.HTTPResponse.Header.Get("ETag"), *quoted(maxUint64))
+}
+
 func main() {
 	if len(os.Args) != 4 {
 		fmt.Fprintln(os.Stderr, "usage: conformance BASE_URL API_KEY ID_PREFIX")
@@ -226,7 +311,8 @@ func main() {
 	must(err)
 	c := &conformance{
 		ctx: context.Background(), client: client,
-		id: prefix + "/order 42|é:1", otherID: prefix + "/order 43", missingID: prefix + "/never written",
+		prefix: prefix, id: prefix + "/order 42|é:1", otherID: prefix + "/order 43", missingID: prefix + "/never written",
+		waitedID: prefix + "/waited on",
 	}
 	steps := []struct {
 		name string
@@ -239,6 +325,8 @@ func main() {
 		{"batchGet", c.batchGet},
 		{"transaction", c.transaction},
 		{"delete", c.delete},
+		{"listing", c.listing},
+		{"wait", c.wait},
 	}
 	for _, s := range steps {
 		step = s.name

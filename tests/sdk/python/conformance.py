@@ -15,6 +15,7 @@ from statestore_client.api.states import (
     delete_state,
     get_state,
     head_state,
+    list_states,
     put_state,
     transact_states,
 )
@@ -22,22 +23,26 @@ from statestore_client.client import AuthenticatedClient
 from statestore_client.models import (
     BatchGetRequest,
     BatchGetResponse,
+    ListedState,
     Problem,
     PutStateRequest,
     State,
+    StatePage,
     StateWritten,
     TransactDelete,
     TransactPut,
     TransactRequest,
     TransactResponse,
 )
-from statestore_client.types import Response
+from statestore_client.types import UNSET, Response
 
 MAX_UINT64 = 2**64 - 1
 ABOVE_DOUBLE = 2**53 + 1  # the first integer a JSON number in JavaScript rounds
 EGO_NANOS = 1764115200123456789  # eGo >= 4.2 writes nanoseconds
 GO_ZERO_TIME = -62135596800  # an eGo actor stopped before any command
 SHARD = 3
+LISTED_SHARD = 7  # only the listing step's states are in this shard
+LISTING_PAGE = 2  # a page smaller than the states listed, so that the walk follows next_page_token
 MANIFEST = "google.protobuf.StringValue"
 PAYLOAD = "CgJoaQ=="  # StringValue{value: "hi"}
 
@@ -65,10 +70,12 @@ def expect_parsed(what: str, response: Response[Answer], kind: type[Parsed]) -> 
     return response.parsed
 
 
-def expect_numbers(what: str, got: State | StateWritten, version: int, timestamp: int) -> None:
+def expect_numbers(
+    what: str, got: State | StateWritten | ListedState, version: int, timestamp: int, shard: int = SHARD
+) -> None:
     expect_64(f"{what} version_number", got.version_number, version)
     expect_64(f"{what} timestamp", got.timestamp, timestamp)
-    expect_64(f"{what} shard", got.shard, SHARD)
+    expect_64(f"{what} shard", got.shard, shard)
     expect_same(f"{what} manifest", got.manifest, MANIFEST)
 
 
@@ -82,6 +89,8 @@ class Conformance:
         self.id = f"{prefix}/order 42|é:1"
         self.other_id = f"{prefix}/order 43"
         self.missing_id = f"{prefix}/never written"
+        self.prefix = prefix
+        self.waited_id = f"{prefix}/waited on"
 
     def read(self, what: str, persistence_id: str, version: int, timestamp: int) -> None:
         response = get_state.sync_detailed(persistence_id, client=self.client)
@@ -184,6 +193,71 @@ class Conformance:
         expect_same("delete status", response.status_code, 204)
         self.expect_absent("read after delete", self.other_id)
 
+    def listing(self) -> None:
+        listed_ids = sorted(f"{self.prefix}/listed {n}" for n in range(3))
+        body = PutStateRequest(
+            manifest=MANIFEST,
+            payload=PAYLOAD,
+            version_number=MAX_UINT64,
+            timestamp=EGO_NANOS,
+            shard=LISTED_SHARD,
+        )
+        for persistence_id in listed_ids:
+            response = put_state.sync_detailed(
+                persistence_id, client=self.client, body=body, if_none_match="*"
+            )
+            expect_same(f"listing: write of {persistence_id!r} status", response.status_code, 201)
+        found: list[ListedState] = []
+        pages = 0
+        page_token: str | None = None
+        while pages == 0 or page_token is not None:
+            answer = list_states.sync_detailed(
+                client=self.client, limit=LISTING_PAGE, shard=LISTED_SHARD, page_token=page_token or UNSET
+            )
+            page = expect_parsed(f"listing page {pages + 1}", answer, StatePage)
+            found += page.states
+            page_token = page.next_page_token
+            pages += 1
+        for state in found:  # the shard filter holds for every state, other programs' too
+            expect_64(f"listing {state.persistence_id!r} shard", state.shard, LISTED_SHARD)
+        ours = sorted(
+            (state for state in found if state.persistence_id.startswith(f"{self.prefix}/")),
+            key=lambda state: state.persistence_id,
+        )
+        expect_same("listing ids", [state.persistence_id for state in ours], listed_ids)
+        for state in ours:
+            expect_numbers(f"listing {state.persistence_id!r}", state, MAX_UINT64, EGO_NANOS, LISTED_SHARD)
+        if pages < 2:
+            raise Mismatch(
+                f"listing: one page of {len(found)} states, want more pages of at most {LISTING_PAGE}"
+            )
+
+    def wait(self) -> None:
+        body = PutStateRequest(
+            manifest=MANIFEST, payload=PAYLOAD, version_number=ABOVE_DOUBLE, timestamp=EGO_NANOS, shard=SHARD
+        )
+        response = put_state.sync_detailed(self.waited_id, client=self.client, body=body, if_none_match="*")
+        expect_same("wait: first write status", response.status_code, 201)
+        unchanged = get_state.sync_detailed(
+            self.waited_id, client=self.client, wait=2, if_none_match=quoted(ABOVE_DOUBLE)
+        )
+        expect_same("wait on a state nobody writes: status", unchanged.status_code, 304)
+        body.version_number = MAX_UINT64
+        response = put_state.sync_detailed(
+            self.waited_id, client=self.client, body=body, if_match=quoted(ABOVE_DOUBLE)
+        )
+        expect_same("wait: second write status", response.status_code, 200)
+        changed = get_state.sync_detailed(
+            self.waited_id, client=self.client, wait=2, if_none_match=quoted(ABOVE_DOUBLE)
+        )
+        expect_numbers(
+            "wait with the old version",
+            expect_parsed("wait with the old version", changed, State),
+            MAX_UINT64,
+            EGO_NANOS,
+        )
+        expect_same("wait with the old version: ETag", changed.headers.get("etag"), quoted(MAX_UINT64))
+
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
         return [
             ("write", self.write),
@@ -193,6 +267,8 @@ class Conformance:
             ("batchGet", self.batch_get),
             ("transaction", self.transaction),
             ("delete", self.delete),
+            ("listing", self.listing),
+            ("wait", self.wait),
         ]
 
 

@@ -6,12 +6,15 @@ import type { components, paths } from "./schema.js";
 
 type Problem = components["schemas"]["Problem"];
 type Stored = components["schemas"]["StateWritten"];
+type Listed = components["schemas"]["ListedState"];
 
 const MAX_UINT64 = 18446744073709551615n;
 const ABOVE_DOUBLE = 9007199254740993n; // 2^53 + 1: the first integer a JSON number in JavaScript rounds
 const EGO_NANOS = 1764115200123456789n; // eGo >= 4.2 writes nanoseconds
 const GO_ZERO_TIME = -62135596800n; // an eGo actor stopped before any command
 const SHARD = 3;
+const LISTED_SHARD = 7; // only the listing step's states are in this shard
+const LISTING_PAGE = 2; // a page smaller than the states listed, so that the walk follows next_page_token
 const MANIFEST = "google.protobuf.StringValue";
 const PAYLOAD = "CgJoaQ=="; // StringValue{value: "hi"}
 
@@ -23,6 +26,7 @@ const client = createClient<paths>({ baseUrl, headers: { Authorization: `Bearer 
 const id = `${prefix}/order 42|é:1`;
 const otherId = `${prefix}/order 43`;
 const missingId = `${prefix}/never written`;
+const waitedId = `${prefix}/waited on`;
 
 class Mismatch extends Error {}
 
@@ -37,13 +41,19 @@ function expect64(what: string, got: unknown, want: bigint): void {
   expectSame(`${what} (as a decimal string)`, got, want.toString());
 }
 
-function expectStored(what: string, got: Stored | undefined, version: bigint, timestamp: bigint): void {
+function expectStored(
+  what: string,
+  got: Stored | Listed | undefined,
+  version: bigint,
+  timestamp: bigint,
+  shard: number = SHARD,
+): void {
   if (got === undefined) {
     throw new Mismatch(`${what}: no state in the answer`);
   }
   expect64(`${what} version_number`, got.version_number, version);
   expect64(`${what} timestamp`, got.timestamp, timestamp);
-  expect64(`${what} shard`, got.shard, BigInt(SHARD));
+  expect64(`${what} shard`, got.shard, BigInt(shard));
   expectSame(`${what} manifest`, got.manifest, MANIFEST);
 }
 
@@ -74,21 +84,27 @@ async function expectAbsent(what: string, persistenceId: string): Promise<void> 
   expectProblem(what, error, 404);
 }
 
+// Writes a state where none is (If-None-Match: *), its version and timestamp as decimal strings.
+async function create(what: string, persistenceId: string, version: bigint, shard: number) {
+  const answer = await client.PUT("/states/{persistence_id}", {
+    params: { path: { persistence_id: persistenceId }, header: { "if-none-match": "*" } },
+    body: {
+      manifest: MANIFEST,
+      payload: PAYLOAD,
+      version_number: version.toString(),
+      timestamp: EGO_NANOS.toString(),
+      shard, // a JSON number: requests take both forms
+    },
+  });
+  expectSame(`${what} status`, answer.response.status, 201);
+  return answer;
+}
+
 const steps: [string, () => Promise<void>][] = [
   [
     "write",
     async () => {
-      const { data, response } = await client.PUT("/states/{persistence_id}", {
-        params: { path: { persistence_id: id }, header: { "if-none-match": "*" } },
-        body: {
-          manifest: MANIFEST,
-          payload: PAYLOAD,
-          version_number: ABOVE_DOUBLE.toString(),
-          timestamp: EGO_NANOS.toString(),
-          shard: SHARD, // a JSON number: requests take both forms
-        },
-      });
-      expectSame("write status", response.status, 201);
+      const { data, response } = await create("write", id, ABOVE_DOUBLE, SHARD);
       expectStored("write", data, ABOVE_DOUBLE, EGO_NANOS);
       expectSame("write ETag", response.headers.get("etag"), `"${ABOVE_DOUBLE}"`);
     },
@@ -194,6 +210,78 @@ const steps: [string, () => Promise<void>][] = [
       });
       expectSame("delete status", response.status, 204);
       await expectAbsent("read after delete", otherId);
+    },
+  ],
+  [
+    "listing",
+    async () => {
+      const listedIds = [0, 1, 2].map((n) => `${prefix}/listed ${n}`);
+      for (const listedId of listedIds) {
+        await create(`listing: write of ${listedId}`, listedId, MAX_UINT64, LISTED_SHARD);
+      }
+      const found: Listed[] = [];
+      let pages = 0;
+      let pageToken: string | null = null;
+      while (pages === 0 || pageToken !== null) {
+        pages += 1;
+        const query: { limit: number; shard: number; page_token?: string } = {
+          limit: LISTING_PAGE,
+          shard: LISTED_SHARD,
+        };
+        if (pageToken !== null) {
+          query.page_token = pageToken;
+        }
+        const { data, response } = await client.GET("/states", { params: { query } });
+        if (data === undefined) {
+          throw new Mismatch(`listing page ${pages}: status ${response.status}`);
+        }
+        found.push(...data.states);
+        pageToken = data.next_page_token;
+      }
+      for (const state of found) {
+        // the shard filter holds for every state, other programs' too
+        expect64(`listing ${state.persistence_id} shard`, state.shard, BigInt(LISTED_SHARD));
+      }
+      const ours = found
+        .filter((state) => state.persistence_id.startsWith(`${prefix}/`))
+        .sort((a, b) => (a.persistence_id < b.persistence_id ? -1 : 1));
+      expectSame("listing ids", ours.map((state) => state.persistence_id).join(","), listedIds.join(","));
+      for (const state of ours) {
+        expectStored(`listing ${state.persistence_id}`, state, MAX_UINT64, EGO_NANOS, LISTED_SHARD);
+      }
+      if (pages < 2) {
+        throw new Mismatch(`listing: one page of ${found.length} states, want more pages of at most ${LISTING_PAGE}`);
+      }
+    },
+  ],
+  [
+    "wait",
+    async () => {
+      await create("wait: first write", waitedId, ABOVE_DOUBLE, SHARD);
+      const waitOnTheFirst = {
+        params: {
+          path: { persistence_id: waitedId },
+          query: { wait: 2 },
+          header: { "if-none-match": `"${ABOVE_DOUBLE}"` },
+        },
+      };
+      const unchanged = await client.GET("/states/{persistence_id}", waitOnTheFirst);
+      expectSame("wait on a state nobody writes: status", unchanged.response.status, 304);
+      const written = await client.PUT("/states/{persistence_id}", {
+        params: { path: { persistence_id: waitedId }, header: { "if-match": `"${ABOVE_DOUBLE}"` } },
+        body: {
+          manifest: MANIFEST,
+          payload: PAYLOAD,
+          version_number: MAX_UINT64.toString(),
+          timestamp: EGO_NANOS.toString(),
+          shard: SHARD,
+        },
+      });
+      expectSame("wait: second write status", written.response.status, 200);
+      const { data, response } = await client.GET("/states/{persistence_id}", waitOnTheFirst);
+      expectSame("wait with the old version: status", response.status, 200);
+      expectStored("wait with the old version", data, MAX_UINT64, EGO_NANOS);
+      expectSame("wait with the old version: ETag", response.headers.get("etag"), `"${MAX_UINT64}"`);
     },
   ],
 ];

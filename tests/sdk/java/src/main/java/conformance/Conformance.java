@@ -4,6 +4,7 @@ import java.math.BigInteger;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Comparator;
 import java.util.List;
 import java.util.Objects;
 import statestore.api.StatesApi;
@@ -13,11 +14,13 @@ import statestore.client.ApiResponse;
 import statestore.model.BatchGetRequest;
 import statestore.model.BatchGetResponse;
 import statestore.model.IfMatch;
+import statestore.model.ListedState;
 import statestore.model.OperationsInner;
 import statestore.model.Problem;
 import statestore.model.PutStateRequest;
 import statestore.model.Shard;
 import statestore.model.State;
+import statestore.model.StatePage;
 import statestore.model.StateWritten;
 import statestore.model.TransactDelete;
 import statestore.model.TransactPut;
@@ -38,6 +41,10 @@ public final class Conformance {
   /** An eGo actor stopped before any command. */
   static final long GO_ZERO_TIME = -62135596800L;
   static final BigInteger SHARD = BigInteger.valueOf(3);
+  /** Only the listing step's states are in this shard. */
+  static final BigInteger LISTED_SHARD = BigInteger.valueOf(7);
+  /** A page smaller than the states listed, so that the walk follows next_page_token. */
+  static final int LISTING_PAGE = 2;
   static final String MANIFEST = "google.protobuf.StringValue";
   /** StringValue{value: "hi"}. */
   static final byte[] PAYLOAD = "\n\u0002hi".getBytes(StandardCharsets.UTF_8);
@@ -59,6 +66,8 @@ public final class Conformance {
   private final String id;
   private final String otherId;
   private final String missingId;
+  private final String prefix;
+  private final String waitedId;
 
   Conformance(String baseUrl, String apiKey, String prefix) {
     client.updateBaseUri(baseUrl);
@@ -67,6 +76,8 @@ public final class Conformance {
     id = prefix + "/order 42|é:1";
     otherId = prefix + "/order 43";
     missingId = prefix + "/never written";
+    this.prefix = prefix;
+    waitedId = prefix + "/waited on";
   }
 
   static void expectSame(String what, Object got, Object want) throws Mismatch {
@@ -92,9 +103,21 @@ public final class Conformance {
   static void expectNumbers(
       String what, String version, String timestamp, String shard, BigInteger wantVersion, long wantTimestamp)
       throws Mismatch {
+    expectNumbers(what, version, timestamp, shard, wantVersion, wantTimestamp, SHARD);
+  }
+
+  static void expectNumbers(
+      String what,
+      String version,
+      String timestamp,
+      String shard,
+      BigInteger wantVersion,
+      long wantTimestamp,
+      BigInteger wantShard)
+      throws Mismatch {
     expect64(what + " version_number", version, wantVersion);
     expect64(what + " timestamp", timestamp, wantTimestamp);
-    expect64(what + " shard", shard, SHARD);
+    expect64(what + " shard", shard, wantShard);
   }
 
   static void expectWritten(String what, StateWritten got, BigInteger version, long timestamp) throws Mismatch {
@@ -131,16 +154,25 @@ public final class Conformance {
     expectProblem(what, 404, () -> states.getStateWithHttpInfo(persistenceId, null, null, null, null));
   }
 
+  /** A state with each 64-bit value as a JSON number. */
+  static PutStateRequest numbersBody(BigInteger version, long timestamp, BigInteger shard) {
+    return new PutStateRequest()
+        .manifest(MANIFEST)
+        .payload(PAYLOAD)
+        .versionNumber(new VersionNumber(version))
+        .timestamp(new TimestampValue(timestamp))
+        .shard(new Shard(shard));
+  }
+
+  /** Writes a state where none is (If-None-Match: *). */
+  ApiResponse<StateWritten> create(String what, String persistenceId, PutStateRequest body) throws Exception {
+    ApiResponse<StateWritten> response = states.putStateWithHttpInfo(persistenceId, body, null, "*");
+    expectSame(what + " status", response.getStatusCode(), 201);
+    return response;
+  }
+
   void write() throws Exception {
-    PutStateRequest body =
-        new PutStateRequest()
-            .manifest(MANIFEST)
-            .payload(PAYLOAD)
-            .versionNumber(new VersionNumber(ABOVE_DOUBLE))
-            .timestamp(new TimestampValue(EGO_NANOS))
-            .shard(new Shard(SHARD));
-    ApiResponse<StateWritten> response = states.putStateWithHttpInfo(id, body, null, "*");
-    expectSame("write status", response.getStatusCode(), 201);
+    ApiResponse<StateWritten> response = create("write", id, numbersBody(ABOVE_DOUBLE, EGO_NANOS, SHARD));
     expectWritten("write", response.getData(), ABOVE_DOUBLE, EGO_NANOS);
     expectSame("write ETag", etag(response), quoted(ABOVE_DOUBLE));
   }
@@ -231,6 +263,64 @@ public final class Conformance {
     expectAbsent("read after delete", otherId);
   }
 
+  void listing() throws Exception {
+    List<String> listedIds = List.of(prefix + "/listed 0", prefix + "/listed 1", prefix + "/listed 2");
+    for (String listedId : listedIds) {
+      create("listing: write of " + listedId, listedId, numbersBody(MAX_UINT64, EGO_NANOS, LISTED_SHARD));
+    }
+    List<ListedState> found = new ArrayList<>();
+    int pages = 0;
+    String pageToken = null;
+    while (pages == 0 || pageToken != null) {
+      pages++;
+      StatePage page = states.listStates(LISTING_PAGE, pageToken, LISTED_SHARD, null);
+      found.addAll(page.getStates());
+      pageToken = page.getNextPageToken();
+    }
+    List<ListedState> ours = new ArrayList<>();
+    for (ListedState state : found) { // the shard filter holds for every state, other programs' too
+      expect64("listing " + state.getPersistenceId() + " shard", state.getShard(), LISTED_SHARD);
+      if (state.getPersistenceId().startsWith(prefix + "/")) {
+        ours.add(state);
+      }
+    }
+    ours.sort(Comparator.comparing(ListedState::getPersistenceId));
+    expectSame("listing ids", ours.stream().map(ListedState::getPersistenceId).toList(), listedIds);
+    for (ListedState state : ours) {
+      String what = "listing " + state.getPersistenceId();
+      expectNumbers(
+          what, state.getVersionNumber(), state.getTimestamp(), state.getShard(), MAX_UINT64, EGO_NANOS, LISTED_SHARD);
+      expectSame(what + " manifest", state.getManifest(), MANIFEST);
+    }
+    if (pages < 2) {
+      throw new Mismatch(
+          "listing: one page of " + found.size() + " states, want more pages of at most " + LISTING_PAGE);
+    }
+  }
+
+  void waitForChange() throws Exception {
+    create("wait: first write", waitedId, numbersBody(ABOVE_DOUBLE, EGO_NANOS, SHARD));
+    try {
+      states.getStateWithHttpInfo(waitedId, null, 2, null, quoted(ABOVE_DOUBLE));
+      throw new Mismatch("wait on a state nobody writes: want status 304, got a success");
+    } catch (ApiException unchanged) {
+      expectSame("wait on a state nobody writes: status", unchanged.getCode(), 304);
+    }
+    ApiResponse<StateWritten> written =
+        states.putStateWithHttpInfo(waitedId, numbersBody(MAX_UINT64, EGO_NANOS, SHARD), quoted(ABOVE_DOUBLE), null);
+    expectSame("wait: second write status", written.getStatusCode(), 200);
+    ApiResponse<State> changed = states.getStateWithHttpInfo(waitedId, null, 2, null, quoted(ABOVE_DOUBLE));
+    State state = changed.getData();
+    expectNumbers(
+        "wait with the old version",
+        state.getVersionNumber(),
+        state.getTimestamp(),
+        state.getShard(),
+        MAX_UINT64,
+        EGO_NANOS);
+    expectSame("wait with the old version: ETag", etag(changed), quoted(MAX_UINT64));
+  }
+
   public static void main(String[] arguments) {
     if (arguments.length != 3) {
       System.err.println("usage: Conformance BASE_URL API_KEY ID_PREFIX");
@@ -245,7 +335,9 @@ public final class Conformance {
             new NamedStep("stale compare-and-set", c::staleCompareAndSet),
             new NamedStep("batchGet", c::batchGet),
             new NamedStep("transaction", c::transaction),
-            new NamedStep("delete", c::delete));
+            new NamedStep("delete", c::delete),
+            new NamedStep("listing", c::listing),
+            new NamedStep("wait", c::waitForChange));
     for (NamedStep step : steps) {
       try {
         step.step().run();
