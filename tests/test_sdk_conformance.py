@@ -22,6 +22,7 @@ from app.http.server import UVICORN_OPTIONS
 from app.main import create_app
 from app.settings import Settings
 from support.processes import REPO
+from support.services import create_table, server_endpoint
 from support.tools import require
 from support.uvicorn_thread import serving
 
@@ -163,9 +164,17 @@ def sdk_program(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pro
 
 # The embedded store, and DynamoDB's API as moto serves it (dynalite has no transactions). The HTTP server
 # is set up as `statestore serve` sets it up: clients meet its protocol handling too (Java's offers h2c).
+# On moto, a table of the programs' own: their listing step walks a whole table, and the suite's shared
+# one holds thousands of other tests' states by then.
 @pytest.fixture(scope="module", params=["sqlite", "moto"])
 def sdk_service(request: pytest.FixtureRequest, settings_for: Callable[..., Settings]) -> Iterator[str]:
-    with serving(create_app(settings_for(request.param, api_keys=(KEY,))), **UVICORN_OPTIONS) as url:
+    backend: str = request.param
+    tables = {}
+    if backend == "moto":
+        table = f"sdk-{uuid.uuid4().hex[:8]}"
+        create_table(server_endpoint(backend, request), table)
+        tables = {"dynamodb_table": table}
+    with serving(create_app(settings_for(backend, api_keys=(KEY,), **tables)), **UVICORN_OPTIONS) as url:
         yield url
 
 
