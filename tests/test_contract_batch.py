@@ -23,7 +23,7 @@ from support.api import (
     transact,
 )
 from support.differences import DYNALITE_HAS_NO_TRANSACTIONS
-from support.services import DYNAMODB_SERVERS, ServiceFactory, create_table, server_endpoint
+from support.services import ServiceFactory, own_table
 
 TABLE = "batch_states"
 PUTS_AT_ONCE = 16
@@ -38,11 +38,7 @@ def service_url(backend: str, start_service: ServiceFactory, request: pytest.Fix
     slow down with every state that other modules leave in the shared table (a 100-item transaction:
     0.05 s on an empty table, 0.9 s with 300 items stored).
     """
-    overrides = {}
-    if backend in DYNAMODB_SERVERS:
-        create_table(server_endpoint(backend, request), TABLE)
-        overrides["dynamodb_table"] = TABLE
-    with start_service(backend, **overrides) as url:
+    with start_service(backend, **own_table(backend, request, TABLE)) as url:
         yield url
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from app.states.answers import MAX_ANSWER_BYTES
 from support.api import batch_get, state_body, state_path
-from support.services import DYNAMODB_SERVERS, ServiceFactory, create_table, server_endpoint
+from support.services import ServiceFactory, own_table
 
 TABLE = "bounded_answers"
 LARGE_PAYLOAD_BYTES = 380_000  # under moto's item limit, which is below DynamoDB's
@@ -20,11 +20,7 @@ LARGE_STATES = 50  # 19 MB of states: more than one answer holds
 
 @pytest.fixture(scope="module")
 def service_url(backend: str, start_service: ServiceFactory, request: pytest.FixtureRequest) -> Iterator[str]:
-    overrides = {}
-    if backend in DYNAMODB_SERVERS:
-        create_table(server_endpoint(backend, request), TABLE)
-        overrides["dynamodb_table"] = TABLE
-    with start_service(backend, **overrides) as url:
+    with start_service(backend, **own_table(backend, request, TABLE)) as url:
         yield url
 
 

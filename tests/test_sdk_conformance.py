@@ -22,7 +22,7 @@ from app.http.server import UVICORN_OPTIONS
 from app.main import create_app
 from app.settings import Settings
 from support.processes import REPO
-from support.services import create_table, server_endpoint
+from support.services import own_table
 from support.tools import require
 from support.uvicorn_thread import serving
 
@@ -169,12 +169,8 @@ def sdk_program(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pro
 @pytest.fixture(scope="module", params=["sqlite", "moto"])
 def sdk_service(request: pytest.FixtureRequest, settings_for: Callable[..., Settings]) -> Iterator[str]:
     backend: str = request.param
-    tables = {}
-    if backend == "moto":
-        table = f"sdk-{uuid.uuid4().hex[:8]}"
-        create_table(server_endpoint(backend, request), table)
-        tables = {"dynamodb_table": table}
-    with serving(create_app(settings_for(backend, api_keys=(KEY,), **tables)), **UVICORN_OPTIONS) as url:
+    table = own_table(backend, request, f"sdk-{uuid.uuid4().hex[:8]}")
+    with serving(create_app(settings_for(backend, api_keys=(KEY,), **table)), **UVICORN_OPTIONS) as url:
         yield url
 
 

@@ -32,3 +32,12 @@ def server_endpoint(backend: str, request: pytest.FixtureRequest) -> str:
     """The endpoint of the DynamoDB-compatible server that `backend` names, started on first use."""
     endpoint: str = request.getfixturevalue(DYNAMODB_SERVERS[backend])
     return endpoint
+
+
+def own_table(backend: str, request: pytest.FixtureRequest, table: str) -> dict[str, str]:
+    """The settings that give a service on `backend` a DynamoDB table of its own, created on the server
+    (none on the embedded backend): for tests whose cost or checks grow with what other tests stored."""
+    if backend not in DYNAMODB_SERVERS:
+        return {}
+    create_table(server_endpoint(backend, request), table)
+    return {"dynamodb_table": table}
