@@ -141,12 +141,11 @@ class CorruptItem(ProblemError):
     slug = "corrupt-item"
 
 
-class BackendUnavailable(ProblemError):
-    """The backend is throttling, unreachable, too slow, or missing its table; retrying later may work."""
+class _RetryLater(ProblemError):
+    """A 503 that retrying after `Retry-After` seconds may cure."""
 
     status = 503
     title = "Service Unavailable"
-    slug = "backend-unavailable"
 
     def __init__(self, detail: str, *, retry_after: int = 1) -> None:
         super().__init__(detail)
@@ -157,16 +156,16 @@ class BackendUnavailable(ProblemError):
         return {"Retry-After": str(self.retry_after)}
 
 
-class TooManyWaiters(ProblemError):
+class BackendUnavailable(_RetryLater):
+    """The backend is throttling, unreachable, too slow, or missing its table; retrying later may work."""
+
+    slug = "backend-unavailable"
+
+
+class TooManyWaiters(_RetryLater):
     """`STATESTORE_MAX_WAITERS` requests are waiting for a change already."""
 
-    status = 503
-    title = "Service Unavailable"
     slug = "too-many-waiters"
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": "1"}
 
 
 class TableUnusable(BackendUnavailable):
