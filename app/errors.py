@@ -168,6 +168,12 @@ class TooManyWaiters(_RetryLater):
     slug = "too-many-waiters"
 
 
+class WorkerUnavailable(_RetryLater):
+    """The protobuf worker process has too many calls waiting, or stopped while it held this one."""
+
+    slug = "worker-unavailable"
+
+
 class TableUnusable(BackendUnavailable):
     """The table is missing or cannot hold the service's items: no retry cures it, so start-up stops."""
 

@@ -33,6 +33,7 @@ from app.http.stopping import on_stop_signal
 from app.observability.logging import FIELDS
 from app.observability.metrics import Metrics
 from app.protobuf import DescriptorSetError, TypeRegistry
+from app.protobuf_worker import ProtobufWorker
 from app.settings import Settings, SettingsError, load_settings, read_api_keys_file, variable_name
 from app.states.service import StatesService
 from app.states.watches import Watches
@@ -180,9 +181,11 @@ def create_app(
             watches = Watches(store, settings.watch_poll_ms / 1000, settings.max_waiters, app_metrics)
             await resources.enter_async_context(watches.running())
             resources.enter_context(on_stop_signal(watches.close))
+            protobuf = ProtobufWorker(types, settings.descriptor_sets)
+            resources.push_async_callback(protobuf.close)
             states_service = StatesService(
                 store,
-                types,
+                protobuf,
                 manifest_policy=settings.manifest_policy,
                 version_guard=settings.version_guard,
                 timestamp_unit=settings.timestamp_unit,

@@ -33,17 +33,25 @@ Reading (`decode`)
     A rendering costs Python objects and time in proportion to the values it holds, not to the bytes of
     the payload: 400 KB of empty sub-messages are 200,000 JSON objects. So a state of more than
     `MAX_RENDERED_VALUES` values (fields set, and elements of repeated fields and maps, all counted, Any
-    contents included) is refused with `InvalidState` before any rendering starts; its payload can still
-    be read.
+    contents included), or more than the `max_values` a caller allows, is refused with `TooManyValues`
+    before any rendering starts; its payload can still be read. `Decoded.values` is the count.
 
 Writing (`from_json`)
     Serializes deterministically, Any contents included, so payload -> JSON -> payload gives back the
-    same bytes for every payload that was itself serialized deterministically. The JSON mapping cannot
+    same bytes for every payload that was itself serialized deterministically. A JSON state of more than
+    `MAX_RENDERED_VALUES` values (objects, arrays and scalars, keys not counted) is refused before it is
+    parsed, for the same reason as above. The JSON mapping cannot
     carry NaN payload bits, nor tell an unset `google.protobuf.Value` from a JSON null; and protobuf's
     Python JSON parser refuses ±3.4028235e38, the JSON form of a float field's largest finite values.
 
 Messages nested more than 100 levels deep, counted through Any, are refused, as protobuf's own parsers
 refuse them.
+
+Cost (`checks_quickly`)
+    All of the above walks every value of a message, with the interpreter lock held. A payload check is
+    quick whatever its size when its type cannot repeat messages (no repeated message field, map or Any
+    reachable from it: the protobuf runtime parses its repeated scalars in C), or when the payload is at
+    most `QUICK_CHECK_BYTES`; `app.protobuf_worker` runs the rest in a process of its own.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from google.protobuf import (
     any_pb2,
@@ -73,11 +81,14 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import DecodeError, EncodeError, Message
 
 from app.errors import InvalidState
-from app.settings import UnknownFields
+
+if TYPE_CHECKING:  # the worker process imports this module, and need not load the settings' pydantic
+    from app.settings import UnknownFields
 
 _ANY = "google.protobuf.Any"
 _MAX_DEPTH = 100
 MAX_RENDERED_VALUES = 50_000
+QUICK_CHECK_BYTES = 16 * 1024
 _MAX_SUMMARY = 300
 _RUNTIME = "the protobuf runtime"
 _WELL_KNOWN_FILES: tuple[FileDescriptor, ...] = (
@@ -118,6 +129,10 @@ class DescriptorSetError(Exception):
     """A descriptor set that cannot be loaded; the message is one line naming the file and what is wrong."""
 
 
+class TooManyValues(InvalidState):
+    """A state whose JSON form would hold more values than a rendering or a parse may take."""
+
+
 class TypeRegistry:
     """The message types the service knows, each reachable by its full name (the manifest)."""
 
@@ -126,7 +141,14 @@ class TypeRegistry:
         self._pool = pool
         self._descriptors = {descriptor.full_name: descriptor for descriptor in descriptors}
         self._classes: dict[str, type[Message]] = {}
-        self._any_holders = _types_that_can_hold_any([*_fields(descriptors), *_file_extensions(files)])
+        fields = [*_fields(descriptors), *_file_extensions(files)]
+        self._any_holders = _types_that_reach({_ANY}, fields)
+        repeaters = {  # types with a repeated message field, maps included (their entries are messages)
+            field.containing_type.full_name
+            for field in fields
+            if field.is_repeated and field.message_type is not None and field.containing_type is not None
+        }
+        self._message_repeaters = _types_that_reach(repeaters | {_ANY}, fields)
 
     @classmethod
     def load(cls, paths: Sequence[Path]) -> TypeRegistry:
@@ -139,6 +161,10 @@ class TypeRegistry:
     def knows(self, manifest: str) -> bool:
         return manifest in self._descriptors
 
+    def checks_quickly(self, manifest: str, payload_size: int) -> bool:
+        """Whether `check_payload` takes at most about a millisecond, whatever the bytes hold."""
+        return payload_size <= QUICK_CHECK_BYTES or manifest not in self._message_repeaters
+
     def check_payload(self, manifest: str, payload: bytes, unknown_fields: UnknownFields = "keep") -> None:
         message_class = self._message_class(manifest)
         if message_class is None:
@@ -149,7 +175,7 @@ class TypeRegistry:
         except _Unfit as unfit:
             raise InvalidState(f"payload is not a valid {manifest}: {unfit}") from unfit
 
-    def decode(self, manifest: str, payload: bytes) -> Decoded | None:
+    def decode(self, manifest: str, payload: bytes, max_values: int = MAX_RENDERED_VALUES) -> Decoded | None:
         message_class = self._message_class(manifest)
         if message_class is None:
             return None
@@ -161,27 +187,38 @@ class TypeRegistry:
             raise InvalidState(f"the stored payload is not a valid {manifest}: {unfit}") from unfit
         if any(inner is None for _, inner in anys):
             return None
-        values = _rendered_values([message, *(inner for _, inner in anys if inner is not None)])
-        if values > MAX_RENDERED_VALUES:
-            raise InvalidState(
-                f"the stored {manifest} holds more than {MAX_RENDERED_VALUES} values, more than one"
+        values = _rendered_values([message, *(inner for _, inner in anys if inner is not None)], max_values)
+        if values > max_values:
+            raise TooManyValues(
+                f"the stored {manifest} holds more than {max_values} values, more than one"
                 " state's JSON rendering may take; read its payload instead (without decode=true)"
             )
         try:
             state = json_format.MessageToDict(message, descriptor_pool=self._pool)
         except (json_format.SerializeToJsonError, ValueError) as error:
             raise InvalidState(f"the stored {manifest} has no JSON form: {error}") from error
-        return Decoded(state, parsing.found_unknown_fields)
+        return Decoded(state, parsing.found_unknown_fields, values)
 
-    def from_json(self, manifest: str, state: Any) -> bytes:
-        message_class = self._message_class(manifest)
-        if message_class is None:
+    def check_json_state(self, manifest: str, state: Any) -> None:
+        """What `from_json` refuses before parsing: an unknown manifest, a state of the wrong JSON type, and
+        one of more than MAX_RENDERED_VALUES values. Quick: it walks at most that many values."""
+        if manifest not in self._descriptors:
             raise InvalidState(
                 f"a JSON state needs a known manifest; {manifest} is neither a well-known type"
                 " nor in the loaded descriptor sets"
             )
         if not isinstance(state, dict) and manifest not in _NON_OBJECT_JSON_TYPES:
             raise InvalidState(f"state does not fit {manifest}: it must be a JSON object")
+        if _json_values(state) > MAX_RENDERED_VALUES:
+            raise TooManyValues(
+                f"the state holds more than {MAX_RENDERED_VALUES} JSON values, more than one state's JSON"
+                " form may take; send its serialized payload instead"
+            )
+
+    def from_json(self, manifest: str, state: Any) -> bytes:
+        self.check_json_state(manifest, state)
+        message_class = self._message_class(manifest)
+        assert message_class is not None  # the manifest is known
         message = message_class()
         try:
             json_format.ParseDict(state, message, descriptor_pool=self._pool)
@@ -247,10 +284,11 @@ class _Unfit(Exception):
 @dataclass(frozen=True, slots=True)
 class Decoded:
     """A state in protobuf's JSON mapping; `unknown_fields`: the payload held fields its type does not define,
-    which the JSON leaves out."""
+    which the JSON leaves out; `values`: what the rendering counted."""
 
     state: Any
     unknown_fields: bool
+    values: int
 
 
 @dataclass(slots=True)
@@ -278,15 +316,15 @@ class _Parsing:
         return message
 
 
-def _rendered_values(messages: Iterable[Message]) -> int:
-    """The values protobuf's JSON mapping renders for the messages, counted until past MAX_RENDERED_VALUES:
-    the count never walks more than that many, whatever the messages hold."""
+def _rendered_values(messages: Iterable[Message], limit: int) -> int:
+    """The values protobuf's JSON mapping renders for the messages, counted until past `limit`: the count
+    never walks more than that many, whatever the messages hold."""
     count = 0
     pending = list(messages)
-    while pending and count <= MAX_RENDERED_VALUES:
+    while pending and count <= limit:
         for field, value in pending.pop().ListFields():
             count += len(value) if field.is_repeated else 1
-            if count > MAX_RENDERED_VALUES:
+            if count > limit:
                 break
             if field.message_type is None:
                 continue
@@ -297,6 +335,20 @@ def _rendered_values(messages: Iterable[Message]) -> int:
                 pending += value
             else:
                 pending.append(value)
+    return count
+
+
+def _json_values(state: Any) -> int:
+    """The objects, arrays and scalars of a JSON value, counted until past MAX_RENDERED_VALUES."""
+    count = 0
+    pending = [state]
+    while pending and count <= MAX_RENDERED_VALUES:
+        value = pending.pop()
+        count += 1
+        if isinstance(value, dict):
+            pending += value.values()
+        elif isinstance(value, list):
+            pending += value
     return count
 
 
@@ -338,15 +390,15 @@ def _file_extensions(files: Iterable[FileDescriptor]) -> list[FieldDescriptor]:
     return [extension for file in files for extension in file.extensions_by_name.values()]
 
 
-def _types_that_can_hold_any(fields: Iterable[FieldDescriptor]) -> frozenset[str]:
-    """Full names of the types from which a google.protobuf.Any can be reached through these fields."""
+def _types_that_reach(targets: Iterable[str], fields: Iterable[FieldDescriptor]) -> frozenset[str]:
+    """Full names of the targets, and of the types from which one can be reached through these fields."""
     containers: dict[str, set[str]] = {}
     for field in fields:
         if field.message_type is not None and field.containing_type is not None:
             container = field.containing_type.full_name
             containers.setdefault(field.message_type.full_name, set()).add(container)
     holders: set[str] = set()
-    pending = [_ANY]
+    pending = list(targets)
     while pending:
         name = pending.pop()
         if name not in holders:

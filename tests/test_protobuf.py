@@ -18,7 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.errors import InvalidState
-from app.protobuf import MAX_RENDERED_VALUES, DescriptorSetError, TypeRegistry
+from app.protobuf import (
+    MAX_RENDERED_VALUES,
+    QUICK_CHECK_BYTES,
+    DescriptorSetError,
+    TooManyValues,
+    TypeRegistry,
+)
 from support.messages import (
     ACCOUNT_STATE,
     ANY,
@@ -358,8 +364,47 @@ class TestDecodeCosts:
         entries = b"\x5a\x00" * MAX_RENDERED_VALUES
         assert len(rendered(registry, ACCOUNT_STATE, entries)["recentEntries"]) == MAX_RENDERED_VALUES
 
+    def test_counts_the_values_it_rendered(self, registry: TypeRegistry) -> None:
+        """Three entries and the account id: what an answer's rendering budget is charged."""
+        decoded = registry.decode(ACCOUNT_STATE, b"\x0a\x01a" + b"\x5a\x00" * 3)
+        assert decoded is not None
+        assert decoded.values == 4
+
+    def test_refuses_more_values_than_the_caller_allows(self, registry: TypeRegistry) -> None:
+        entries = b"\x5a\x00" * 11
+        assert registry.decode(ACCOUNT_STATE, entries, max_values=11) is not None
+        with pytest.raises(TooManyValues):
+            registry.decode(ACCOUNT_STATE, entries, max_values=10)
+
+
+class TestCheckCosts:
+    @pytest.mark.parametrize(
+        ("manifest", "size", "quick"),
+        [
+            ("google.protobuf.BytesValue", 400_000, True),  # one field, whatever its size
+            ("acme.billing.v1.Money", 400_000, True),  # no repeated message reachable
+            (ACCOUNT_STATE, QUICK_CHECK_BYTES, True),
+            (ACCOUNT_STATE, QUICK_CHECK_BYTES + 1, False),  # repeated entries, maps, an Any
+            ("acme.billing.v1.PostalAddress", 400_000, True),  # repeated strings: parsed in C
+            ("google.protobuf.Struct", QUICK_CHECK_BYTES + 1, False),  # a map of Values
+            (ANY, QUICK_CHECK_BYTES + 1, False),  # it may hold anything
+            ("acme.orders.v1.OrderState", 400_000, True),  # unknown: nothing to check
+        ],
+    )
+    def test_is_quick_unless_the_type_can_repeat_messages(
+        self, registry: TypeRegistry, manifest: str, size: int, quick: bool
+    ) -> None:
+        assert registry.checks_quickly(manifest, size) is quick
+
 
 class TestFromJson:
+    def test_refuses_a_state_of_more_values_than_a_parse_may_take(self, registry: TypeRegistry) -> None:
+        """Counted on the JSON before any parse: the object, the list and its entries."""
+        allowed: dict[str, list[object]] = {"recentEntries": [{}] * (MAX_RENDERED_VALUES - 2)}
+        assert registry.from_json(ACCOUNT_STATE, allowed) == b"\x5a\x00" * (MAX_RENDERED_VALUES - 2)
+        with pytest.raises(TooManyValues, match="send its serialized payload instead"):
+            registry.check_json_state(ACCOUNT_STATE, {"recentEntries": [{}] * (MAX_RENDERED_VALUES - 1)})
+
     def test_round_trips_to_identical_bytes(self, registry: TypeRegistry, types: Types) -> None:
         payload = serialized(sample_account(types))
         state = json.loads(json.dumps(rendered(registry, ACCOUNT_STATE, payload)))

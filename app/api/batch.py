@@ -14,7 +14,14 @@ from starlette.responses import Response
 from app.api import services_of
 from app.api.conditions import etag
 from app.api.ids import check_persistence_id
-from app.api.resources import DECODE, decode_requested, decoded_state_json, json_response, streamed_answer
+from app.api.resources import (
+    DECODE,
+    decode_requested,
+    json_response,
+    render_states,
+    state_json,
+    streamed_answer,
+)
 from app.api.schemas import (
     BatchGetRequest,
     BatchGetResponse,
@@ -55,16 +62,17 @@ async def batch_get_states(request: Request) -> Response:
     read.found.clear()  # only the streamed answer keeps the records, each until it is sent
     unread = set(read.unprocessed)
     answered = [found[i] for i in requested if i in found]
-    tail = {
-        "missing": [i for i in requested if i not in found and i not in unread],
-        "unprocessed": read.unprocessed,
-    }
+    missing = [i for i in requested if i not in found and i not in unread]
     del found
-    states_to_send: deque[StateRecord | bytes] = deque(
-        await decoded_state_json(answered, states.types) if decode else answered
-    )
+    states_to_send: deque[StateRecord | bytes] = deque(answered)
+    unprocessed = read.unprocessed
+    if decode:
+        rendered = await render_states(answered, states.protobuf)
+        # What the answer could not render is not read yet, as DynamoDB leaves keys unprocessed.
+        unprocessed = [record.persistence_id for record in answered[len(rendered) :]] + unprocessed
+        states_to_send = deque(map(state_json, answered, rendered))  # map stops with the shorter
     answered.clear()
-    return streamed_answer(states_to_send, tail)
+    return streamed_answer(states_to_send, {"missing": missing, "unprocessed": unprocessed})
 
 
 @router.post(

@@ -7,14 +7,17 @@ Where the next page begins travels in a signed page token (`app.api.page_tokens`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.api import services_of
-from app.api.resources import DECODE, decode_requested, json_response, state_resource
+from app.api.resources import DECODE, decode_requested, json_response, render_states, state_resource
 from app.api.schemas import StatePage
 from app.http.problems import problem_responses
 from app.http.routing import Parameter, RequestRoute, documented, query_integer
+from app.protobuf_worker import Rendered
 from app.states.model import MAX_UINT64
 
 MAX_PAGE_STATES = 1000
@@ -63,12 +66,18 @@ async def list_states(request: Request) -> Response:
     tokens = services.page_tokens
     after = None if token is None else tokens.read(token, shard)
     page = await services.states.list_page(limit, after, shard, payloads=decode)
-    decoded_by = services.states.types if decode else None
+    records, last_id = page.records, page.last_id
+    rendered: Sequence[Rendered | None] = [None] * len(records)
+    if decode:
+        rendered = await render_states(records, services.states.protobuf)
+        if len(rendered) < len(records):  # the page ends where one answer's rendering must
+            records, last_id = records[: len(rendered)], records[len(rendered) - 1].persistence_id
     return json_response(
         {
             "states": [
-                state_resource(record, with_payload=False, decoded_by=decoded_by) for record in page.records
+                state_resource(record, with_payload=False, rendered=one)
+                for record, one in zip(records, rendered, strict=True)
             ],
-            "next_page_token": None if page.last_id is None else tokens.issue(page.last_id, shard),
+            "next_page_token": None if last_id is None else tokens.issue(last_id, shard),
         }
     )

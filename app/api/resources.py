@@ -1,8 +1,7 @@
 """The JSON representation of a stored state, and the JSON responses that carry it.
 
-Decoding (`?decode=true`) runs on a worker thread: rendering a large message in protobuf's JSON mapping is
-pure Python and may take many milliseconds, which on the event loop would hold up every other request
-(`/healthz` included). The registry caps what one state's rendering may cost (`app.protobuf`).
+Decoding (`?decode=true`) renders states in the protobuf worker process (`app.protobuf_worker`), which
+caps what one state, and one answer, may render; the answer embeds the JSON it sends back as it is.
 
 A batchGet answer is streamed state by state, and each state's record is dropped once sent, so that
 the answer's JSON (a third larger than its states, in base64) is never held whole beside the states.
@@ -10,9 +9,8 @@ the answer's JSON (a third larger than its states, in base64) is never held whol
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -21,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 
 from app.api.schemas import encode_base64
 from app.http.routing import Parameter, query_flag
-from app.protobuf import TypeRegistry
+from app.protobuf_worker import ProtobufWorker, Rendered
 from app.states.model import StateRecord
 
 DECODE = Parameter(
@@ -37,10 +35,10 @@ def decode_requested(request: Request) -> bool:
 
 
 def state_resource(
-    record: StateRecord, *, with_payload: bool = True, decoded_by: TypeRegistry | None = None
+    record: StateRecord, *, with_payload: bool = True, rendered: Rendered | None = None
 ) -> dict[str, Any]:
     """The resource, its 64-bit integers as strings of decimal digits (JavaScript rounds a number above 2^53);
-    with `decoded_by`, also `state`, the message in protobuf's JSON mapping (or null), and `unknown_fields`
+    with `rendered`, also `state`, the message in protobuf's JSON mapping (or null), and `unknown_fields`
     when the payload holds fields its type does not define (the JSON leaves them out)."""
     body: dict[str, Any] = {
         "persistence_id": record.persistence_id,
@@ -53,10 +51,9 @@ def state_resource(
         body["expires_at"] = str(record.expires_at)
     if with_payload:
         body["payload"] = encode_base64(record.payload)
-    if decoded_by is not None:
-        decoded = decoded_by.decode(record.manifest, record.payload)
-        body["state"] = None if decoded is None else decoded.state
-        if decoded is not None and decoded.unknown_fields:
+    if rendered is not None:
+        body["state"] = None if rendered.json is None else orjson.Fragment(rendered.json)
+        if rendered.unknown_fields:
             body["unknown_fields"] = True
     return body
 
@@ -67,13 +64,14 @@ def json_response(
     return Response(orjson.dumps(body), status, headers, media_type="application/json")
 
 
-def state_json(record: StateRecord, decoded_by: TypeRegistry | None = None) -> bytes:
-    return orjson.dumps(state_resource(record, decoded_by=decoded_by))
+def state_json(record: StateRecord, rendered: Rendered | None = None) -> bytes:
+    return orjson.dumps(state_resource(record, rendered=rendered))
 
 
-async def decoded_state_json(records: Iterable[StateRecord], types: TypeRegistry) -> list[bytes]:
-    """Each record's resource with its decoded `state`, as JSON, rendered off the event loop."""
-    return await asyncio.to_thread(lambda: [state_json(record, types) for record in records])
+async def render_states(records: Sequence[StateRecord], protobuf: ProtobufWorker) -> list[Rendered]:
+    """The records' states in protobuf's JSON mapping, in order: as many as one answer may render, at least
+    the first (`app.protobuf_worker`)."""
+    return await protobuf.render([(record.manifest, record.payload) for record in records])
 
 
 def streamed_answer(states: deque[StateRecord | bytes], tail: Mapping[str, Any]) -> StreamingResponse:

@@ -21,7 +21,7 @@ from app.api.conditions import (
     precondition_from_headers,
 )
 from app.api.ids import PERSISTENCE_ID, path_persistence_id
-from app.api.resources import DECODE, decode_requested, decoded_state_json, json_response, state_resource
+from app.api.resources import DECODE, decode_requested, json_response, render_states, state_resource
 from app.api.schemas import PutStateRequest, State, StateWritten
 from app.errors import InvalidState, PreconditionFailed, StateNotFound
 from app.http.problems import problem_responses
@@ -107,10 +107,8 @@ async def get_state(request: Request) -> Response:
     headers = {"ETag": etag(record.version_number), **_CACHE_HEADERS}
     if not modified_if.allows(stored_version):
         return Response(status_code=304, headers=headers)
-    if decode:
-        (answer,) = await decoded_state_json([record], states.types)
-        return Response(answer, 200, headers, media_type="application/json")
-    return json_response(state_resource(record), 200, headers)
+    rendered = (await render_states([record], states.protobuf))[0] if decode else None
+    return json_response(state_resource(record, rendered=rendered), 200, headers)
 
 
 async def _until_modified(

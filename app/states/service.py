@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from app.clock import NANOSECONDS_PER_SECOND, Clock
 from app.errors import InvalidState, PayloadTooLarge, ProblemError
-from app.protobuf import TypeRegistry
+from app.protobuf_worker import ProtobufWorker
 from app.settings import ManifestPolicy, TimestampUnit, UnknownFields, VersionGuard
 from app.states.answers import BatchRead
 from app.states.model import (
@@ -65,7 +65,7 @@ class PlannedPut:
 @dataclass(frozen=True, slots=True)
 class StatesService:
     store: StateStore
-    types: TypeRegistry
+    protobuf: ProtobufWorker
     manifest_policy: ManifestPolicy
     version_guard: VersionGuard
     timestamp_unit: TimestampUnit
@@ -89,7 +89,7 @@ class StatesService:
         self, persistence_id: str, request: WriteRequest, precondition: Precondition
     ) -> StateRecord:
         """Store the request's state if `precondition` holds: what is stored, or 412/409/413/422."""
-        record = self._record_to_write(persistence_id, request)
+        record = await self._record_to_write(persistence_id, request)
         stored = await self.store.put(record, self._with_guard(precondition, record))
         self.watches.written(stored)
         return stored
@@ -106,7 +106,7 @@ class StatesService:
                 operations.append(operation)
                 continue
             try:
-                record = self._record_to_write(operation.persistence_id, operation.request)
+                record = await self._record_to_write(operation.persistence_id, operation.request)
             except ProblemError as error:
                 raise _within_operation(error, index).for_operation(index, operation.persistence_id) from None
             operations.append(PutOperation(record, self._with_guard(operation.precondition, record)))
@@ -126,7 +126,8 @@ class StatesService:
                 self.watches.written(result)
         return results
 
-    def _record_to_write(self, persistence_id: str, request: WriteRequest) -> StateRecord:
+    async def _record_to_write(self, persistence_id: str, request: WriteRequest) -> StateRecord:
+        payload = await self._payload_to_store(request)
         now = self.clock()
         timestamp = request.timestamp
         if timestamp is None:
@@ -135,7 +136,7 @@ class StatesService:
             persistence_id=persistence_id,
             version_number=request.version_number,
             manifest=request.manifest,
-            payload=self._payload_to_store(request),
+            payload=payload,
             timestamp=timestamp,
             shard=request.shard,
             expires_at=None if request.ttl_seconds is None else _expiry(now, request.ttl_seconds),
@@ -147,17 +148,17 @@ class StatesService:
             )
         return record
 
-    def _payload_to_store(self, request: WriteRequest) -> bytes:
+    async def _payload_to_store(self, request: WriteRequest) -> bytes:
         """The payload checked against its type, or the JSON state serialized."""
         manifest = request.manifest
         if request.payload is None:
             try:
-                return self.types.from_json(manifest, request.state)
+                return await self.protobuf.from_json(manifest, request.state)
             except InvalidState as exc:
                 raise _refusal("state", exc.detail) from exc
-        if self.types.knows(manifest):
+        if self.protobuf.types.knows(manifest):
             try:
-                self.types.check_payload(manifest, request.payload, self.unknown_fields)
+                await self.protobuf.check_payload(manifest, request.payload, self.unknown_fields)
             except InvalidState as exc:
                 raise _refusal("payload", exc.detail) from exc
         elif self.manifest_policy == "strict":

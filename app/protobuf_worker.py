@@ -1,0 +1,160 @@
+"""The type registry's costly work, done in a process of its own so that it never holds up the event loop.
+
+Rendering a state in protobuf's JSON mapping (`decode=true`), parsing a JSON state (a write's `state`), and
+checking a large payload of a type that can repeat messages each walk every value of the message with
+the interpreter lock held: 50,000 values take about 0.1 to 0.2 s. On the event loop that time holds up
+every other request, `/healthz` included; on a thread it still does, through the lock. So that work runs
+in one worker process, started on first use with the service's descriptor sets, and the event loop only
+hands it bytes and awaits bytes. A payload the registry checks quickly (`TypeRegistry.checks_quickly`) is
+checked in place: the trip to the worker would cost more than the check.
+
+Bounds:
+- One state renders or parses at most `MAX_RENDERED_VALUES` values (`app.protobuf`); beyond, a 422.
+- One answer renders at most `MAX_ANSWER_VALUES` values: `render` renders the states in order until the
+  next would pass it (the first always renders), and the caller answers the rest as not read yet.
+- At most `MAX_QUEUED_CALLS` calls wait for the worker at once; one more is a 503 with `Retry-After`.
+- A worker that dies (killed, out of memory) is replaced on the next call; the calls it held answer 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import signal
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+
+from app.errors import WorkerUnavailable
+from app.protobuf import MAX_RENDERED_VALUES, TooManyValues, TypeRegistry
+
+if TYPE_CHECKING:
+    from app.settings import UnknownFields
+
+MAX_ANSWER_VALUES = 250_000
+MAX_QUEUED_CALLS = 32
+
+_Result = TypeVar("_Result")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A state rendered: `json`, the message in protobuf's JSON mapping (None: its type is not known), and
+    whether the payload held fields the type does not define, which the JSON leaves out."""
+
+    json: bytes | None
+    unknown_fields: bool
+
+
+class ProtobufWorker:
+    """What the service asks of its types: `types` answers at once, the rest goes through the worker."""
+
+    def __init__(self, types: TypeRegistry, descriptor_sets: Sequence[Path]) -> None:
+        self.types = types
+        self._descriptor_sets = tuple(descriptor_sets)
+        self._executor: ProcessPoolExecutor | None = None
+        self._calls = 0
+
+    async def check_payload(self, manifest: str, payload: bytes, unknown_fields: UnknownFields) -> None:
+        """`TypeRegistry.check_payload`, in place when it is quick."""
+        if self.types.checks_quickly(manifest, len(payload)):
+            self.types.check_payload(manifest, payload, unknown_fields)
+        else:
+            await self._call(_check_payload, manifest, payload, unknown_fields)
+
+    async def from_json(self, manifest: str, state: Any) -> bytes:
+        """`TypeRegistry.from_json`; a state refused on its shape or size is refused before the trip."""
+        self.types.check_json_state(manifest, state)
+        return await self._call(_from_json, manifest, state)
+
+    async def render(self, states: Sequence[tuple[str, bytes]]) -> list[Rendered]:
+        """The (manifest, payload) states rendered, in order, as many as one answer may hold."""
+        if not states:
+            return []
+        return await self._call(_render, list(states))
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+
+    async def _call(self, function: Callable[..., _Result], *arguments: Any) -> _Result:
+        if self._calls >= MAX_QUEUED_CALLS:
+            raise WorkerUnavailable(
+                f"{MAX_QUEUED_CALLS} protobuf conversions are waiting for the worker already; retry later"
+            )
+        self._calls += 1
+        try:
+            executor = self._running_executor()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(executor, function, *arguments)
+            except BrokenProcessPool:
+                self._forget(executor)
+                raise WorkerUnavailable("the protobuf worker process stopped; retry later") from None
+        finally:
+            self._calls -= 1
+
+    def _running_executor(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=1,
+                # A fresh interpreter: forking a process that runs an event loop and threads is unsafe.
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_load_types,
+                initargs=(self._descriptor_sets,),
+            )
+        return self._executor
+
+    def _forget(self, broken: ProcessPoolExecutor) -> None:
+        if self._executor is broken:
+            self._executor = None
+        broken.shutdown(wait=False, cancel_futures=True)
+
+
+# What runs in the worker process: one registry, loaded once, and three calls on it.
+
+_worker_types: TypeRegistry | None = None
+
+
+def _load_types(descriptor_sets: tuple[Path, ...]) -> None:
+    global _worker_types
+    # Ctrl-C in a terminal reaches the whole process group; the service stops its worker itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_types = TypeRegistry.load(descriptor_sets)
+
+
+def _types() -> TypeRegistry:
+    if _worker_types is None:
+        raise RuntimeError("the protobuf worker's registry is not loaded")
+    return _worker_types
+
+
+def _check_payload(manifest: str, payload: bytes, unknown_fields: UnknownFields) -> None:
+    _types().check_payload(manifest, payload, unknown_fields)
+
+
+def _from_json(manifest: str, state: Any) -> bytes:
+    return _types().from_json(manifest, state)
+
+
+def _render(states: list[tuple[str, bytes]]) -> list[Rendered]:
+    rendered: list[Rendered] = []
+    budget = MAX_ANSWER_VALUES
+    for manifest, payload in states:
+        try:
+            decoded = _types().decode(manifest, payload, min(MAX_RENDERED_VALUES, budget))
+        except TooManyValues:
+            if not rendered:
+                raise
+            break
+        if decoded is None:
+            rendered.append(Rendered(None, unknown_fields=False))
+        else:
+            budget -= decoded.values
+            rendered.append(Rendered(orjson.dumps(decoded.state), decoded.unknown_fields))
+    return rendered

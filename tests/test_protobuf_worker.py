@@ -1,0 +1,165 @@
+"""The protobuf worker: the registry's costly work in a process of its own, with its bounds.
+
+Each test talks to a real worker process, started as the service starts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterator
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+
+import orjson
+import pytest
+from _descriptors import SAMPLE_PROTO, build_descriptor_set
+from google.protobuf import wrappers_pb2
+
+from app.errors import InvalidState, WorkerUnavailable
+from app.protobuf import MAX_RENDERED_VALUES, QUICK_CHECK_BYTES, TooManyValues, TypeRegistry
+from app.protobuf_worker import MAX_ANSWER_VALUES, MAX_QUEUED_CALLS, ProtobufWorker, Rendered
+from support.messages import ACCOUNT_STATE
+
+AT_THE_CAP = b"\x5a\x00" * MAX_RENDERED_VALUES  # that many empty ledger entries
+STATES_PER_ANSWER = MAX_ANSWER_VALUES // MAX_RENDERED_VALUES
+
+
+@pytest.fixture(scope="module")
+def descriptor_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_descriptor_set(SAMPLE_PROTO, tmp_path_factory.mktemp("descriptors") / "sample.binpb")
+
+
+def started(descriptor_set: Path) -> ProtobufWorker:
+    return ProtobufWorker(TypeRegistry.load([descriptor_set]), [descriptor_set])
+
+
+@pytest.fixture(scope="module")
+def worker(descriptor_set: Path) -> Iterator[ProtobufWorker]:
+    worker = started(descriptor_set)
+    yield worker
+    asyncio.run(worker.close())
+
+
+def worker_processes() -> list[BaseProcess]:
+    return [child for child in multiprocessing.active_children() if child.is_alive()]
+
+
+class TestRender:
+    async def test_renders_each_state_in_order(self, worker: ProtobufWorker) -> None:
+        rendered = await worker.render(
+            [(ACCOUNT_STATE, b"\x0a\x01a"), ("acme.orders.v1.OrderState", b"\x0a\x01b"), (ACCOUNT_STATE, b"")]
+        )
+
+        assert rendered == [
+            Rendered(b'{"accountId":"a"}', unknown_fields=False),
+            Rendered(None, unknown_fields=False),  # a type the registry does not know
+            Rendered(b"{}", unknown_fields=False),
+        ]
+
+    async def test_says_when_the_payload_held_fields_its_type_does_not_define(
+        self, worker: ProtobufWorker
+    ) -> None:
+        (rendered,) = await worker.render([(ACCOUNT_STATE, b"\x0a\x01a\x98\x06\x01")])
+        assert rendered == Rendered(b'{"accountId":"a"}', unknown_fields=True)
+
+    async def test_stops_where_one_answer_must(self, worker: ProtobufWorker) -> None:
+        """States at the cap: the answer holds as many as its budget, the rest are the caller's to defer."""
+        states = [(ACCOUNT_STATE, AT_THE_CAP)] * (STATES_PER_ANSWER + 2)
+
+        rendered = await worker.render(states)
+
+        assert len(rendered) == STATES_PER_ANSWER
+        assert all(
+            len(orjson.loads(one.json or b"")["recentEntries"]) == MAX_RENDERED_VALUES for one in rendered
+        )
+
+    async def test_renders_a_first_state_whatever_the_budget_left(self, worker: ProtobufWorker) -> None:
+        (rendered,) = await worker.render([(ACCOUNT_STATE, AT_THE_CAP)])
+        assert rendered.json is not None
+
+    async def test_refuses_a_first_state_over_the_cap(self, worker: ProtobufWorker) -> None:
+        with pytest.raises(TooManyValues, match="read its payload instead"):
+            await worker.render([(ACCOUNT_STATE, AT_THE_CAP + b"\x5a\x00"), (ACCOUNT_STATE, b"")])
+
+    async def test_leaves_a_later_state_over_the_cap_to_the_next_answer(self, worker: ProtobufWorker) -> None:
+        rendered = await worker.render([(ACCOUNT_STATE, b""), (ACCOUNT_STATE, AT_THE_CAP + b"\x5a\x00")])
+        assert len(rendered) == 1
+
+    async def test_refuses_a_stored_payload_that_does_not_parse(self, worker: ProtobufWorker) -> None:
+        with pytest.raises(InvalidState, match=f"not a valid {ACCOUNT_STATE}"):
+            await worker.render([(ACCOUNT_STATE, b"\x0a\x05a")])
+
+    async def test_answers_nothing_for_no_states(self, worker: ProtobufWorker) -> None:
+        assert await worker.render([]) == []
+
+
+class TestFromJson:
+    async def test_serializes_exactly_what_was_parsed(self, worker: ProtobufWorker) -> None:
+        """The state reaches the worker as the Python values the body parsed to: a JSON number of 2^70, which
+        a double field takes, survives the trip (orjson, for one, cannot write it)."""
+        payload = await worker.from_json("google.protobuf.DoubleValue", 2**70)
+
+        assert payload == wrappers_pb2.DoubleValue(value=2.0**70).SerializeToString()
+
+    async def test_refuses_a_state_that_does_not_fit_naming_the_field(self, worker: ProtobufWorker) -> None:
+        with pytest.raises(InvalidState, match="revision"):
+            await worker.from_json(ACCOUNT_STATE, {"revision": "-1"})
+
+    async def test_refuses_too_many_values_before_the_trip(self, worker: ProtobufWorker) -> None:
+        with pytest.raises(TooManyValues):
+            await worker.from_json(ACCOUNT_STATE, {"recentEntries": [{}] * MAX_RENDERED_VALUES})
+
+
+class TestCheckPayload:
+    @pytest.mark.parametrize("entries", [8, QUICK_CHECK_BYTES], ids=["in-place", "in-the-worker"])
+    async def test_refuses_a_payload_that_does_not_parse(self, worker: ProtobufWorker, entries: int) -> None:
+        truncated = b"\x5a\x00" * entries + b"\x0a\x05a"
+        with pytest.raises(InvalidState, match=f"payload is not a valid {ACCOUNT_STATE}"):
+            await worker.check_payload(ACCOUNT_STATE, truncated, "keep")
+
+    async def test_refuses_unknown_fields_when_told_to(self, worker: ProtobufWorker) -> None:
+        with pytest.raises(InvalidState, match="does not define"):
+            await worker.check_payload(
+                ACCOUNT_STATE, b"\x5a\x00" * QUICK_CHECK_BYTES + b"\x98\x06\x01", "reject"
+            )
+
+
+class TestBounds:
+    async def test_refuses_a_call_beyond_those_that_may_wait(self, worker: ProtobufWorker) -> None:
+        calls = [worker.render([(ACCOUNT_STATE, AT_THE_CAP)]) for _ in range(MAX_QUEUED_CALLS + 1)]
+
+        answers = await asyncio.gather(*calls, return_exceptions=True)
+
+        refused = [answer for answer in answers if isinstance(answer, BaseException)]
+        assert len(refused) == 1
+        assert isinstance(refused[0], WorkerUnavailable)
+        assert refused[0].headers == {"Retry-After": "1"}
+
+    async def test_a_worker_that_dies_is_replaced(self, descriptor_set: Path) -> None:
+        before = {child.pid for child in worker_processes()}
+        worker = started(descriptor_set)
+        try:
+            assert await worker.render([(ACCOUNT_STATE, b"")]) == [Rendered(b"{}", unknown_fields=False)]
+            (process,) = [child for child in worker_processes() if child.pid not in before]
+            assert process.pid is not None
+            os.kill(process.pid, signal.SIGKILL)
+
+            with pytest.raises(WorkerUnavailable, match="stopped"):
+                await worker.render([(ACCOUNT_STATE, AT_THE_CAP)])
+            assert await worker.render([(ACCOUNT_STATE, b"")]) == [Rendered(b"{}", unknown_fields=False)]
+        finally:
+            await worker.close()
+
+    async def test_starts_on_first_use_and_stops_on_close(self, descriptor_set: Path) -> None:
+        before = {child.pid for child in worker_processes()}
+        worker = started(descriptor_set)
+        assert {child.pid for child in worker_processes()} == before
+
+        await worker.render([(ACCOUNT_STATE, b"")])
+        (own,) = [child for child in worker_processes() if child.pid not in before]
+        await worker.close()
+
+        assert not own.is_alive()
