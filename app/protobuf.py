@@ -199,9 +199,10 @@ class TypeRegistry:
             raise InvalidState(f"the stored {manifest} has no JSON form: {error}") from error
         return Decoded(state, parsing.found_unknown_fields, values)
 
-    def check_json_state(self, manifest: str, state: Any) -> None:
+    def check_json_state(self, manifest: str, state: Any) -> int:
         """What `from_json` refuses before parsing: an unknown manifest, a state of the wrong JSON type, and
-        one of more than MAX_RENDERED_VALUES values. Quick: it walks at most that many values."""
+        one of more than MAX_RENDERED_VALUES values; else the state's values. Quick: it walks at most that
+        many values."""
         if manifest not in self._descriptors:
             raise InvalidState(
                 f"a JSON state needs a known manifest; {manifest} is neither a well-known type"
@@ -209,11 +210,13 @@ class TypeRegistry:
             )
         if not isinstance(state, dict) and manifest not in _NON_OBJECT_JSON_TYPES:
             raise InvalidState(f"state does not fit {manifest}: it must be a JSON object")
-        if _json_values(state) > MAX_RENDERED_VALUES:
+        values = _json_values(state)
+        if values > MAX_RENDERED_VALUES:
             raise TooManyValues(
                 f"the state holds more than {MAX_RENDERED_VALUES} JSON values, more than one state's JSON"
                 " form may take; send its serialized payload instead"
             )
+        return values
 
     def from_json(self, manifest: str, state: Any) -> bytes:
         self.check_json_state(manifest, state)

@@ -16,15 +16,22 @@ from pathlib import Path
 import orjson
 import pytest
 from _descriptors import SAMPLE_PROTO, build_descriptor_set
-from google.protobuf import wrappers_pb2
+from google.protobuf import struct_pb2
 
 from app.errors import InvalidState, WorkerUnavailable
 from app.protobuf import MAX_RENDERED_VALUES, QUICK_CHECK_BYTES, TooManyValues, TypeRegistry
-from app.protobuf_worker import MAX_ANSWER_VALUES, MAX_QUEUED_CALLS, ProtobufWorker, Rendered
+from app.protobuf_worker import (
+    MAX_ANSWER_VALUES,
+    MAX_QUEUED_CALLS,
+    QUICK_PARSE_VALUES,
+    ProtobufWorker,
+    Rendered,
+)
 from support.messages import ACCOUNT_STATE
 
 AT_THE_CAP = b"\x5a\x00" * MAX_RENDERED_VALUES  # that many empty ledger entries
 STATES_PER_ANSWER = MAX_ANSWER_VALUES // MAX_RENDERED_VALUES
+LONG_ID = b"\x0a\x80\x10" + b"a" * 2048  # an account id of 2,048 characters: too much to render in place
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +55,23 @@ def worker_processes() -> list[BaseProcess]:
 
 
 class TestRender:
-    async def test_renders_each_state_in_order(self, worker: ProtobufWorker) -> None:
-        rendered = await worker.render(
-            [(ACCOUNT_STATE, b"\x0a\x01a"), ("acme.orders.v1.OrderState", b"\x0a\x01b"), (ACCOUNT_STATE, b"")]
-        )
+    @pytest.mark.parametrize("where", ["in-place", "in-the-worker"])
+    async def test_renders_each_state_in_order(self, worker: ProtobufWorker, where: str) -> None:
+        states = [
+            (ACCOUNT_STATE, b"\x0a\x01a"),
+            ("acme.orders.v1.OrderState", b"\x0a\x01b"),
+            (ACCOUNT_STATE, b""),
+        ]
+        large = [(ACCOUNT_STATE, LONG_ID)] if where == "in-the-worker" else []
 
-        assert rendered == [
+        rendered = await worker.render(states + large)
+
+        assert rendered[:3] == [
             Rendered(b'{"accountId":"a"}', unknown_fields=False),
             Rendered(None, unknown_fields=False),  # a type the registry does not know
             Rendered(b"{}", unknown_fields=False),
         ]
+        assert len(rendered) == len(states + large)
 
     async def test_says_when_the_payload_held_fields_its_type_does_not_define(
         self, worker: ProtobufWorker
@@ -98,11 +112,14 @@ class TestRender:
 
 class TestFromJson:
     async def test_serializes_exactly_what_was_parsed(self, worker: ProtobufWorker) -> None:
-        """The state reaches the worker as the Python values the body parsed to: a JSON number of 2^70, which
-        a double field takes, survives the trip (orjson, for one, cannot write it)."""
-        payload = await worker.from_json("google.protobuf.DoubleValue", 2**70)
+        """The state reaches the worker as the Python values the body parsed to: JSON numbers of 2^70, which a
+        double takes, survive the trip (orjson, for one, cannot write them)."""
+        numbers = [2**70] * (QUICK_PARSE_VALUES + 1)
 
-        assert payload == wrappers_pb2.DoubleValue(value=2.0**70).SerializeToString()
+        payload = await worker.from_json("google.protobuf.ListValue", numbers)
+
+        expected = struct_pb2.ListValue(values=[struct_pb2.Value(number_value=2.0**70)] * len(numbers))
+        assert payload == expected.SerializeToString()
 
     async def test_refuses_a_state_that_does_not_fit_naming_the_field(self, worker: ProtobufWorker) -> None:
         with pytest.raises(InvalidState, match="revision"):
@@ -142,14 +159,14 @@ class TestBounds:
         before = {child.pid for child in worker_processes()}
         worker = started(descriptor_set)
         try:
-            assert await worker.render([(ACCOUNT_STATE, b"")]) == [Rendered(b"{}", unknown_fields=False)]
+            assert len(await worker.render([(ACCOUNT_STATE, LONG_ID)])) == 1
             (process,) = [child for child in worker_processes() if child.pid not in before]
             assert process.pid is not None
             os.kill(process.pid, signal.SIGKILL)
 
             with pytest.raises(WorkerUnavailable, match="stopped"):
                 await worker.render([(ACCOUNT_STATE, AT_THE_CAP)])
-            assert await worker.render([(ACCOUNT_STATE, b"")]) == [Rendered(b"{}", unknown_fields=False)]
+            assert len(await worker.render([(ACCOUNT_STATE, LONG_ID)])) == 1
         finally:
             await worker.close()
 
@@ -158,8 +175,20 @@ class TestBounds:
         worker = started(descriptor_set)
         assert {child.pid for child in worker_processes()} == before
 
-        await worker.render([(ACCOUNT_STATE, b"")])
+        await worker.render([(ACCOUNT_STATE, LONG_ID)])
         (own,) = [child for child in worker_processes() if child.pid not in before]
         await worker.close()
 
         assert not own.is_alive()
+
+    async def test_does_quick_work_in_place(self, descriptor_set: Path) -> None:
+        before = {child.pid for child in worker_processes()}
+        worker = started(descriptor_set)
+        try:
+            await worker.render([(ACCOUNT_STATE, b"\x5a\x00" * 500)])
+            await worker.from_json(ACCOUNT_STATE, {"recentEntries": [{}] * 254})
+            await worker.check_payload("google.protobuf.BytesValue", b"\x0a\x80\x10" + bytes(2048), "keep")
+
+            assert {child.pid for child in worker_processes()} == before
+        finally:
+            await worker.close()
