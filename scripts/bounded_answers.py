@@ -7,11 +7,14 @@ batchGet: `--states` states of 400 KB are written, then 8 clients at once each r
 states, and missing ids to make up 1,000) with batchGet, following `unprocessed` until it is empty. The
 service's peak resident set (VmHWM) is read from /proc before and after.
 
-decode (SQLite, with the tests' descriptor set): 40 states of 200,000 empty sub-messages (over the
-rendering cap, so a 422), then 40 states of 50,000 (at the cap) decoded in one batchGet, and a 395 KB
-state of 3,800 ledger entries read with and without `decode=true`; meanwhile a probe asks `/healthz`
-every 10 ms and the longest answer is the stall (also measured for 3 s with nothing else running, since
-on a busy machine the scheduler alone makes some answers slow).
+decode (SQLite, with the tests' descriptor set): meanwhile a probe asks `/healthz` every 10 ms, and the
+median and longest answers say how much each call held up the service (measured for 3 s with nothing
+else running too, since on a busy machine the scheduler alone makes some answers slow). The calls: 40
+states of 200,000 empty sub-messages (over the rendering cap, so a 422), then 40 states of 50,000 (at
+the cap) read with `decode=true` by one GET each, by batchGet (following `unprocessed`) and by listing
+(following the pages); a JSON state of 49,998 values written, and one of 1,000,000 (refused, after the
+body is parsed); and a 395 KB state of 3,800 ledger entries read with and without `decode=true`. The
+peak resident sets of the service and of its protobuf worker close the figures.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 import httpx
 
 from benchmarks import _dynalite, _service, aws_config
-from benchmarks._procstat import peak_rss_mb
+from benchmarks._procstat import descendants, peak_rss_mb
 
 STATE_BYTES = 400_000
 IDS_PER_BATCH = 1000
@@ -40,17 +43,25 @@ WRITERS = 8
 MAX_FOLLOW_UPS = 200  # a batchGet followed through `unprocessed` ends well before this
 CALL_SECONDS = 120.0
 ACCOUNT_STATE = "acme.billing.v1.AccountState"
+AT_CAP_SHARD = 7
 
 
-def rss_mb(pid: int) -> float:
+def status_mb(pid: int, key: str = "VmRSS") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) * 1024 / 1e6
     return 0.0
 
 
-async def write_states(client: httpx.AsyncClient, ids: list[str], payload: bytes, manifest: str) -> None:
-    body = {"manifest": manifest, "payload": base64.b64encode(payload).decode(), "version_number": 1}
+async def write_states(
+    client: httpx.AsyncClient, ids: list[str], payload: bytes, manifest: str, shard: int = 0
+) -> None:
+    body = {
+        "manifest": manifest,
+        "payload": base64.b64encode(payload).decode(),
+        "version_number": 1,
+        "shard": shard,
+    }
     for start in range(0, len(ids), WRITERS):
         answers = await asyncio.gather(
             *(client.put(f"/states/{i}", json=body) for i in ids[start : start + WRITERS])
@@ -83,7 +94,7 @@ async def batch_get_memory(pid: int, url: str, states: int) -> dict[str, Any]:
         await write_states(client, stored, os.urandom(STATE_BYTES), "acme.opaque.v1.Blob")
         written = time.monotonic() - started
         ids = stored + [f"missing-{n}" for n in range(IDS_PER_BATCH - states)]
-        before = (rss_mb(pid), peak_rss_mb(pid))
+        before = (status_mb(pid), peak_rss_mb(pid))
         started = time.monotonic()
         results = await asyncio.gather(*(read_all(client, ids) for _ in range(CLIENTS)))
         elapsed = time.monotonic() - started
@@ -100,45 +111,88 @@ async def batch_get_memory(pid: int, url: str, states: int) -> dict[str, Any]:
     }
 
 
-async def longest_stall(url: str, stop: asyncio.Event) -> float:
-    longest = 0.0
+async def probe_latencies(url: str, stop: asyncio.Event) -> list[float]:
+    latencies = []
     async with httpx.AsyncClient(base_url=url, timeout=30) as probe:
         while not stop.is_set():
             started = time.perf_counter()
             (await probe.get("/healthz")).raise_for_status()
-            longest = max(longest, time.perf_counter() - started)
+            latencies.append(time.perf_counter() - started)
             await asyncio.sleep(0.01)
-    return longest
+    return latencies
 
 
-async def while_probed(url: str, call: Any) -> tuple[Any, float, float]:
-    """The call's answer, its seconds, and the longest /healthz answer while it ran."""
+async def while_probed(url: str, calls: Any) -> dict[str, Any]:
+    """The last answer's status, the seconds the calls took, and the /healthz answers meanwhile."""
     stop = asyncio.Event()
-    probe = asyncio.create_task(longest_stall(url, stop))
+    probe = asyncio.create_task(probe_latencies(url, stop))
     await asyncio.sleep(0.2)
     started = time.perf_counter()
-    answer = await call
+    status = await calls
     elapsed = time.perf_counter() - started
     stop.set()
-    return answer, elapsed, await probe
+    latencies = sorted(await probe)
+    return {
+        "status": status,
+        "seconds": round(elapsed, 3),
+        "healthz_median_ms": round(latencies[len(latencies) // 2] * 1000, 1),
+        "healthz_longest_ms": round(latencies[-1] * 1000, 1),
+        "probes": len(latencies),
+    }
+
+
+async def idle() -> None:
+    await asyncio.sleep(3)
+
+
+async def get_each(client: httpx.AsyncClient, ids: list[str]) -> int:
+    status = 0
+    for persistence_id in ids:
+        status = (await client.get(f"/states/{persistence_id}", params={"decode": "true"})).status_code
+    return status
+
+
+async def batch_get_all(client: httpx.AsyncClient, ids: list[str]) -> int:
+    asked, answer = ids, None
+    for _ in range(MAX_FOLLOW_UPS):
+        answer = await client.post(
+            "/states:batchGet", json={"persistence_ids": asked}, params={"decode": "true"}
+        )
+        if answer.status_code != 200 or not answer.json()["unprocessed"]:
+            break
+        asked = answer.json()["unprocessed"]
+    return answer.status_code if answer else 0
+
+
+async def list_all(client: httpx.AsyncClient, shard: int) -> int:
+    params: dict[str, Any] = {"decode": "true", "shard": shard}
+    answer = None
+    for _ in range(MAX_FOLLOW_UPS):
+        answer = await client.get("/states", params=params)
+        if answer.status_code != 200 or answer.json()["next_page_token"] is None:
+            break
+        params["page_token"] = answer.json()["next_page_token"]
+    return answer.status_code if answer else 0
+
+
+async def put_json(client: httpx.AsyncClient, persistence_id: str, entries: int) -> int:
+    body = {"manifest": ACCOUNT_STATE, "state": {"recentEntries": [{}] * entries}, "version_number": 1}
+    return (await client.put(f"/states/{persistence_id}", json=body)).status_code
 
 
 async def decode_costs(pid: int, url: str) -> dict[str, Any]:
-    figures: dict[str, Any] = {}
+    figures: dict[str, Any] = {"idle": await while_probed(url, idle())}
     async with httpx.AsyncClient(base_url=url, timeout=CALL_SECONDS) as client:
-        _, _, idle = await while_probed(url, asyncio.sleep(3))
-        figures["longest_healthz_ms_while_idle"] = round(idle * 1000, 1)
-        for name, entries in (("over_the_cap", 200_000), ("at_the_cap", 50_000)):
-            ids = [f"{name}-{n}" for n in range(40)]
-            await write_states(client, ids, b"\x5a\x00" * entries, ACCOUNT_STATE)
-            batch = client.post("/states:batchGet", json={"persistence_ids": ids}, params={"decode": "true"})
-            answer, elapsed, stall = await while_probed(url, batch)
-            figures[f"40_states_{name}"] = {
-                "status": answer.status_code,
-                "seconds": round(elapsed, 3),
-                "longest_healthz_ms": round(stall * 1000, 1),
-                "peak_mb": round(peak_rss_mb(pid)),
-            }
+        over = [f"over-the-cap-{n}" for n in range(40)]
+        await write_states(client, over, b"\x5a\x00" * 200_000, ACCOUNT_STATE)
+        figures["batch_get_40_over_the_cap"] = await while_probed(url, batch_get_all(client, over))
+        at_cap = [f"at-the-cap-{n}" for n in range(40)]
+        await write_states(client, at_cap, b"\x5a\x00" * 50_000, ACCOUNT_STATE, shard=AT_CAP_SHARD)
+        figures["get_40_at_the_cap_one_by_one"] = await while_probed(url, get_each(client, at_cap))
+        figures["batch_get_40_at_the_cap"] = await while_probed(url, batch_get_all(client, at_cap))
+        figures["list_40_at_the_cap"] = await while_probed(url, list_all(client, AT_CAP_SHARD))
+        figures["put_json_49998_values"] = await while_probed(url, put_json(client, "json-at-cap", 49_998))
+        figures["put_json_1000000_values"] = await while_probed(url, put_json(client, "json-over", 1_000_000))
         entry = b"\x5a\x66" + b"\x1a\x64" + b"m" * 100  # a ledger entry with a 100-byte memo
         await write_states(client, ["ledger"], entry * 3_800, ACCOUNT_STATE)
         for decode in ("false", "true"):
@@ -148,6 +202,11 @@ async def decode_costs(pid: int, url: str) -> dict[str, Any]:
                 (await client.get("/states/ledger", params={"decode": decode})).raise_for_status()
                 timings.append(time.perf_counter() - started)
             figures[f"get_400_kb_decode_{decode}_median_ms"] = round(sorted(timings)[10] * 1000, 1)
+    workers = [member for member in descendants(pid) if member != pid]
+    figures["peak_mb"] = {
+        "service": round(status_mb(pid, "VmHWM")),
+        "protobuf_worker_and_resource_tracker": [round(status_mb(member, "VmHWM")) for member in workers],
+    }
     return figures
 
 

@@ -480,6 +480,33 @@ async def test_a_corrupt_item_is_a_502_naming_the_attribute_logged_once(
     assert all(attribute in message and "Traceback" not in message for message in logged)
 
 
+async def test_a_listing_walks_past_an_item_it_cannot_read_and_logs_it(
+    raw_table: Any, dynamodb_client: httpx.AsyncClient, state_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One unreadable item, written by some other program, must not stop every walk of the table at it."""
+    shard = int(uuid.uuid4().int % 2**63)
+    readable, corrupt = f"{state_id}-readable", f"{state_id}-corrupt"
+    for persistence_id, version in ((readable, {"N": "7"}), (corrupt, {"S": "7"})):
+        item, _ = go_item(persistence_id)
+        raw_table.put_item(
+            TableName=TABLE, Item={**item, "ShardNumber": {"N": str(shard)}, "VersionNumber": version}
+        )
+    caplog.set_level(logging.INFO)
+
+    listed, params = [], {"shard": str(shard), "limit": "1000"}
+    for _ in range(1000):  # the scan evaluates the whole shared table, at most 1 MB a page
+        page = await dynamodb_client.get("/states", params=params)
+        assert page.status_code == 200, page.text
+        listed += [state["persistence_id"] for state in page.json()["states"]]
+        if page.json()["next_page_token"] is None:
+            break
+        params["page_token"] = page.json()["next_page_token"]
+
+    assert listed == [readable]
+    logged = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert [getattr(record, "fields", {}).get("persistence_id") for record in logged] == [corrupt]
+
+
 def test_an_item_without_its_key_is_refused_naming_the_key() -> None:
     with pytest.raises(CorruptItem, match="PersistenceID"):
         from_item({"VersionNumber": {"N": "1"}})

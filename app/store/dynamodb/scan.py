@@ -4,13 +4,18 @@ asked for (the filter does not lower the read units: DynamoDB counts every item 
 
 Payloads are left out of the answer unless asked for, which saves transfer and memory but not read units,
 which DynamoDB counts from the whole item.
+
+An item the service cannot read (written by some other program) is left out of the page, and logged
+with its id and the attribute at fault: failing the page instead would stop every walk of the table there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from app.states.model import Attribute, Page
+from app.errors import CorruptItem
+from app.states.model import Attribute, Page, StateRecord
 from app.store.dynamodb.codec import HASH_KEY, from_item, key_of
 
 if TYPE_CHECKING:
@@ -61,8 +66,17 @@ async def scan_page(
     """The page, without the states expired at `now` (which DynamoDB may keep for a while)."""
     response: Any = await client.scan(**_scan_arguments(table, limit, after, shard, payloads=payloads))
     last_key = response.get("LastEvaluatedKey")
-    records = (from_item(item) for item in response.get("Items", []))
+    records = _readable(response.get("Items", []))
     return Page(
         [record for record in records if not record.expired(now)],
         None if last_key is None else last_key[HASH_KEY]["S"],
     )
+
+
+def _readable(items: Iterable[dict[str, Any]]) -> Iterator[StateRecord]:
+    for item in items:
+        try:
+            record = from_item(item)  # logs what it cannot read
+        except CorruptItem:
+            continue
+        yield record
