@@ -56,6 +56,7 @@ Cost (`checks_quickly`)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -342,7 +343,9 @@ def _rendered_values(messages: Iterable[Message], limit: int) -> int:
 
 
 def _json_values(state: Any) -> int:
-    """The objects, arrays and scalars of a JSON value, counted until past MAX_RENDERED_VALUES."""
+    """The objects, arrays and scalars of a JSON value, counted until past MAX_RENDERED_VALUES. A number
+    beyond a double's range (which the body's parser reads as infinite) is refused: the state would be
+    stored, then have no JSON form to read it back in (a `google.protobuf.Value`, say)."""
     count = 0
     pending = [state]
     while pending and count <= MAX_RENDERED_VALUES:
@@ -352,6 +355,11 @@ def _json_values(state: Any) -> int:
             pending += value.values()
         elif isinstance(value, list):
             pending += value
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise InvalidState(
+                "state holds a number beyond a double's range; protobuf's JSON mapping writes infinity and"
+                ' NaN as the strings "Infinity", "-Infinity" and "NaN", where a field takes them'
+            )
     return count
 
 

@@ -11,9 +11,12 @@ quickly (`TypeRegistry.checks_quickly`), states of at most `QUICK_RENDER_BYTES` 
 takes at least a byte, and renders in 1 to 2 µs), and JSON states of at most `QUICK_PARSE_VALUES`.
 
 Bounds:
-- One state renders or parses at most `MAX_RENDERED_VALUES` values (`app.protobuf`); beyond, a 422.
+- One state renders or parses at most `MAX_RENDERED_VALUES` values (`app.protobuf`); beyond, it is not
+  rendered (its `error` says so), and a JSON state is refused.
 - One answer renders at most `MAX_ANSWER_VALUES` values: `render` renders the states in order until the
   next would pass it (the first always renders), and the caller answers the rest as not read yet.
+- A state that cannot be rendered (beyond the cap, a payload that does not parse as its type, a value with
+  no JSON form) comes back with an `error` rather than failing the others.
 - At most `MAX_QUEUED_CALLS` calls wait for the worker at once; one more is a 503 with `Retry-After`.
 - A worker that dies (killed, out of memory) is replaced on the next call; the calls it held answer 503.
 """
@@ -32,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from app.errors import WorkerUnavailable
+from app.errors import InvalidState, WorkerUnavailable
 from app.protobuf import MAX_RENDERED_VALUES, TooManyValues, TypeRegistry
 
 if TYPE_CHECKING:
@@ -48,11 +51,13 @@ _Result = TypeVar("_Result")
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    """A state rendered: `json`, the message in protobuf's JSON mapping (None: its type is not known), and
-    whether the payload held fields the type does not define, which the JSON leaves out."""
+    """A state rendered: `json`, the message in protobuf's JSON mapping (None: its type is not known, or
+    `error` says why it could not be rendered), and whether the payload held fields the type does not
+    define, which the JSON leaves out."""
 
     json: bytes | None
     unknown_fields: bool
+    error: str | None = None
 
 
 class ProtobufWorker:
@@ -122,17 +127,23 @@ class ProtobufWorker:
 
 
 def render_states(types: TypeRegistry, states: Sequence[tuple[str, bytes]]) -> list[Rendered]:
-    """The states rendered in order until the next would pass MAX_ANSWER_VALUES; the first always is, or
-    raises `TooManyValues`."""
+    """The states rendered in order until the next would pass MAX_ANSWER_VALUES (the first always is); a state
+    that cannot be rendered is one with an `error`, so that it never fails the others."""
     rendered: list[Rendered] = []
     budget = MAX_ANSWER_VALUES
     for manifest, payload in states:
+        limit = min(MAX_RENDERED_VALUES, budget)
         try:
-            decoded = types.decode(manifest, payload, min(MAX_RENDERED_VALUES, budget))
-        except TooManyValues:
-            if not rendered:
-                raise
-            break
+            decoded = types.decode(manifest, payload, limit)
+        except TooManyValues as refused:
+            if limit < MAX_RENDERED_VALUES:
+                break  # the answer, not the state, is at its limit: the next answer renders it
+            budget -= limit  # what counting it took
+            rendered.append(Rendered(None, unknown_fields=False, error=refused.detail))
+            continue
+        except InvalidState as unreadable:
+            rendered.append(Rendered(None, unknown_fields=False, error=unreadable.detail))
+            continue
         if decoded is None:
             rendered.append(Rendered(None, unknown_fields=False))
         else:

@@ -133,3 +133,25 @@ async def test_a_json_state_of_too_many_values_is_a_422_that_points_at_the_paylo
     assert answer.status_code == 422
     assert answer.json()["errors"][0]["loc"] == ["body", "state"]
     assert "send its serialized payload instead" in answer.json()["detail"]
+
+
+async def test_a_listing_answers_a_state_it_cannot_render_with_why(
+    client: httpx.AsyncClient, state_id: str
+) -> None:
+    shard = 1_000_003
+    over, fine = f"{state_id}-over", f"{state_id}-fine"
+    await write_at_the_cap(client, [fine], shard)
+    body = {
+        "manifest": ACCOUNT_STATE,
+        "payload": base64.b64encode(AT_THE_CAP * 2).decode(),
+        "version_number": 1,
+    }
+    (await client.put(state_path(over), json={**body, "shard": shard})).raise_for_status()
+
+    page = (await client.get("/states", params={"decode": "true", "shard": shard})).json()
+
+    listed = {state["persistence_id"]: state for state in page["states"]}
+    assert "read its payload instead" in listed[over]["decode_error"]
+    assert listed[over]["state"] is None
+    assert len(listed[fine]["state"]["recentEntries"]) == MAX_RENDERED_VALUES
+    assert page["next_page_token"] is None

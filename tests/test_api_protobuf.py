@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import os
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from _descriptors import SAMPLE_PROTO, build_descriptor_set, message_classes
-from google.protobuf import timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -219,10 +220,49 @@ async def test_a_state_too_costly_to_render_is_a_422_that_points_at_the_payload(
     problem = assert_problem(await aware.get(state_path(state_id), params={"decode": "true"}), 422)
     assert "read its payload instead" in problem["detail"]
     assert (await aware.get(state_path(state_id))).json()["payload"] == b64(payload)
+
+
+async def test_a_state_that_cannot_be_rendered_does_not_fail_the_others(
+    aware: httpx.AsyncClient, types: Types, state_id: str
+) -> None:
+    """In a batchGet, one state beyond the rendering cap, and one whose Value holds infinity (no JSON form):
+    each is answered with `decode_error` and its payload, and the others are rendered."""
+    costly, infinite, fine = f"{state_id}-costly", f"{state_id}-infinite", f"{state_id}-fine"
+    payloads = {
+        costly: (ACCOUNT_STATE, b"\x5a\x00" * 200_000),
+        infinite: ("google.protobuf.Value", struct_pb2.Value(number_value=math.inf).SerializeToString()),
+        fine: (ACCOUNT_STATE, account(types)),
+    }
+    for persistence_id, (manifest, payload) in payloads.items():
+        written = await aware.put(state_path(persistence_id), json=put_body(manifest, payload=b64(payload)))
+        assert written.status_code == 200, written.text
+
     batch = await aware.post(
-        "/states:batchGet", json={"persistence_ids": [state_id]}, params={"decode": "true"}
+        "/states:batchGet", json={"persistence_ids": list(payloads)}, params={"decode": "true"}
     )
-    assert "read its payload instead" in assert_problem(batch, 422)["detail"]
+
+    assert batch.status_code == 200, batch.text
+    answered = {state["persistence_id"]: state for state in batch.json()["states"]}
+    assert "read its payload instead" in answered[costly]["decode_error"]
+    assert "no JSON form" in answered[infinite]["decode_error"]
+    assert answered[costly]["state"] is None
+    assert answered[infinite]["payload"] == b64(payloads[infinite][1])
+    assert answered[fine]["state"]["accountId"] == "account-42"
+    assert "decode_error" not in answered[fine]
+
+
+async def test_a_json_state_beyond_a_double_s_range_is_refused(
+    aware: httpx.AsyncClient, state_id: str
+) -> None:
+    """Parsed as infinity, it would be stored, then have no JSON form to be read back in."""
+    body = '{"manifest": "google.protobuf.Struct", "state": {"a": 1e400}, "version_number": 1}'
+    written = await aware.put(
+        state_path(state_id), content=body, headers={"Content-Type": "application/json"}
+    )
+
+    problem = assert_problem(written, 422)
+    assert "beyond a double's range" in problem["detail"]
+    assert problem["errors"][0]["loc"] == ["body", "state"]
 
 
 async def test_the_strict_policy_refuses_unknown_manifests(

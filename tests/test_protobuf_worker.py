@@ -6,6 +6,7 @@ Each test talks to a real worker process, started as the service starts it.
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing
 import os
 import signal
@@ -94,17 +95,35 @@ class TestRender:
         (rendered,) = await worker.render([(ACCOUNT_STATE, AT_THE_CAP)])
         assert rendered.json is not None
 
-    async def test_refuses_a_first_state_over_the_cap(self, worker: ProtobufWorker) -> None:
-        with pytest.raises(TooManyValues, match="read its payload instead"):
-            await worker.render([(ACCOUNT_STATE, AT_THE_CAP + b"\x5a\x00"), (ACCOUNT_STATE, b"")])
+    async def test_says_why_a_state_over_the_cap_is_not_rendered(self, worker: ProtobufWorker) -> None:
+        over = (ACCOUNT_STATE, AT_THE_CAP + b"\x5a\x00")
 
-    async def test_leaves_a_later_state_over_the_cap_to_the_next_answer(self, worker: ProtobufWorker) -> None:
-        rendered = await worker.render([(ACCOUNT_STATE, b""), (ACCOUNT_STATE, AT_THE_CAP + b"\x5a\x00")])
-        assert len(rendered) == 1
+        rendered = await worker.render([over, (ACCOUNT_STATE, b"\x0a\x01a"), over])
 
-    async def test_refuses_a_stored_payload_that_does_not_parse(self, worker: ProtobufWorker) -> None:
-        with pytest.raises(InvalidState, match=f"not a valid {ACCOUNT_STATE}"):
-            await worker.render([(ACCOUNT_STATE, b"\x0a\x05a")])
+        assert [one.json for one in rendered] == [None, b'{"accountId":"a"}', None]
+        assert rendered[0].error is not None
+        assert "read its payload instead" in rendered[0].error
+        assert rendered[2] == rendered[0]
+
+    async def test_says_why_a_stored_payload_that_does_not_parse_is_not_rendered(
+        self, worker: ProtobufWorker
+    ) -> None:
+        rendered = await worker.render([(ACCOUNT_STATE, b"\x0a\x05a"), (ACCOUNT_STATE, LONG_ID)])
+
+        assert rendered[0].json is None
+        assert rendered[0].error is not None
+        assert f"not a valid {ACCOUNT_STATE}" in rendered[0].error
+        assert rendered[1].json is not None
+
+    async def test_says_why_a_state_without_a_json_form_is_not_rendered(self, worker: ProtobufWorker) -> None:
+        """A Value holding infinity, as a Go writer may store it: JSON has no number for it."""
+        infinite = struct_pb2.Value(number_value=math.inf).SerializeToString()
+
+        (rendered,) = await worker.render([("google.protobuf.Value", infinite)])
+
+        assert rendered.json is None
+        assert rendered.error is not None
+        assert "no JSON form" in rendered.error
 
     async def test_answers_nothing_for_no_states(self, worker: ProtobufWorker) -> None:
         assert await worker.render([]) == []

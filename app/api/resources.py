@@ -38,8 +38,9 @@ def state_resource(
     record: StateRecord, *, with_payload: bool = True, rendered: Rendered | None = None
 ) -> dict[str, Any]:
     """The resource, its 64-bit integers as strings of decimal digits (JavaScript rounds a number above 2^53);
-    with `rendered`, also `state`, the message in protobuf's JSON mapping (or null), and `unknown_fields`
-    when the payload holds fields its type does not define (the JSON leaves them out)."""
+    with `rendered`, also `state`, the message in protobuf's JSON mapping (or null), `unknown_fields`
+    when the payload holds fields its type does not define (the JSON leaves them out), and `decode_error`
+    when it could not be rendered."""
     body: dict[str, Any] = {
         "persistence_id": record.persistence_id,
         "version_number": str(record.version_number),
@@ -55,6 +56,8 @@ def state_resource(
         body["state"] = None if rendered.json is None else orjson.Fragment(rendered.json)
         if rendered.unknown_fields:
             body["unknown_fields"] = True
+        if rendered.error is not None:
+            body["decode_error"] = rendered.error
     return body
 
 

@@ -219,37 +219,54 @@ class StateWritten(_StateFields):
     """What a write stored, without the payload the client already has."""
 
 
+DecodedState = Annotated[
+    JsonValue,
+    Field(
+        description="Only with `decode=true`: the message in protobuf's canonical JSON mapping; null when its"
+        " type is unknown, or when it could not be rendered (`decode_error` says why)."
+    ),
+]
+# Absent unless true, never null: documented as the boolean alone.
+UnknownFieldsFlag = Annotated[
+    bool | None,
+    WithJsonSchema(
+        {
+            "type": "boolean",
+            "description": "Only with `decode=true`, and only when true: the payload holds fields that its"
+            " type, as the service knows it, does not define (a writer with a newer schema). `state` leaves"
+            " them out; `payload` has them.",
+        }
+    ),
+]
+# Absent unless there is an error, never null: documented as the string alone.
+DecodeError = Annotated[
+    str | None,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "Only with `decode=true`, and only when the state could not be rendered: why (its"
+            " payload does not parse as its type, holds more values than one rendering may take, or has no"
+            " JSON form). `state` is then null; the payload is stored unchanged and can be read.",
+        }
+    ),
+]
+
+
 class State(_StateFields):
     payload: str = Field(
         description="Serialized message, standard padded base64.", json_schema_extra={"format": "byte"}
     )
-    state: JsonValue = Field(
-        None,
-        description="Only with `decode=true`: the message in protobuf's canonical JSON mapping;"
-        " null when its type is unknown.",
-    )
-    # Absent unless true, never null: documented as the boolean alone.
-    unknown_fields: Annotated[
-        bool | None,
-        WithJsonSchema(
-            {
-                "type": "boolean",
-                "description": "Only with `decode=true`, and only when true: the payload holds fields that"
-                " its type, as the service knows it, does not define (a writer with a newer schema)."
-                " `state` leaves them out; `payload` has them.",
-            }
-        ),
-    ] = None
+    state: DecodedState = None
+    unknown_fields: UnknownFieldsFlag = None
+    decode_error: DecodeError = None
 
 
 class ListedState(_StateFields):
     """A stored state, without its payload."""
 
-    state: JsonValue = Field(
-        None,
-        description="Only with `decode=true`: the message in protobuf's canonical JSON mapping;"
-        " null when its type is unknown.",
-    )
+    state: DecodedState = None
+    unknown_fields: UnknownFieldsFlag = None
+    decode_error: DecodeError = None
 
 
 class StatePage(BaseModel):

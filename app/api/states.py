@@ -108,6 +108,8 @@ async def get_state(request: Request) -> Response:
     if not modified_if.allows(stored_version):
         return Response(status_code=304, headers=headers)
     rendered = (await render_states([record], states.protobuf))[0] if decode else None
+    if rendered is not None and rendered.error is not None:
+        raise InvalidState(rendered.error)  # asked for one state's JSON, which cannot be given
     return json_response(state_resource(record, rendered=rendered), 200, headers)
 
 

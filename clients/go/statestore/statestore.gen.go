@@ -109,6 +109,9 @@ type JsonValue = interface{}
 
 // ListedState A stored state, without its payload.
 type ListedState struct {
+	// DecodeError Only with `decode=true`, and only when the state could not be rendered: why (its payload does not parse as its type, holds more values than one rendering may take, or has no JSON form). `state` is then null; the payload is stored unchanged and can be read.
+	DecodeError *string `json:"decode_error,omitempty"`
+
 	// ExpiresAt Only on a state that expires: when, in Unix epoch seconds. From that second on it is absent.
 	//
 	// Examples: 3
@@ -132,6 +135,9 @@ type ListedState struct {
 	//
 	// Examples: 3
 	Timestamp Int64 `json:"timestamp"`
+
+	// UnknownFields Only with `decode=true`, and only when true: the payload holds fields that its type, as the service knows it, does not define (a writer with a newer schema). `state` leaves them out; `payload` has them.
+	UnknownFields *bool `json:"unknown_fields,omitempty"`
 
 	// VersionNumber The version, 0 to 2^64-1.
 	//
@@ -199,6 +205,9 @@ type PutStateRequest1 = interface{}
 
 // State defines model for State.
 type State struct {
+	// DecodeError Only with `decode=true`, and only when the state could not be rendered: why (its payload does not parse as its type, holds more values than one rendering may take, or has no JSON form). `state` is then null; the payload is stored unchanged and can be read.
+	DecodeError *string `json:"decode_error,omitempty"`
+
 	// ExpiresAt Only on a state that expires: when, in Unix epoch seconds. From that second on it is absent.
 	//
 	// Examples: 3
