@@ -8,6 +8,7 @@ endpoint with the `Request`. The endpoint reads the few parts it needs with the 
 A body must be JSON (else 415) and at most `MAX_BODY_BYTES` (else 413, decided from `Content-Length` or
 while it streams in, so that no request makes the service hold more), and must arrive in time and at a
 minimum rate (`BodyPace`, else 408), so that no client holds a request open by sending slowly.
+A request that waits (`while_connected`) ends with a 499 as soon as its client hangs up.
 """
 
 from __future__ import annotations
