@@ -107,8 +107,9 @@ class RequestTimeout(_BodyLeftUnread):
 
 
 class ClientClosedRequest(ProblemError):
-    """The client hung up before its body arrived: nobody reads the answer, but the access log and the
-    metrics count it, under nginx's status for it, as the client's doing rather than the service's."""
+    """The client hung up before its body arrived, or while its request waited for a change: nobody reads
+    the answer, but the access log and the metrics count it, under nginx's status for it, as the client's
+    doing rather than the service's."""
 
     status = 499
     title = "Client Closed Request"

@@ -8,6 +8,7 @@ writes, and asserts that the answer is the write's, well before the wait would h
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -18,8 +19,11 @@ import boto3
 import httpx
 import pytest
 
+from scripts.servers import serving_process
 from support.api import assert_problem, state_body, state_path
 from support.metrics import sample_value
+from support.processes import json_lines
+from support.raw_http import connect
 from support.services import DYNAMODB_SERVERS, TABLE, ServiceFactory, server_endpoint
 
 POLL_MS = 200
@@ -56,6 +60,21 @@ async def until_waiting(client: httpx.AsyncClient, count: int = 1) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{count} waiters never registered")
+
+
+async def until_no_one_waits(client: httpx.AsyncClient) -> None:
+    """Returns once no request waits on the service (bounded: 20 s, a third of the longest wait)."""
+    for _ in range(200):
+        if await waiters(client) == 0:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("a waiter kept its place")
+
+
+def waiting_head(path: str, version: int, *fields: str) -> bytes:
+    """A raw GET that waits 60 s (the most) on `version`, for a client that will hang up."""
+    lines = [f"GET {path}?wait=60 HTTP/1.1", "Host: 127.0.0.1", f'If-None-Match: "{version}"', *fields]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 def wait_for(client: httpx.AsyncClient, persistence_id: str, version: int, seconds: int = LONG_WAIT) -> Any:
@@ -226,6 +245,55 @@ async def test_waiters_beyond_the_limit_are_503_and_do_not_count_against_concurr
     assert refused.headers["retry-after"] == "1"
     assert plain_read.status_code == 200
     assert [answer.status_code for answer in answers] == [200, 200]
+
+
+async def test_a_waiter_whose_client_hangs_up_gives_its_place_back(
+    ready_backend: str, start_service: ServiceFactory, state_id: str
+) -> None:
+    """The first waiter's client closes its connection while it waits for up to 60 s: its place is freed
+    well before, so that the one place `max_waiters=1` allows takes the next waiter, which sees the change."""
+    path = state_path(state_id)
+    with start_service(ready_backend, max_waiters=1) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            await client.put(path, json=state_body(1))
+            with connect(url) as sock:
+                sock.sendall(waiting_head(path, 1))
+                await until_waiting(client)
+            await until_no_one_waits(client)
+            waiter = wait_for(client, state_id, 1)
+            await until_waiting(client)
+            assert not waiter.done()
+            await client.put(path, json=state_body(2))
+            response = await answered_within(waiter, LONG_WAIT / 2)
+            metrics = (await client.get("/metrics")).text
+    assert response.status_code == 200
+    assert response.json()["version_number"] == "2"
+    assert sample_value(metrics, "statestore_watch_waiters") == 0
+    answered = {"route": "/states/{persistence_id}", "method": "GET"}
+    assert sample_value(metrics, "statestore_http_requests_total", status="499", **answered) == 1
+    assert sample_value(metrics, "statestore_http_requests_total", status="200", **answered) == 1
+    assert sample_value(metrics, "statestore_watch_changes_delivered_total") == 1
+
+
+async def test_a_waiter_whose_client_hangs_up_is_logged_once_at_info_as_499(tmp_path: Path) -> None:
+    """Through `statestore serve` and its own HTTP protocol, as in production: the access log says the
+    client left, as it does of a client that leaves mid-body, and nothing is logged as an error."""
+    log = tmp_path / "stderr.log"
+    env = {"STATESTORE_SQLITE_PATH": str(tmp_path / "states.db")}
+    path = state_path("hung-up")
+    with serving_process(env=env, stderr_to=log) as (url, _):
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            await client.put(path, json=state_body(1))
+            with connect(url) as sock:
+                sock.sendall(waiting_head(path, 1, "X-Request-ID: hung-up"))
+                await until_waiting(client)
+            await until_no_one_waits(client)
+    logged = [line for line in json_lines(log) if line.get("request_id") == "hung-up"]
+    assert [(line["logger"], line["level"], line["status"]) for line in logged] == [
+        ("statestore.access", "info", 499)
+    ]
+    assert [line for line in json_lines(log) if line["level"] in ("warning", "error")] == []
+    assert "Traceback" not in json.dumps(json_lines(log))
 
 
 @pytest.mark.parametrize("backend", list(DYNAMODB_SERVERS), indirect=True)

@@ -25,7 +25,7 @@ from app.api.resources import DECODE, decode_requested, json_response, render_st
 from app.api.schemas import PutStateRequest, State, StateWritten
 from app.errors import InvalidState, PreconditionFailed, StateNotFound
 from app.http.problems import problem_responses
-from app.http.routing import Parameter, RequestRoute, documented, json_body, query_integer
+from app.http.routing import Parameter, RequestRoute, documented, json_body, query_integer, while_connected
 from app.states.model import StateRecord
 from app.states.service import StatesService
 
@@ -98,7 +98,7 @@ async def get_state(request: Request) -> Response:
     if wait is None:
         record = await states.get(persistence_id)
     else:
-        record = await _until_modified(states, persistence_id, not_modified, wait)
+        record = await _until_modified(request, states, persistence_id, not_modified, wait)
     stored_version = None if record is None else record.version_number
     if not found_if.allows(stored_version):
         raise PreconditionFailed("If-Match does not match the stored state", current_version=stored_version)
@@ -114,6 +114,7 @@ async def get_state(request: Request) -> Response:
 
 
 async def _until_modified(
+    request: Request,
     states: StatesService,
     persistence_id: str,
     not_modified: Callable[[StateRecord | None], bool],
@@ -122,14 +123,16 @@ async def _until_modified(
     """The state once the answer to it would not be 304, or the one stored after `seconds`.
 
     A watch that already shows the state the client has spares the read: the poller or this replica's
-    writes will show a change. Otherwise the state is read, and answered at once if it changed.
+    writes will show a change. Otherwise the state is read, and answered at once if it changed. A client
+    that hangs up while it waits gives its place back at once (a 499), not when `seconds` run out.
     """
     async with states.watches.watching(persistence_id) as watch:
         if not watch.shows(not_modified):
             record = watch.observe(await states.get(persistence_id))
             if not not_modified(record):
                 return record
-        return await states.watches.wait(watch, lambda record: not not_modified(record), seconds)
+        changed = states.watches.wait(watch, lambda record: not not_modified(record), seconds)
+        return await while_connected(request, changed)
 
 
 @router.put(

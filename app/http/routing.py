@@ -8,6 +8,7 @@ endpoint with the `Request`. The endpoint reads the few parts it needs with the 
 A body must be JSON (else 415) and at most `MAX_BODY_BYTES` (else 413, decided from `Content-Length` or
 while it streams in, so that no request makes the service hold more), and must arrive in time and at a
 minimum rate (`BodyPace`, else 408), so that no client holds a request open by sending slowly.
+A request that waits (`while_connected`) ends with a 499 as soon as its client hangs up.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from app.errors import ClientClosedRequest, PayloadTooLarge, RequestTimeout, Uns
 MAX_BODY_BYTES = 8 * 1024 * 1024
 _UTF8_BOM = b"\xef\xbb\xbf"
 _Model = TypeVar("_Model", bound=BaseModel)
+_T = TypeVar("_T")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")  # up to 2^64-1: a longer number is refused before int() reads it
 # What pydantic reads as a boolean from a string, as FastAPI would for a `bool` query parameter.
 _BOOLEANS = {
@@ -182,6 +184,28 @@ async def json_body(request: Request, model: type[_Model]) -> _Model:
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+
+
+async def while_connected(request: Request, waiting: Coroutine[Any, Any, _T]) -> _T:
+    """What `waiting` returns, unless the client hangs up first: then `waiting` is cancelled and the answer
+    is a 499, so that a request nobody will read holds nothing (a waiter's place) for the rest of its time."""
+    answer = asyncio.create_task(waiting)
+    gone = asyncio.create_task(_disconnect(request.receive))
+    try:
+        done, _ = await asyncio.wait((answer, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        answer.cancel()
+        gone.cancel()
+    if answer in done:
+        return answer.result()
+    gone.result()  # raises whatever stopped the reading, if it was not the disconnect
+    raise ClientClosedRequest("the client closed the connection while its request waited")
+
+
+async def _disconnect(receive: Receive) -> None:
+    """Returns once the client has gone; a body nobody reads is read and dropped on the way."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def query_integer(request: Request, parameter: Parameter, minimum: int, maximum: int) -> int | None:
