@@ -247,6 +247,36 @@ async def test_waiters_beyond_the_limit_are_503_and_do_not_count_against_concurr
     assert [answer.status_code for answer in answers] == [200, 200]
 
 
+async def test_wait_exempts_only_a_read_of_one_state_from_the_concurrency_limit(
+    start_service: ServiceFactory, tmp_path: Path
+) -> None:
+    """A listing ignores `wait`: the parameter must not let it past a full service, as it lets a waiter."""
+    path = tmp_path / "states.db"
+    with start_service("sqlite", sqlite_path=path, max_concurrent_requests=2) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            await client.put(state_path("first"), json=state_body(1))
+            blocker = sqlite3.connect(path, isolation_level=None)
+            blocker.execute(
+                "BEGIN IMMEDIATE"
+            )  # the service's writes now wait for the lock, holding both slots
+            held = [
+                asyncio.ensure_future(client.put(state_path(f"held-{n}"), json=state_body(1))) for n in (1, 2)
+            ]
+            for _ in range(600):  # until the service is full; at most about a minute
+                if (await client.get(state_path("first"))).status_code == 503:
+                    break
+                await asyncio.sleep(0.1)
+            listing = await client.get("/states", params={"wait": "1"})
+            waiter = await client.get(
+                state_path("first"), params={"wait": "1"}, headers={"If-None-Match": '"1"'}
+            )
+            blocker.execute("ROLLBACK")
+            blocker.close()
+            await asyncio.gather(*held)
+    assert_problem(listing, 503)
+    assert waiter.status_code == 304
+
+
 async def test_a_waiter_whose_client_hangs_up_gives_its_place_back(
     ready_backend: str, start_service: ServiceFactory, state_id: str
 ) -> None:

@@ -51,6 +51,7 @@ PROTECTED_PREFIX = "/states"
 RETRY_AFTER_SECONDS = 1
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:=+/@-]{1,%d}" % MAX_REQUEST_ID_LENGTH)
 _NEVER_REFUSED = frozenset({"/healthz", "/readyz", "/metrics"})
+_ONE_STATE = "/states/"
 
 access_logger = logging.getLogger("statestore.access")
 error_logger = logging.getLogger("statestore.errors")
@@ -217,11 +218,13 @@ class ApiKeyGuard:
 
 
 def _waits(scope: Scope) -> bool:
-    """A request that waits for a change: a read with a `wait` query parameter."""
+    """A request that waits for a change: a read of one state with a `wait` query parameter. Any other
+    route ignores `wait`, so the parameter must not exempt it from the limit."""
     query: bytes = scope["query_string"]
     return (
         b"wait" in query
         and scope["method"] in ("GET", "HEAD")
+        and scope["path"].startswith(_ONE_STATE)
         and any(name == "wait" for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True))
     )
 
