@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,6 +60,25 @@ def running(cli: Path, log_dir: Path) -> Iterator[tuple[int, str]]:
     ) as node:
         _create_table(endpoint)
         yield node.pid, endpoint
+
+
+def say_skipped(why: str) -> None:
+    print(f"dynalite skipped: {why}", flush=True)
+
+
+@contextmanager
+def started(
+    log_dir: Path, cli: Path = INSTALLED_CLI, skipped: Callable[[str], None] = say_skipped
+) -> Iterator[tuple[int, str] | None]:
+    """The one way benchmarks and scripts start dynalite: `cli` located and `running`, yielding its
+    process id and endpoint; or, when it cannot run, None, once `skipped` is told why (printed by default)."""
+    found, why = locate(cli)
+    if found is None:
+        skipped(why)
+        yield None
+        return
+    with running(found, log_dir) as pid_and_endpoint:
+        yield pid_and_endpoint
 
 
 def _create_table(endpoint: str) -> None:

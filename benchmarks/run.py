@@ -207,14 +207,18 @@ class Runner:
 
     def dynalite(self, meta: dict[str, str]) -> str | None:
         """The endpoint of dynalite, started for the rest of the run; None, noted, when it cannot run."""
-        cli, why = _dynalite.locate(self.plan.dynalite)
-        if cli is None:
-            self.notes.append(f"DynamoDB parts skipped: {why}")
+        dynalite = self.servers.enter_context(
+            _dynalite.started(self.tmp, self.plan.dynalite, self._dynamodb_skipped)
+        )
+        if dynalite is None:
             return None
-        meta["dynalite"] = _dynalite.version(cli)
-        pid, endpoint = self.servers.enter_context(_dynalite.running(cli, self.tmp))
+        meta["dynalite"] = _dynalite.version(self.plan.dynalite)
+        pid, endpoint = dynalite
         self.background.own_pids.add(pid)
         return endpoint
+
+    def _dynamodb_skipped(self, why: str) -> None:
+        self.notes.append(f"DynamoDB parts skipped: {why}")
 
     def floor(self, endpoint: str) -> None:
         print("2. Client floor: direct aioboto3 on dynalite", flush=True)

@@ -182,13 +182,10 @@ def run(backend: str, waiters: int, ids: int, work: Path) -> None:
     argv = service_argv(None)
     assert argv is not None
     with ExitStack() as running:
-        endpoint = None
-        if backend == "dynamodb":
-            cli, why = _dynalite.locate(_dynalite.INSTALLED_CLI)
-            if cli is None:
-                print(f"  skipped: {why}")
-                return
-            _, endpoint = running.enter_context(_dynalite.running(cli, work))
+        dynalite = running.enter_context(_dynalite.started(work)) if backend == "dynamodb" else None
+        if backend == "dynamodb" and dynalite is None:
+            return
+        endpoint = dynalite[1] if dynalite else None
         bases = [
             running.enter_context(service(argv, backend, work, endpoint, "warning"))[1] for _ in range(2)
         ]

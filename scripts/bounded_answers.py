@@ -245,13 +245,12 @@ def main() -> None:
         log_dir = Path(work)
         for backend in [] if options.skip_batch_get else options.backends.split(","):
             with contextlib.ExitStack() as servers:
-                endpoint = None
-                if backend == "dynalite":
-                    cli, why = _dynalite.locate(_dynalite.INSTALLED_CLI)
-                    if cli is None:
-                        print(f"dynalite: skipped, {why}")
-                        continue
-                    _, endpoint = servers.enter_context(_dynalite.running(cli, log_dir))
+                dynalite = (
+                    servers.enter_context(_dynalite.started(log_dir)) if backend == "dynalite" else None
+                )
+                if backend == "dynalite" and dynalite is None:
+                    continue
+                endpoint = dynalite[1] if dynalite else None
                 service_backend = "dynamodb" if backend == "dynalite" else backend
                 process, url = servers.enter_context(
                     _service.service(argv, service_backend, log_dir, endpoint, "warning")

@@ -6,17 +6,20 @@ deadline has passed go back to the client as `unprocessed`; only an answer that 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from app.errors import BackendUnavailable
-from app.store.dynamodb import DynamoDBStore
+from app.store.dynamodb import CALL_DEADLINE_SECONDS, DynamoDBStore
 from support.api import batch_get, put_op, transact
 from support.services import TABLE, ServiceFactory
 from support.unprocessed_keys_proxy import UnprocessedKeysProxy, unprocessed_keys_proxy
+
+# The service's own deadline. The read gives up at half of it; an answer or a 503 of its own (rather than
+# the deadline's) shows that it did, whatever the speed of the machine.
+DEADLINE_SECONDS = CALL_DEADLINE_SECONDS
 
 
 @pytest.fixture(scope="module")
@@ -56,16 +59,12 @@ async def test_keys_still_unprocessed_after_half_the_deadline_go_back_to_the_cli
 ) -> None:
     """Every call answers half its keys: the last key of each call is never read, and is unprocessed."""
     steer.leave_unprocessed(None)
-    deadline = 1.0
     requested = [f"{state_id}/{n}" for n in range(150)]
-    async with DynamoDBStore.open(TABLE, proxy[0], deadline=deadline) as store:
-        started = time.monotonic()
-        read = await store.get_many(requested)
-        elapsed = time.monotonic() - started
+    async with DynamoDBStore.open(TABLE, proxy[0], deadline=DEADLINE_SECONDS) as store:
+        read = await store.get_many(requested)  # an answer, not the deadline's 503: it gave up in time
     assert read.found == []
     assert read.unprocessed, "the proxy never lets a call's last key through"
     assert read.unprocessed == [i for i in requested if i in set(read.unprocessed)]
-    assert elapsed < deadline
 
 
 async def test_an_answer_in_which_nothing_could_be_read_is_503(
@@ -73,12 +72,10 @@ async def test_an_answer_in_which_nothing_could_be_read_is_503(
 ) -> None:
     """One key per call, never read: backoff only, then a 503 rather than an answer all unprocessed."""
     steer.leave_unprocessed(None)
-    deadline = 1.0
-    async with DynamoDBStore.open(TABLE, proxy[0], deadline=deadline) as store:
-        started = time.monotonic()
+    async with DynamoDBStore.open(TABLE, proxy[0], deadline=DEADLINE_SECONDS) as store:
         with pytest.raises(BackendUnavailable) as refused:
             await store.get_many([state_id])
-        elapsed = time.monotonic() - started
+    # The batch read's own refusal, before the deadline: not the deadline's "did not answer within".
+    assert "left all 1 requested states unread" in refused.value.detail
     assert refused.value.headers == {"Retry-After": "1"}
     assert steer.degraded > 2  # it backed off and asked again
-    assert elapsed < deadline
