@@ -22,6 +22,9 @@ from support.services import ServiceFactory, create_table, server_endpoint
 
 STATES = 2500
 SHARDS = 7
+# A few more states, one in each of these shards: 2^53 and 2^53+1, which a JSON number in JavaScript cannot
+# tell apart, and the largest.
+LARGE_SHARDS = [2**53, 2**53 + 1, 2**64 - 1]
 
 
 def shard_of(index: int) -> int:
@@ -53,12 +56,14 @@ def written(
     """The STATES states, by id, with their shards: written in bulk straight to the store, as a loader
     would (2,500 PUTs through the service take minutes on moto)."""
     expected = {f"list-{index:05d}/ü": shard_of(index) for index in range(STATES)}
+    expected |= {f"list-large-{shard}": shard for shard in LARGE_SHARDS}
     if backend == "sqlite":
         with sqlite3.connect(listed_store["sqlite_path"]) as connection:
             connection.executemany(
                 "INSERT INTO states (persistence_id, version_number, manifest, payload, timestamp, shard)"
                 " VALUES (?, 1, 'acme.Listed', x'0a01', 1, ?)",
-                expected.items(),
+                # SQLite's integers are signed: the service stores a uint64 above 2^63-1 wrapped around
+                [(i, shard - 2**64 if shard >= 2**63 else shard) for i, shard in expected.items()],
             )
         return expected
     table = boto3.client("dynamodb", endpoint_url=server_endpoint(backend, request), region_name="us-east-1")
@@ -122,7 +127,7 @@ async def test_a_full_walk_returns_each_state_exactly_once(
     assert len(ids) == len(set(ids))
     assert set(ids) == set(written)
     assert all("payload" not in state and "state" not in state for state in listed)
-    assert {state["shard"] for state in listed} == {str(shard) for shard in range(SHARDS)}
+    assert {state["shard"] for state in listed} == {str(shard) for shard in [*range(SHARDS), *LARGE_SHARDS]}
     assert listed[0]["version_number"] == "1"
 
 
@@ -186,6 +191,25 @@ async def test_a_page_token_of_another_filter_is_400(
     assert "shard" in assert_problem(response, 400)["detail"]
 
 
+@pytest.mark.parametrize("shard", LARGE_SHARDS)
+async def test_a_shard_filter_above_2_53_returns_exactly_that_shard(
+    client: httpx.AsyncClient, written: dict[str, int], shard: int
+) -> None:
+    listed = await walk(client, iter(lambda: 1000, None), shard=str(shard))
+    assert [state["persistence_id"] for state in listed] == [f"list-large-{shard}"]
+    assert listed[0]["shard"] == str(shard)
+
+
+async def test_a_shard_filter_is_the_decimal_text_it_always_was(
+    client: httpx.AsyncClient, written: dict[str, int]
+) -> None:
+    """The document types `shard` as a string of decimal digits; on the wire it is the same query text,
+    `?shard=5`, as when it was an integer."""
+    listed = await walk(client, iter(lambda: 1000, None), shard="5")
+    ids = [state["persistence_id"] for state in listed]
+    assert sorted(ids) == sorted(i for i, shard in written.items() if shard == 5)
+
+
 @pytest.mark.parametrize("token", ["", "not a token", "%%%", "AAAA", "=" * 8])
 async def test_a_page_token_never_issued_is_400(client: httpx.AsyncClient, token: str) -> None:
     assert_problem(await client.get("/states", params={"page_token": token}), 400)
@@ -193,7 +217,16 @@ async def test_a_page_token_never_issued_is_400(client: httpx.AsyncClient, token
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("limit", "0"), ("limit", "1001"), ("limit", "x"), ("shard", "-1"), ("shard", str(2**64))],
+    [
+        ("limit", "0"),
+        ("limit", "1001"),
+        ("limit", "x"),
+        ("shard", "-1"),
+        ("shard", str(2**64)),
+        ("shard", "x"),
+        ("shard", "05"),  # what the document's pattern refuses too
+        ("shard", "5.0"),
+    ],
 )
 async def test_a_limit_or_shard_out_of_range_is_422(client: httpx.AsyncClient, name: str, value: str) -> None:
     problem = assert_problem(await client.get("/states", params={name: value}), 422)

@@ -1,7 +1,9 @@
 """Every 4xx answer that the OpenAPI document lists for an operation is provoked here, against
-`statestore serve` with API keys and the monotonic version guard; and each operation documents exactly the
-4xx answers provoked for it, so that a status can be neither documented without a cause nor caused without
-being documented. (test_fuzz_openapi.py checks that whatever schemathesis provokes is documented.)"""
+`statestore serve` with API keys and the monotonic version guard, and every 502 (a stored item the service
+cannot read) against the service on moto, whose table holds such an item; and each operation documents
+exactly the 4xx and 502 answers provoked for it, so that a status can be neither documented without a cause
+nor caused without being documented. (test_fuzz_openapi.py checks that whatever schemathesis provokes is
+documented.)"""
 
 from __future__ import annotations
 
@@ -10,16 +12,22 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import boto3
 import httpx
 import pytest
 
 from support.api import state_body
 from support.processes import REPO, serving_sqlite
 from support.raw_http import send_until_answered
+from support.services import ServiceFactory, own_table, server_endpoint
 
 KEY = "documented-errors-key"
 STORED = "/states/stored-at-version-5"
 MISSING = "/states/never-stored"
+CORRUPT = "/states/stored-unreadable"
+"""On DynamoDB alone: an item at version 5 whose ShardNumber is a fraction, as no writer of the service's
+items writes it. Reads meet it, and so do writes and deletes whose condition fails (they read it back); a
+listing leaves it out (test_store_dynamodb.py), so GET /states has no 502."""
 NO_ID = "/states/"
 BATCH_GET = "/states:batchGet"
 TRANSACT = "/states:transact"
@@ -106,6 +114,7 @@ READ = {
     412: call(MISSING, headers=IF_MATCH_3),
     422: call(NO_ID),
     431: head_over_the_cap(MISSING),
+    502: call(CORRUPT),
 }
 PROVOCATIONS: dict[tuple[str, str], dict[int, Provocation]] = {
     ("get", "/states/{persistence_id}"): READ,
@@ -120,6 +129,7 @@ PROVOCATIONS: dict[tuple[str, str], dict[int, Provocation]] = {
         415: call(MISSING, content=b"manifest=x", content_type="application/x-www-form-urlencoded"),
         422: call(MISSING, content=b"{"),
         431: head_over_the_cap(MISSING),
+        502: call(CORRUPT, state_body(1), headers=IF_MATCH_3),
     },
     ("delete", "/states/{persistence_id}"): {
         400: call(MISSING, headers=NOT_A_TAG),
@@ -127,6 +137,7 @@ PROVOCATIONS: dict[tuple[str, str], dict[int, Provocation]] = {
         412: call(MISSING, headers=IF_MATCH_3),
         422: call(NO_ID),
         431: head_over_the_cap(MISSING),
+        502: call(CORRUPT, headers=IF_MATCH_3),
     },
     ("post", BATCH_GET): {
         400: two_keys(BATCH_GET, {"persistence_ids": ["a"]}),
@@ -136,6 +147,7 @@ PROVOCATIONS: dict[tuple[str, str], dict[int, Provocation]] = {
         415: call(BATCH_GET, content=b"a", content_type="text/plain"),
         422: call(BATCH_GET, {"persistence_ids": []}),
         431: head_over_the_cap(BATCH_GET),
+        502: call(BATCH_GET, {"persistence_ids": [CORRUPT.removeprefix("/states/")]}),
     },
     ("post", TRANSACT): {
         400: two_keys(TRANSACT, {"operations": [put_operation(MISSING, 1)]}),
@@ -147,6 +159,7 @@ PROVOCATIONS: dict[tuple[str, str], dict[int, Provocation]] = {
         415: call(TRANSACT, content=b"a", content_type="text/plain"),
         422: call(TRANSACT, {"operations": []}),
         431: head_over_the_cap(TRANSACT),
+        502: call(TRANSACT, {"operations": [put_operation(CORRUPT, 1, if_match=3)]}),
     },
     ("get", "/states"): {
         400: call("/states?page_token=never-issued"),
@@ -160,6 +173,8 @@ PROVOCATIONS: dict[tuple[str, str], dict[int, Provocation]] = {
         for method in ("get", "head")
     },
 }
+ON_DYNAMODB = {502}
+"""The statuses provoked against the service on moto (`dynamodb_url`); the others against `url`."""
 CASES = [
     (method, path, status) for (method, path), provocations in PROVOCATIONS.items() for status in provocations
 ]
@@ -178,20 +193,45 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield served
 
 
-def documented_client_errors(document: Path) -> dict[tuple[str, str], set[int]]:
+@pytest.fixture(scope="module")
+def dynamodb_url(request: pytest.FixtureRequest, start_service: ServiceFactory) -> Iterator[str]:
+    """The service on moto, with a table of its own holding the CORRUPT item, written the way any other
+    writer of the table could."""
+    table = own_table("moto", request, "documented-errors")
+    raw = boto3.client("dynamodb", endpoint_url=server_endpoint("moto", request), region_name="us-east-1")
+    item = {
+        "PersistenceID": {"S": CORRUPT.removeprefix("/states/")},
+        "VersionNumber": {"N": "5"},
+        "StateManifest": {"S": "google.protobuf.Empty"},
+        "StatePayload": {"B": b""},
+        "Timestamp": {"N": "1"},
+        "ShardNumber": {"N": "1.5"},
+    }
+    raw.put_item(TableName=table["dynamodb_table"], Item=item)
+    with start_service("moto", api_keys=KEY, **table) as served:
+        yield served
+
+
+def documented_errors(document: Path) -> dict[tuple[str, str], set[int]]:
+    """The 4xx and 502 answers of each operation: those this module provokes."""
     paths = json.loads(document.read_text())["paths"]
     return {
-        (method, path): {int(status) for status in operation["responses"] if status.startswith("4")}
+        (method, path): {
+            int(status) for status in operation["responses"] if status.startswith("4") or status == "502"
+        }
         for path, item in paths.items()
         for method, operation in item.items()
     }
 
 
-def test_each_operation_documents_exactly_the_client_errors_provoked_here() -> None:
+def test_each_operation_documents_exactly_the_errors_provoked_here() -> None:
     provoked = {operation: set(provocations) for operation, provocations in PROVOCATIONS.items()}
-    assert documented_client_errors(REPO / "openapi" / "openapi.json") == provoked
+    assert documented_errors(REPO / "openapi" / "openapi.json") == provoked
 
 
 @pytest.mark.parametrize(("method", "path", "status"), CASES, ids=[" ".join(map(str, c)) for c in CASES])
-def test_a_documented_client_error_is_answered(url: str, method: str, path: str, status: int) -> None:
-    assert PROVOCATIONS[method, path][status](url, method.upper()) == status
+def test_a_documented_error_is_answered(
+    request: pytest.FixtureRequest, method: str, path: str, status: int
+) -> None:
+    served: str = request.getfixturevalue("dynamodb_url" if status in ON_DYNAMODB else "url")
+    assert PROVOCATIONS[method, path][status](served, method.upper()) == status

@@ -222,6 +222,19 @@ def test_answers_document_64_bit_integers_as_decimal_strings(
     assert documented["pattern"] == DECIMAL_PATTERNS[format_]
 
 
+def test_the_shard_filter_is_documented_as_a_decimal_string(document: dict[str, Any]) -> None:
+    """A query parameter is text on the wire; typed as an integer, it is a JavaScript number in a generated
+    client, and a shard above 2^53 is rounded to another shard."""
+    [shard] = [
+        parameter
+        for parameter in document["paths"]["/states"]["get"]["parameters"]
+        if parameter["name"] == "shard"
+    ]
+    schema = shard["schema"]
+    assert (schema["type"], schema["format"]) == ("string", "uint64")
+    assert schema["pattern"] == DECIMAL_PATTERNS["uint64"]
+
+
 @pytest.mark.parametrize(("schema", "field", "format_"), REQUESTED_64_BIT)
 def test_requests_document_64_bit_integers_as_a_decimal_string_or_a_number(
     document: dict[str, Any], schema: str, field: str, format_: str

@@ -44,7 +44,7 @@ router = APIRouter(tags=["states"], route_class=RequestRoute)
     operation_id="batch_get_states",
     summary="Read up to 1000 states at once",
     response_model=BatchGetResponse,
-    responses=problem_responses(413, 415, 422, 503),
+    responses=problem_responses(413, 415, 422, 502, 503),
     openapi_extra=documented(DECODE, body=BatchGetRequest),
 )
 async def batch_get_states(request: Request) -> Response:
@@ -83,7 +83,7 @@ async def batch_get_states(request: Request) -> Response:
     " `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the"
     " operation that failed, and `current_version` where a state is stored.",
     response_model=TransactResponse,
-    responses=problem_responses(409, 412, 413, 415, 422, 503),
+    responses=problem_responses(409, 412, 413, 415, 422, 502, 503),
     openapi_extra=documented(body=TransactRequest),
 )
 async def transact_states(request: Request) -> Response:

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from app.api import services_of
 from app.api.resources import DECODE, decode_requested, json_response, render_states, state_resource
 from app.api.schemas import StatePage
+from app.http.openapi import DECIMAL_PATTERNS
 from app.http.problems import problem_responses
 from app.http.routing import Parameter, RequestRoute, documented, query_integer
 from app.protobuf_worker import Rendered
@@ -40,7 +41,9 @@ SHARD = Parameter(
     "shard",
     "query",
     "Only the states of this shard (0 to 2^64-1, in decimal digits).",
-    {"type": "integer", "format": "uint64", "minimum": 0, "maximum": MAX_UINT64},
+    # A string, as 64-bit integers are in bodies: generated clients then keep every shard exact, where an
+    # integer would be a JavaScript number, rounded above 2^53. On the wire a query is text either way.
+    {"type": "string", "format": "uint64", "pattern": DECIMAL_PATTERNS["uint64"], "examples": ["3"]},
 )
 
 router = APIRouter(tags=["states"], route_class=RequestRoute)

@@ -61,7 +61,7 @@ _READ_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "Not Modified: `If-None-Match` matches the stored version (with `wait`: still, after"
         " that many seconds)."
     },
-    **problem_responses(400, 404, 412, 422, 503),
+    **problem_responses(400, 404, 412, 422, 502, 503),
 }
 _READ_PARAMETERS = documented(PERSISTENCE_ID, DECODE, WAIT, IF_MATCH, IF_NONE_MATCH)
 
@@ -143,7 +143,7 @@ async def _until_modified(
     responses={
         200: {"headers": _ETAG_HEADER, "description": "Stored."},
         201: {"model": StateWritten, "headers": _ETAG_HEADER, "description": "Created (`If-None-Match: *`)."},
-        **problem_responses(400, 409, 412, 413, 415, 422, 503),
+        **problem_responses(400, 409, 412, 413, 415, 422, 502, 503),
     },
     openapi_extra=documented(PERSISTENCE_ID, IF_MATCH, IF_NONE_MATCH, body=PutStateRequest),
 )
@@ -169,7 +169,7 @@ async def put_state(request: Request) -> Response:
     operation_id="delete_state",
     summary="Delete a state",
     status_code=204,
-    responses=problem_responses(400, 412, 422, 503),
+    responses=problem_responses(400, 412, 422, 502, 503),
     openapi_extra=documented(PERSISTENCE_ID, IF_MATCH, IF_NONE_MATCH),
 )
 async def delete_state(request: Request) -> Response:

@@ -18,6 +18,11 @@ from app.errors import InvalidState, ProblemError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TYPE_PREFIX = "urn:statestore:problem:"
+_DESCRIPTIONS = {
+    502: "Bad Gateway: the call read a stored item that the service cannot read (on DynamoDB, an item it did"
+    " not write: a number out of range, a missing key, an attribute of another type); `detail` names the"
+    " attribute. A write or delete reads the stored item only when its condition fails.",
+}
 
 
 def problem_response(
@@ -118,7 +123,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for the problems an operation can answer with."""
     return {
         status: {
-            "description": HTTPStatus(status).phrase,
+            "description": _DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
         for status in statuses

@@ -3,6 +3,7 @@ package statestore_test
 import (
 	"encoding/json"
 	"math"
+	"strconv"
 	"testing"
 
 	"github.com/durable-state-store/durable-state-store/clients/go/statestore"
@@ -62,5 +63,19 @@ func TestIntegersWriteJSONNumbers(t *testing.T) {
 	want := `{"manifest":"google.protobuf.Any","timestamp":-9223372036854775808,"version_number":18446744073709551615}`
 	if string(body) != want {
 		t.Fatalf("wrote %s, want %s", body, want)
+	}
+}
+
+// The document types the listing's shard filter as a string of decimal digits; this client keeps it a
+// uint64 (overlay.yaml) and must write every one exactly.
+func TestAShardFilterIsWrittenInDecimalDigitsExactly(t *testing.T) {
+	for _, shard := range []uint64{0, 5, 1<<53 + 1, math.MaxUint64} {
+		request, err := statestore.NewListStatesRequest("http://service", &statestore.ListStatesParams{Shard: &shard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := request.URL.Query().Get("shard"), strconv.FormatUint(shard, 10); got != want {
+			t.Fatalf("shard %d is written as %q; want %q", shard, got, want)
+		}
 	}
 }

@@ -23,7 +23,9 @@ const (
 	egoNanos    int64  = 1764115200123456789
 	goZeroTime  int64  = -62135596800 // an eGo actor stopped before any command
 	shard       uint64 = 3
-	listedShard uint64 = 7 // only the listing step's states are in this shard
+	// Only the listing step's states are in this shard, above 2^53: a filter sent as a JSON number in
+	// JavaScript would name another.
+	listedShard uint64 = aboveDouble
 	listingPage        = 2 // a page smaller than the states listed, so that the walk follows next_page_token
 	manifest           = "google.protobuf.StringValue"
 )
@@ -242,7 +244,8 @@ func (c *conformance) listing() {
 		listedIDs = append(listedIDs, id)
 	}
 	var found []ListedState
-	limit, shardFilter := listingPage, listedShard
+	// The document types the filter as a string of decimal digits, exact in every language.
+	limit, shardFilter := listingPage, strconv.FormatUint(listedShard, 10)
 	params := &ListStatesParams{Limit: &limit, Shard: &shardFilter}
 	pages := 0
 	for pages == 0 || params.PageToken != nil {

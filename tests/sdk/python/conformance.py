@@ -41,7 +41,7 @@ ABOVE_DOUBLE = 2**53 + 1  # the first integer a JSON number in JavaScript rounds
 EGO_NANOS = 1764115200123456789  # eGo >= 4.2 writes nanoseconds
 GO_ZERO_TIME = -62135596800  # an eGo actor stopped before any command
 SHARD = 3
-LISTED_SHARD = 7  # only the listing step's states are in this shard
+LISTED_SHARD = ABOVE_DOUBLE  # only the listing step's states are in this shard: above 2^53
 LISTING_PAGE = 2  # a page smaller than the states listed, so that the walk follows next_page_token
 MANIFEST = "google.protobuf.StringValue"
 PAYLOAD = "CgJoaQ=="  # StringValue{value: "hi"}
@@ -212,7 +212,10 @@ class Conformance:
         page_token: str | None = None
         while pages == 0 or page_token is not None:
             answer = list_states.sync_detailed(
-                client=self.client, limit=LISTING_PAGE, shard=LISTED_SHARD, page_token=page_token or UNSET
+                client=self.client,
+                limit=LISTING_PAGE,
+                shard=str(LISTED_SHARD),
+                page_token=page_token or UNSET,
             )
             page = expect_parsed(f"listing page {pages + 1}", answer, StatePage)
             found += page.states

@@ -13,7 +13,9 @@ const ABOVE_DOUBLE = 9007199254740993n; // 2^53 + 1: the first integer a JSON nu
 const EGO_NANOS = 1764115200123456789n; // eGo >= 4.2 writes nanoseconds
 const GO_ZERO_TIME = -62135596800n; // an eGo actor stopped before any command
 const SHARD = 3;
-const LISTED_SHARD = 7; // only the listing step's states are in this shard
+// Only the listing step's states are in this shard: above 2^53, so a filter sent as a JSON number
+// would name another.
+const LISTED_SHARD = ABOVE_DOUBLE;
 const LISTING_PAGE = 2; // a page smaller than the states listed, so that the walk follows next_page_token
 const MANIFEST = "google.protobuf.StringValue";
 const PAYLOAD = "CgJoaQ=="; // StringValue{value: "hi"}
@@ -46,14 +48,14 @@ function expectStored(
   got: Stored | Listed | undefined,
   version: bigint,
   timestamp: bigint,
-  shard: number = SHARD,
+  shard: bigint = BigInt(SHARD),
 ): void {
   if (got === undefined) {
     throw new Mismatch(`${what}: no state in the answer`);
   }
   expect64(`${what} version_number`, got.version_number, version);
   expect64(`${what} timestamp`, got.timestamp, timestamp);
-  expect64(`${what} shard`, got.shard, BigInt(shard));
+  expect64(`${what} shard`, got.shard, shard);
   expectSame(`${what} manifest`, got.manifest, MANIFEST);
 }
 
@@ -85,7 +87,9 @@ async function expectAbsent(what: string, persistenceId: string): Promise<void> 
 }
 
 // Writes a state where none is (If-None-Match: *), its version and timestamp as decimal strings.
-async function create(what: string, persistenceId: string, version: bigint, shard: number) {
+// A shard that a JSON number holds exactly is sent as one (requests take both forms), a larger one as
+// a string.
+async function create(what: string, persistenceId: string, version: bigint, shard: bigint) {
   const answer = await client.PUT("/states/{persistence_id}", {
     params: { path: { persistence_id: persistenceId }, header: { "if-none-match": "*" } },
     body: {
@@ -93,7 +97,7 @@ async function create(what: string, persistenceId: string, version: bigint, shar
       payload: PAYLOAD,
       version_number: version.toString(),
       timestamp: EGO_NANOS.toString(),
-      shard, // a JSON number: requests take both forms
+      shard: shard <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(shard) : shard.toString(),
     },
   });
   expectSame(`${what} status`, answer.response.status, 201);
@@ -104,7 +108,7 @@ const steps: [string, () => Promise<void>][] = [
   [
     "write",
     async () => {
-      const { data, response } = await create("write", id, ABOVE_DOUBLE, SHARD);
+      const { data, response } = await create("write", id, ABOVE_DOUBLE, BigInt(SHARD));
       expectStored("write", data, ABOVE_DOUBLE, EGO_NANOS);
       expectSame("write ETag", response.headers.get("etag"), `"${ABOVE_DOUBLE}"`);
     },
@@ -224,9 +228,10 @@ const steps: [string, () => Promise<void>][] = [
       let pageToken: string | null = null;
       while (pages === 0 || pageToken !== null) {
         pages += 1;
-        const query: { limit: number; shard: number; page_token?: string } = {
+        // The document types the filter as a string of decimal digits: exact, as a number would not be.
+        const query: { limit: number; shard: string; page_token?: string } = {
           limit: LISTING_PAGE,
-          shard: LISTED_SHARD,
+          shard: LISTED_SHARD.toString(),
         };
         if (pageToken !== null) {
           query.page_token = pageToken;
@@ -240,7 +245,7 @@ const steps: [string, () => Promise<void>][] = [
       }
       for (const state of found) {
         // the shard filter holds for every state, other programs' too
-        expect64(`listing ${state.persistence_id} shard`, state.shard, BigInt(LISTED_SHARD));
+        expect64(`listing ${state.persistence_id} shard`, state.shard, LISTED_SHARD);
       }
       const ours = found
         .filter((state) => state.persistence_id.startsWith(`${prefix}/`))
@@ -257,7 +262,7 @@ const steps: [string, () => Promise<void>][] = [
   [
     "wait",
     async () => {
-      await create("wait: first write", waitedId, ABOVE_DOUBLE, SHARD);
+      await create("wait: first write", waitedId, ABOVE_DOUBLE, BigInt(SHARD));
       const waitOnTheFirst = {
         params: {
           path: { persistence_id: waitedId },
