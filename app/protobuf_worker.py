@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -45,6 +48,7 @@ MAX_ANSWER_VALUES = 250_000
 MAX_QUEUED_CALLS = 32
 QUICK_RENDER_BYTES = 1024
 QUICK_PARSE_VALUES = 256
+_PARENT_CHECK_SECONDS = 1.0
 
 _Result = TypeVar("_Result")
 
@@ -161,7 +165,16 @@ def _load_types(descriptor_sets: tuple[Path, ...]) -> None:
     global _worker_types
     # Ctrl-C in a terminal reaches the whole process group; the service stops its worker itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(os.getppid(),), name="exit-with-service", daemon=True).start()
     _worker_types = TypeRegistry.load(descriptor_sets)
+
+
+def _exit_with(service: int) -> None:
+    """A service killed outright (SIGKILL, the OOM killer) cannot stop its worker, which would wait for work
+    for ever: the worker leaves once its parent is no longer the service."""
+    while os.getppid() == service:
+        time.sleep(_PARENT_CHECK_SECONDS)
+    os._exit(0)
 
 
 def _types() -> TypeRegistry:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from _descriptors import SAMPLE_PROTO, build_descriptor_set
 
@@ -155,3 +158,36 @@ async def test_a_listing_answers_a_state_it_cannot_render_with_why(
     assert listed[over]["state"] is None
     assert len(listed[fine]["state"]["recentEntries"]) == MAX_RENDERED_VALUES
     assert page["next_page_token"] is None
+
+
+def test_the_worker_leaves_with_a_service_killed_outright(tmp_path: Path) -> None:
+    """SIGKILL (or the OOM killer) gives the service no chance to stop its worker, which must not be left
+    behind waiting for work for ever."""
+    descriptor_set = build_descriptor_set(SAMPLE_PROTO, tmp_path / "sample.binpb")
+    settings = {"STATESTORE_DESCRIPTOR_SETS": str(descriptor_set)}
+    with serving_sqlite(tmp_path / "states.db", settings) as (url, service):
+        body = {
+            "manifest": ACCOUNT_STATE,
+            "payload": base64.b64encode(AT_THE_CAP).decode(),
+            "version_number": 1,
+        }
+        httpx.put(f"{url}/states/a", json=body, timeout=60).raise_for_status()
+        httpx.get(f"{url}/states/a", params={"decode": "true"}, timeout=60).raise_for_status()
+        children = psutil.Process(service.pid).children(recursive=True)
+        assert children, "the decode started no worker"
+
+        service.kill()
+        service.wait(timeout=30)
+        for _ in range(300):  # at most about 30 s
+            if not any(_running(child) for child in children):
+                break
+            time.sleep(0.1)
+
+    assert not any(_running(child) for child in children)
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
