@@ -189,7 +189,7 @@ func (s *Store) WriteState(ctx context.Context, state *egopb.DurableState) error
 	}
 	defer cancel()
 	id, version := state.GetPersistenceId(), state.GetVersionNumber()
-	payload, err := proto.Marshal(state.GetResultingState())
+	payload, err := canonical(state.GetResultingState())
 	if err != nil {
 		return fmt.Errorf("egostore: write %q version %d: %w", id, version, err)
 	}
@@ -217,6 +217,23 @@ func (s *Store) WriteState(ctx context.Context, state *egopb.DurableState) error
 		return fmt.Errorf("egostore: write %q version %d: %w", id, version, err)
 	}
 	return nil
+}
+
+// canonical is the serialized Any that egostore stores for state, the same bytes for equal states: the
+// message inside re-serialized deterministically (map entries in key order) when its type is registered in
+// protoregistry.GlobalTypes and its bytes parse, else the bytes as they are. eGo serializes the state it
+// recovered again when the entity stops and writes it at the same version; without this, a map in the
+// state could come out in another order than stored, and the service would refuse the write instead of
+// taking it for the harmless retry it is. state itself is left as it is: eGo publishes it after the write.
+func canonical(state *anypb.Any) ([]byte, error) {
+	deterministic := proto.MarshalOptions{Deterministic: true}
+	if inner, err := state.UnmarshalNew(); err == nil {
+		if value, err := deterministic.Marshal(inner); err == nil {
+			state = proto.CloneOf(state)
+			state.Value = value
+		}
+	}
+	return deterministic.Marshal(state)
 }
 
 // fenced writes version v over version v-1 alone: for v = 1, over version 0 or nothing; for v = 0, over
