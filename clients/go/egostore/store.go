@@ -8,6 +8,7 @@
 package egostore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -189,7 +190,7 @@ func (s *Store) WriteState(ctx context.Context, state *egopb.DurableState) error
 	}
 	defer cancel()
 	id, version := state.GetPersistenceId(), state.GetVersionNumber()
-	payload, err := proto.Marshal(state.GetResultingState())
+	payload, err := canonical(state.GetResultingState())
 	if err != nil {
 		return fmt.Errorf("egostore: write %q version %d: %w", id, version, err)
 	}
@@ -210,13 +211,70 @@ func (s *Store) WriteState(ctx context.Context, state *egopb.DurableState) error
 	}
 	if !s.options.fencing {
 		err = put(statestore.PutStateParams{})
-	} else if err = fenced(put, version); preconditionFailed(err) != nil {
+	} else {
+		err = fenced(put, version)
+	}
+	if err != nil && s.alreadyStored(ctx, api, state, err) {
+		return nil
+	}
+	if s.options.fencing && preconditionFailed(err) != nil {
 		err = fmt.Errorf("%w: %w", ErrFenced, err)
 	}
 	if err != nil {
 		return fmt.Errorf("egostore: write %q version %d: %w", id, version, err)
 	}
 	return nil
+}
+
+// canonical is the serialized Any that egostore stores for state, the same bytes for equal states: the
+// message inside re-serialized deterministically (map entries in key order) when its type is registered in
+// protoregistry.GlobalTypes and its bytes parse, else the bytes as they are. eGo serializes the state it
+// recovered again when the entity stops and writes it at the same version; without this, a map in the
+// state could come out in another order than stored, and the service would refuse the write instead of
+// taking it for the harmless retry it is. state itself is left as it is: eGo publishes it after the write.
+func canonical(state *anypb.Any) ([]byte, error) {
+	deterministic := proto.MarshalOptions{Deterministic: true}
+	if inner, err := state.UnmarshalNew(); err == nil {
+		if value, err := deterministic.Marshal(inner); err == nil {
+			state = proto.CloneOf(state)
+			state.Value = value
+		}
+	}
+	return deterministic.Marshal(state)
+}
+
+// alreadyStored tells whether a write refused for finding its own version stored (412 under fencing, 409
+// under the monotonic guard) found the same state: the message inside equal by proto.Equal, though its bytes
+// differ, as when an older writer serialized a map in another order. Like the service's rule for identical
+// bytes, such a write is a harmless retry, and it leaves the stored state (and its timestamp) in place.
+func (s *Store) alreadyStored(
+	ctx context.Context, api *statestore.ClientWithResponses, state *egopb.DurableState, err error,
+) bool {
+	var problem *ProblemError
+	if !errors.As(err, &problem) || problem.CurrentVersion == nil || *problem.CurrentVersion != state.GetVersionNumber() ||
+		problem.Status != http.StatusPreconditionFailed && problem.Status != http.StatusConflict {
+		return false
+	}
+	response, err := api.GetStateWithResponse(ctx, state.GetPersistenceId(), nil)
+	if err != nil {
+		return false
+	}
+	stored, err := durableStateOf(state.GetPersistenceId(), response)
+	return err == nil && stored != nil && stored.GetVersionNumber() == state.GetVersionNumber() &&
+		sameState(stored.GetResultingState(), state.GetResultingState())
+}
+
+// sameState compares the messages inside two Anys when their type is registered, else their bytes.
+func sameState(a, b *anypb.Any) bool {
+	if a.GetTypeUrl() != b.GetTypeUrl() {
+		return false
+	}
+	innerA, errA := a.UnmarshalNew()
+	innerB, errB := b.UnmarshalNew()
+	if errA == nil && errB == nil {
+		return proto.Equal(innerA, innerB)
+	}
+	return bytes.Equal(a.GetValue(), b.GetValue())
 }
 
 // fenced writes version v over version v-1 alone: for v = 1, over version 0 or nothing; for v = 0, over

@@ -24,10 +24,12 @@ const (
 )
 
 type Account struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	BalanceCents  int64                  `protobuf:"varint,2,opt,name=balance_cents,json=balanceCents,proto3" json:"balance_cents,omitempty"`
-	Open          bool                   `protobuf:"varint,3,opt,name=open,proto3" json:"open,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AccountId    string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	BalanceCents int64                  `protobuf:"varint,2,opt,name=balance_cents,json=balanceCents,proto3" json:"balance_cents,omitempty"`
+	Open         bool                   `protobuf:"varint,3,opt,name=open,proto3" json:"open,omitempty"`
+	// Amounts set aside, by purpose: a map, which Go's proto.Marshal writes in no fixed order.
+	HoldsCents    map[string]int64 `protobuf:"bytes,4,rep,name=holds_cents,json=holdsCents,proto3" json:"holds_cents,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -83,16 +85,28 @@ func (x *Account) GetOpen() bool {
 	return false
 }
 
+func (x *Account) GetHoldsCents() map[string]int64 {
+	if x != nil {
+		return x.HoldsCents
+	}
+	return nil
+}
+
 var File_account_proto protoreflect.FileDescriptor
 
 const file_account_proto_rawDesc = "" +
 	"\n" +
-	"\raccount.proto\x12\facme.bank.v1\"a\n" +
+	"\raccount.proto\x12\facme.bank.v1\"\xe8\x01\n" +
 	"\aAccount\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12#\n" +
 	"\rbalance_cents\x18\x02 \x01(\x03R\fbalanceCents\x12\x12\n" +
-	"\x04open\x18\x03 \x01(\bR\x04openB[ZYgithub.com/durable-state-store/durable-state-store/clients/go/egostore/internal/accountpbb\x06proto3"
+	"\x04open\x18\x03 \x01(\bR\x04open\x12F\n" +
+	"\vholds_cents\x18\x04 \x03(\v2%.acme.bank.v1.Account.HoldsCentsEntryR\n" +
+	"holdsCents\x1a=\n" +
+	"\x0fHoldsCentsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01B[ZYgithub.com/durable-state-store/durable-state-store/clients/go/egostore/internal/accountpbb\x06proto3"
 
 var (
 	file_account_proto_rawDescOnce sync.Once
@@ -106,16 +120,18 @@ func file_account_proto_rawDescGZIP() []byte {
 	return file_account_proto_rawDescData
 }
 
-var file_account_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_account_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_account_proto_goTypes = []any{
 	(*Account)(nil), // 0: acme.bank.v1.Account
+	nil,             // 1: acme.bank.v1.Account.HoldsCentsEntry
 }
 var file_account_proto_depIdxs = []int32{
-	0, // [0:0] is the sub-list for method output_type
-	0, // [0:0] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	1, // 0: acme.bank.v1.Account.holds_cents:type_name -> acme.bank.v1.Account.HoldsCentsEntry
+	1, // [1:1] is the sub-list for method output_type
+	1, // [1:1] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_account_proto_init() }
@@ -129,7 +145,7 @@ func file_account_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_account_proto_rawDesc), len(file_account_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,4 +1,4 @@
-package egostore_test
+package contribtest
 
 import (
 	"bytes"
