@@ -11,6 +11,8 @@ Modes, read per chunk so that they also hit connections opened before the switch
 - `conflict`: answer each TransactWriteItems with the TransactionCanceledException DynamoDB sends when
   another transaction holds its first item (reason `TransactionConflict`), and forward the other calls.
   moto closes its connection after each answer, so each connection carries one call.
+- `throttle_reads`: answer each BatchGetItem that asks for one of `throttled_ids` with DynamoDB's throttling
+  error (`throttle_code`), as often as it is sent (the SDK's retries too), and forward the other calls.
 Besides the mode, `lose_answers(n)` forwards the next n requests but resets instead of answering: the
 backend acted, the client never heard.
 """
@@ -26,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Literal
 
-Mode = Literal["pass", "hang", "refuse", "reset", "slow", "throttle", "conflict"]
+Mode = Literal["pass", "hang", "refuse", "reset", "slow", "throttle", "conflict", "throttle_reads"]
 
 _CHUNK = 65536
 _THROTTLE_MESSAGES = {
@@ -37,6 +39,7 @@ _THROTTLE_MESSAGES = {
 
 
 _TRANSACT_WRITE_ITEMS = b"DynamoDB_20120810.TransactWriteItems"
+_BATCH_GET_ITEM = b"DynamoDB_20120810.BatchGetItem"
 
 
 def _error_response(code: str, **fields: object) -> bytes:
@@ -98,6 +101,8 @@ class FaultProxy:
         self.holding = threading.Event()
         self.throttle_code = "ProvisionedThroughputExceededException"
         self.conflicts = 0
+        self.throttled_ids: frozenset[str] = frozenset()
+        self.reads_throttled = 0
         self.answers_lost = 0
         self._answers_to_lose = 0
         self._upstream_port = upstream_port
@@ -159,6 +164,8 @@ class FaultProxy:
                 await self._forward(reader, writer)
             elif self.mode == "conflict":
                 await self._conflict(reader, writer)
+            elif self.mode == "throttle_reads":
+                await self._throttle_reads(reader, writer)
             else:
                 await self._misbehave(reader, writer)
         except (ConnectionError, OSError):
@@ -190,6 +197,24 @@ class FaultProxy:
         self.conflicts += 1
         writer.write(_conflict_response(body))
         await writer.drain()
+
+    async def _throttle_reads(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await _read_request(reader)
+        if request is None:
+            return
+        head, body = request
+        if _header(head, b"x-amz-target") != _BATCH_GET_ITEM or not self._asks_for_throttled_ids(body):
+            await self._forward(reader, writer, already_read=head + body)
+            return
+        self.reads_throttled += 1
+        code = self.throttle_code
+        writer.write(_error_response(code, message=_THROTTLE_MESSAGES[code]))
+        await writer.drain()
+
+    def _asks_for_throttled_ids(self, batch_get: bytes) -> bool:
+        tables = json.loads(batch_get)["RequestItems"].values()
+        ids = {key["PersistenceID"]["S"] for table in tables for key in table["Keys"]}
+        return not ids.isdisjoint(self.throttled_ids)
 
     async def _forward(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, already_read: bytes = b""
