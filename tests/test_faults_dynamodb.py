@@ -20,6 +20,7 @@ import pytest
 from app.store.dynamodb import CALL_DEADLINE_SECONDS
 from support.api import (
     assert_problem,
+    batch_get,
     delete_op,
     put_op,
     state_body,
@@ -164,6 +165,45 @@ async def test_a_backend_fault_gives_a_bounded_503_then_recovery(
     await wait_until_ready(client, RECOVERY_SECONDS)
     assert (await client.put(state_path(new_id()), json=state_body(1))).status_code == 200
     await assert_still_stored(client, acknowledged)
+
+
+@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException"])
+async def test_a_throttled_batch_get_call_leaves_its_ids_unprocessed_and_keeps_the_rest(
+    client: httpx.AsyncClient, proxy: FaultProxy, code: str
+) -> None:
+    """A batchGet of 40 ids runs as several BatchGetItem calls; the one that asks for `throttled` is
+    throttled on every attempt the SDK makes. The states the other calls read are answered."""
+    acknowledged = await write_acknowledged(client, 40)
+    requested = list(acknowledged)
+    throttled = requested[15]
+    proxy.throttled_ids = frozenset({throttled})
+    throttled_before = proxy.reads_throttled
+    with proxy_fault(proxy, "throttle_reads", code=code):
+        response, elapsed = await timed(batch_get(client, requested))
+    assert response.status_code == 200, response.text
+    assert elapsed <= BOUND_SECONDS
+    assert proxy.reads_throttled - throttled_before >= 3, "every attempt of the SDK was throttled"
+    answer = response.json()
+    found = {state["persistence_id"]: state["version_number"] for state in answer["states"]}
+    assert throttled in answer["unprocessed"]
+    assert found, "the calls that were not throttled are answered"
+    assert found == {key: str(acknowledged[key]) for key in found}
+    assert sorted([*found, *answer["unprocessed"]]) == sorted(requested)
+    assert answer["missing"] == []
+    assert (await batch_get(client, answer["unprocessed"])).json()["unprocessed"] == []
+
+
+async def test_a_batch_get_whose_every_call_is_throttled_is_a_503(
+    client: httpx.AsyncClient, proxy: FaultProxy
+) -> None:
+    requested = list(await write_acknowledged(client, 12))
+    proxy.throttled_ids = frozenset(requested)
+    with proxy_fault(proxy, "throttle_reads", code="ThrottlingException"):
+        response, elapsed = await timed(batch_get(client, requested))
+    assert_problem(response, 503)
+    assert response.headers["retry-after"] == "1"
+    assert elapsed <= BOUND_SECONDS
+    assert (await batch_get(client, requested)).json()["unprocessed"] == []
 
 
 async def test_a_slow_backend_within_the_bounds_only_slows_answers(
