@@ -193,6 +193,7 @@ async def test_a_missing_table_is_a_503_that_says_what_to_do(
                 await http.get(state_path(state_id)),
                 await http.put(state_path(state_id), json=state_body(1)),
                 await http.delete(state_path(state_id)),
+                await http.post("/states:batchGet", json={"persistence_ids": [state_id, f"{state_id}/2"]}),
                 await http.get("/readyz"),
             ):
                 problem = assert_problem(response, 503)
