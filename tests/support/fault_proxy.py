@@ -13,6 +13,10 @@ Modes, read per chunk so that they also hit connections opened before the switch
   moto closes its connection after each answer, so each connection carries one call.
 - `throttle_reads`: answer each BatchGetItem that asks for one of `throttled_ids` with DynamoDB's throttling
   error (`throttle_code`), as often as it is sent (the SDK's retries too), and forward the other calls.
+- `drop_old_items`: forward, but take the stored item out of each refused condition's answer (`Item` of a
+  ConditionalCheckFailedException, of each cancellation reason), as endpoints that ignore
+  ReturnValuesOnConditionCheckFailure=ALL_OLD answer; `on_refusal`, when set, runs before such an answer
+  is passed on (to change the state in between).
 Besides the mode, `lose_answers(n)` forwards the next n requests but resets instead of answering: the
 backend acted, the client never heard.
 """
@@ -24,11 +28,14 @@ import json
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Literal
 
-Mode = Literal["pass", "hang", "refuse", "reset", "slow", "throttle", "conflict", "throttle_reads"]
+Mode = Literal[
+    "pass", "hang", "refuse", "reset", "slow", "throttle", "conflict", "throttle_reads", "drop_old_items"
+]
 
 _CHUNK = 65536
 _THROTTLE_MESSAGES = {
@@ -84,6 +91,17 @@ def _header(head: bytes, wanted: bytes) -> bytes | None:
     return None
 
 
+def _with_body_headers(head: bytes, body: bytes) -> bytes:
+    """An answer's head for a rewritten body: its length, and the CRC32 botocore checks against it."""
+    lines = [
+        line
+        for line in head.rstrip(b"\r\n").split(b"\r\n")
+        if line.partition(b":")[0].strip().lower() not in (b"content-length", b"x-amz-crc32")
+    ]
+    lines += [b"Content-Length: %d" % len(body), b"x-amz-crc32: %d" % zlib.crc32(body)]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
 async def _read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
     """Read one whole HTTP request: its head and its Content-Length body; None when the client left."""
     try:
@@ -103,6 +121,8 @@ class FaultProxy:
         self.conflicts = 0
         self.throttled_ids: frozenset[str] = frozenset()
         self.reads_throttled = 0
+        self.old_items_dropped = 0
+        self.on_refusal: Callable[[], None] | None = None
         self.answers_lost = 0
         self._answers_to_lose = 0
         self._upstream_port = upstream_port
@@ -166,6 +186,8 @@ class FaultProxy:
                 await self._conflict(reader, writer)
             elif self.mode == "throttle_reads":
                 await self._throttle_reads(reader, writer)
+            elif self.mode == "drop_old_items":
+                await self._drop_old_items(reader, writer)
             else:
                 await self._misbehave(reader, writer)
         except (ConnectionError, OSError):
@@ -215,6 +237,33 @@ class FaultProxy:
         tables = json.loads(batch_get)["RequestItems"].values()
         ids = {key["PersistenceID"]["S"] for table in tables for key in table["Keys"]}
         return not ids.isdisjoint(self.throttled_ids)
+
+    async def _drop_old_items(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await _read_request(reader)
+        if request is None:
+            return
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
+        try:
+            upstream_writer.write(b"".join(request))
+            await upstream_writer.drain()
+            answer = await _read_request(upstream_reader)  # an answer is framed as a request is
+        finally:
+            upstream_writer.transport.abort()
+        if answer is None:
+            return
+        head, body = answer
+        if head.startswith((b"HTTP/1.1 400", b"HTTP/1.0 400")):
+            error = json.loads(body)
+            reasons = error.get("CancellationReasons") or []
+            dropped = [found for found in (error, *reasons) if found.pop("Item", None) is not None]
+            if dropped:
+                self.old_items_dropped += 1
+                if self.on_refusal is not None:
+                    self.on_refusal()
+                body = json.dumps(error).encode()
+                head = _with_body_headers(head, body)
+        writer.write(head + body)
+        await writer.drain()
 
     async def _forward(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, already_read: bytes = b""
