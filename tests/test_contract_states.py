@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from support.api import MANIFEST, assert_decimal_between, assert_problem, state_body, state_path
-from support.differences import DYNALITE_RETURNS_NO_OLD_ITEM
 from support.services import ServiceFactory
 
 MAX_UINT64 = 2**64 - 1
@@ -439,7 +438,6 @@ async def test_a_decode_that_is_no_boolean_is_refused(client: httpx.AsyncClient,
     assert problem["errors"][0]["loc"] == ["query", "decode"]
 
 
-@DYNALITE_RETURNS_NO_OLD_ITEM
 @pytest.mark.parametrize("if_match", ['"2"', "2", 'W/"3"', '"abc"', '"03"'])
 async def test_if_match_refuses_a_stale_write(
     client: httpx.AsyncClient, state_id: str, if_match: str
@@ -472,7 +470,6 @@ async def test_malformed_conditional_headers_are_400(
     await assert_absent(client, state_id)
 
 
-@DYNALITE_RETURNS_NO_OLD_ITEM
 async def test_if_none_match_star_creates_only(client: httpx.AsyncClient, state_id: str) -> None:
     created = await put(client, state_id, state_body(1), **{"If-None-Match": "*"})
     assert created.status_code == 201
@@ -483,7 +480,6 @@ async def test_if_none_match_star_creates_only(client: httpx.AsyncClient, state_
     assert problem["current_version"] == "1"
 
 
-@DYNALITE_RETURNS_NO_OLD_ITEM
 async def test_a_retried_create_succeeds(client: httpx.AsyncClient, state_id: str) -> None:
     body = state_body(1)
     assert (await put(client, state_id, body, **{"If-None-Match": "*"})).status_code == 201
@@ -492,7 +488,6 @@ async def test_a_retried_create_succeeds(client: httpx.AsyncClient, state_id: st
     assert retried.headers["etag"] == '"1"'
 
 
-@DYNALITE_RETURNS_NO_OLD_ITEM
 async def test_a_retried_compare_and_set_succeeds(client: httpx.AsyncClient, state_id: str) -> None:
     await put(client, state_id, state_body(3))
     first = await put(client, state_id, state_body(4, b"next"), **{"If-Match": '"3"'})
@@ -518,7 +513,6 @@ async def test_delete_is_idempotent(client: httpx.AsyncClient, state_id: str) ->
     assert again.content == b""
 
 
-@DYNALITE_RETURNS_NO_OLD_ITEM
 async def test_conditional_delete(client: httpx.AsyncClient, state_id: str) -> None:
     await put(client, state_id, state_body(2))
     stale = assert_problem(await client.delete(state_path(state_id), headers={"If-Match": '"1"'}), 412)

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from support.api import assert_problem, delete_op, put_op, state_body, state_path, stored_versions, transact
-from support.differences import DYNALITE_HAS_NO_TRANSACTIONS, DYNALITE_RETURNS_NO_OLD_ITEM
+from support.differences import DYNALITE_HAS_NO_TRANSACTIONS
 from support.services import ServiceFactory
 
 
@@ -28,7 +28,6 @@ async def put(client: httpx.AsyncClient, persistence_id: str, version: int, payl
     return await client.put(state_path(persistence_id), json=state_body(version, payload))
 
 
-@DYNALITE_RETURNS_NO_OLD_ITEM
 @pytest.mark.parametrize("version", [4, 5])
 async def test_put_that_does_not_move_the_version_forward_is_409(
     guarded: httpx.AsyncClient, state_id: str, version: int
@@ -44,7 +43,6 @@ async def test_put_that_moves_the_version_forward_succeeds(guarded: httpx.AsyncC
     assert (await put(guarded, state_id, 6, b"six")).status_code == 200
 
 
-@DYNALITE_RETURNS_NO_OLD_ITEM
 async def test_a_retried_put_of_the_stored_state_succeeds(guarded: httpx.AsyncClient, state_id: str) -> None:
     first = await put(guarded, state_id, 5, b"five")
     retried = await put(guarded, state_id, 5, b"five")
@@ -52,7 +50,6 @@ async def test_a_retried_put_of_the_stored_state_succeeds(guarded: httpx.AsyncCl
     assert retried.headers["etag"] == '"5"'
 
 
-@DYNALITE_RETURNS_NO_OLD_ITEM
 async def test_if_match_is_checked_before_the_guard(guarded: httpx.AsyncClient, state_id: str) -> None:
     await put(guarded, state_id, 5, b"five")
     response = await guarded.put(state_path(state_id), json=state_body(4), headers={"If-Match": '"3"'})

@@ -14,12 +14,14 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
+import boto3
 import httpx
 import pytest
 
 from app.store.dynamodb import CALL_DEADLINE_SECONDS
 from support.api import (
     assert_problem,
+    batch_get,
     delete_op,
     put_op,
     state_body,
@@ -28,6 +30,7 @@ from support.api import (
     transact,
 )
 from support.fault_proxy import FaultProxy
+from support.metrics import sample_value
 from support.processes import moto_process
 from support.services import ServiceFactory, create_table
 
@@ -164,6 +167,156 @@ async def test_a_backend_fault_gives_a_bounded_503_then_recovery(
     await wait_until_ready(client, RECOVERY_SECONDS)
     assert (await client.put(state_path(new_id()), json=state_body(1))).status_code == 200
     await assert_still_stored(client, acknowledged)
+
+
+@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "ThrottlingException"])
+async def test_a_throttled_batch_get_call_leaves_its_ids_unprocessed_and_keeps_the_rest(
+    client: httpx.AsyncClient, proxy: FaultProxy, code: str
+) -> None:
+    """A batchGet of 40 ids runs as several BatchGetItem calls; the one that asks for `throttled` is
+    throttled on every attempt the SDK makes. The states the other calls read are answered."""
+    acknowledged = await write_acknowledged(client, 40)
+    requested = list(acknowledged)
+    throttled = requested[15]
+    proxy.throttled_ids = frozenset({throttled})
+    throttled_before = proxy.reads_throttled
+    with proxy_fault(proxy, "throttle_reads", code=code):
+        response, elapsed = await timed(batch_get(client, requested))
+    assert response.status_code == 200, response.text
+    assert elapsed <= BOUND_SECONDS
+    assert proxy.reads_throttled - throttled_before >= 3, "every attempt of the SDK was throttled"
+    answer = response.json()
+    found = {state["persistence_id"]: state["version_number"] for state in answer["states"]}
+    assert throttled in answer["unprocessed"]
+    assert found, "the calls that were not throttled are answered"
+    assert found == {key: str(acknowledged[key]) for key in found}
+    assert sorted([*found, *answer["unprocessed"]]) == sorted(requested)
+    assert answer["missing"] == []
+    assert (await batch_get(client, answer["unprocessed"])).json()["unprocessed"] == []
+
+
+async def test_a_batch_get_whose_every_call_is_throttled_is_a_503(
+    client: httpx.AsyncClient, proxy: FaultProxy
+) -> None:
+    requested = list(await write_acknowledged(client, 12))
+    proxy.throttled_ids = frozenset(requested)
+    with proxy_fault(proxy, "throttle_reads", code="ThrottlingException"):
+        response, elapsed = await timed(batch_get(client, requested))
+    assert_problem(response, 503)
+    assert response.headers["retry-after"] == "1"
+    assert elapsed <= BOUND_SECONDS
+    assert (await batch_get(client, requested)).json()["unprocessed"] == []
+
+
+@pytest.fixture(scope="module")
+def without_old_items_url(proxy: FaultProxy, start_service: ServiceFactory) -> Iterator[str]:
+    """A service of its own for the `drop_old_items` tests: it has never seen a refusal with the item, as
+    on an endpoint that ignores ALL_OLD, so it reads the item after each refusal."""
+    with start_service("moto", dynamodb_endpoint_url=proxy.url, dynamodb_table=TABLE) as url:
+        yield url
+
+
+@pytest.fixture
+async def without_old_items(
+    without_old_items_url: str, proxy: FaultProxy
+) -> AsyncIterator[httpx.AsyncClient]:
+    proxy.set("drop_old_items")
+    try:
+        async with httpx.AsyncClient(base_url=without_old_items_url, timeout=30) as http:
+            yield http
+    finally:
+        proxy.on_refusal = None
+        proxy.set("pass")
+
+
+async def test_without_the_old_item_a_refused_write_reads_it_to_settle(
+    without_old_items: httpx.AsyncClient, proxy: FaultProxy
+) -> None:
+    """A retried create or compare-and-set succeeds, a conflict names the stored version, a stale delete
+    too: as with the item in the refusal."""
+    client, key, dropped_before = without_old_items, new_id(), proxy.old_items_dropped
+    create = state_body(1)
+    assert (await client.put(state_path(key), json=create, headers={"If-None-Match": "*"})).status_code == 201
+    retried = await client.put(state_path(key), json=create, headers={"If-None-Match": "*"})
+    assert (retried.status_code, retried.headers["etag"]) == (201, '"1"')
+    other = await client.put(state_path(key), json=state_body(1, b"other"), headers={"If-None-Match": "*"})
+    assert assert_problem(other, 412)["current_version"] == "1"
+    swap = state_body(2, b"next")
+    assert (await client.put(state_path(key), json=swap, headers={"If-Match": '"1"'})).status_code == 200
+    assert (await client.put(state_path(key), json=swap, headers={"If-Match": '"1"'})).status_code == 200
+    stale = await client.delete(state_path(key), headers={"If-Match": '"1"'})
+    assert assert_problem(stale, 412)["current_version"] == "2"
+    missing = await client.put(state_path(new_id()), json=create, headers={"If-Match": '"1"'})
+    assert "current_version" not in assert_problem(missing, 412)
+    assert proxy.old_items_dropped - dropped_before == 4  # the missing state had no item to drop
+    await assert_still_stored(client, {key: 2})
+
+
+async def test_without_the_old_items_a_refused_transaction_reads_them_to_settle(
+    without_old_items: httpx.AsyncClient, proxy: FaultProxy
+) -> None:
+    """TransactWriteItems' cancellation reasons without the items: a retried transaction still succeeds,
+    and a failing condition still names the stored version."""
+    client, (updated, created, deleted) = without_old_items, (new_id(), new_id(), new_id())
+    dropped_before = proxy.old_items_dropped
+    for key in (updated, deleted):
+        assert (await client.put(state_path(key), json=state_body(1))).status_code == 200
+    operations = [
+        put_op(updated, 2, b"next", if_match=1),
+        put_op(created, 1, if_none_match=True),
+        delete_op(deleted, if_match=1),
+    ]
+    first = await transact(client, *operations)
+    retried = await transact(client, *operations)
+    assert (first.status_code, retried.status_code) == (200, 200), retried.text
+    assert retried.json() == first.json()
+    assert proxy.old_items_dropped > dropped_before
+    refused = await transact(client, put_op(created, 2, if_match=5))
+    assert assert_problem(refused, 412)["current_version"] == "1"
+    assert await stored_versions(client, [updated, created, deleted]) == {
+        updated: "2",
+        created: "1",
+        deleted: None,
+    }
+
+
+async def test_without_the_old_item_a_state_changed_back_before_the_read_lets_the_write_through(
+    without_old_items: httpx.AsyncClient, proxy: FaultProxy, moto_with_endpoint: tuple[object, str]
+) -> None:
+    """The read after the refusal finds the state the write's condition asks for (another writer put it
+    back in between): the write is made again, and succeeds."""
+    client, key = without_old_items, new_id()
+    assert (await client.put(state_path(key), json=state_body(3))).status_code == 200
+    raw = boto3.client("dynamodb", endpoint_url=moto_with_endpoint[1], region_name="us-east-1")
+    back_to_1 = {**raw.get_item(TableName=TABLE, Key={"PersistenceID": {"S": key}})["Item"]}
+    back_to_1["VersionNumber"] = {"N": "1"}
+    proxy.on_refusal = lambda: raw.put_item(TableName=TABLE, Item=back_to_1)
+    response = await client.put(state_path(key), json=state_body(2), headers={"If-Match": '"1"'})
+    assert response.status_code == 200, response.text
+    await assert_still_stored(client, {key: 2})
+
+
+async def test_once_a_refusal_came_with_the_item_no_refusal_reads_it_any_more(
+    proxy: FaultProxy, start_service: ServiceFactory
+) -> None:
+    """On DynamoDB a refusal without the item means that nothing is stored: once the endpoint has shown
+    that it sends the item, a refused write costs no GetItem."""
+    key, if_match_1 = new_id(), {"If-Match": '"1"'}
+
+    async def get_items(client: httpx.AsyncClient) -> float:
+        text = (await client.get("/metrics")).text
+        calls = "statestore_backend_call_duration_seconds_count"
+        return sample_value(text, calls, backend="dynamodb", operation="GetItem")
+
+    with start_service("moto", dynamodb_endpoint_url=proxy.url, dynamodb_table=TABLE) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            assert (await client.put(state_path(key), json=state_body(3))).status_code == 200
+            assert assert_problem(await client.delete(state_path(new_id()), headers=if_match_1), 412)
+            assert await get_items(client) == 1, "no item seen yet: the refusal on nothing is read"
+            assert assert_problem(await client.delete(state_path(key), headers=if_match_1), 412)
+            assert await get_items(client) == 1, "the refusal came with the item"
+            assert assert_problem(await client.delete(state_path(new_id()), headers=if_match_1), 412)
+            assert await get_items(client) == 1, "no item now means nothing stored"
 
 
 async def test_a_slow_backend_within_the_bounds_only_slows_answers(

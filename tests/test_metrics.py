@@ -12,7 +12,7 @@ import pytest
 from app.observability.multiprocess import MULTIPROC_DIR_VARIABLE, shared_metrics_directory
 from scripts.servers import serving_process
 from support.api import state_body, state_path
-from support.differences import DYNALITE_RETURNS_NO_OLD_ITEM
+from support.differences import DYNALITE_HAS_NO_TRANSACTIONS, DYNALITE_RETURNS_NO_OLD_ITEM
 from support.metrics import label_values, sample_value
 from support.services import DYNAMODB_SERVERS, ServiceFactory
 
@@ -23,7 +23,8 @@ BACKEND_OPERATIONS = {
 }
 
 
-@DYNALITE_RETURNS_NO_OLD_ITEM
+@DYNALITE_HAS_NO_TRANSACTIONS
+@DYNALITE_RETURNS_NO_OLD_ITEM  # each refused PUT reads the item: more GetItem calls
 async def test_requests_backend_calls_and_refused_conditions_are_counted(
     ready_backend: str, start_service: ServiceFactory, state_id: str
 ) -> None:

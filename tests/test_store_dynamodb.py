@@ -169,6 +169,22 @@ async def test_an_item_that_expires_later_reads_with_its_expires_at(
 
 
 @DYNALITE_RETURNS_NO_OLD_ITEM
+def test_a_refused_conditional_write_returns_the_stored_item(raw_table: Any, state_id: str) -> None:
+    """What the service relies on to tell a retry from a conflict in one call; where the endpoint ignores
+    it, the service reads the item after the refusal (the contract tests pass on dynalite that way)."""
+    item, _ = go_item(state_id)
+    raw_table.put_item(TableName=TABLE, Item=item)
+    with pytest.raises(ClientError) as refused:
+        raw_table.put_item(
+            TableName=TABLE,
+            Item=item,
+            ConditionExpression="attribute_not_exists(PersistenceID)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
+    assert refused.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert refused.value.response.get("Item") == item
+
+
 async def test_a_missing_version_attribute_counts_as_zero_in_conditions(
     raw_table: Any, dynamodb_client: httpx.AsyncClient, state_id: str
 ) -> None:
@@ -193,6 +209,7 @@ async def test_a_missing_table_is_a_503_that_says_what_to_do(
                 await http.get(state_path(state_id)),
                 await http.put(state_path(state_id), json=state_body(1)),
                 await http.delete(state_path(state_id)),
+                await http.post("/states:batchGet", json={"persistence_ids": [state_id, f"{state_id}/2"]}),
                 await http.get("/readyz"),
             ):
                 problem = assert_problem(response, 503)

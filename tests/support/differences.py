@@ -13,7 +13,7 @@ DYNALITE_HAS_NO_TRANSACTIONS = pytest.mark.differs_on(
 )
 DYNALITE_RETURNS_NO_OLD_ITEM = pytest.mark.differs_on(
     dynalite="dynalite ignores ReturnValuesOnConditionCheckFailure=ALL_OLD: a refused write comes back "
-    "without the stored item, so no current_version, no retry told from a conflict, no 409"
+    "without the stored item (the service then reads the item, one GetItem more)"
 )
 MOTO_ITEM_LIMIT_IS_LOWER = pytest.mark.differs_on(
     moto="moto's limit is 405,000 bytes, a binary value counted by its base64 text: it refuses this item"

@@ -11,6 +11,12 @@ Modes, read per chunk so that they also hit connections opened before the switch
 - `conflict`: answer each TransactWriteItems with the TransactionCanceledException DynamoDB sends when
   another transaction holds its first item (reason `TransactionConflict`), and forward the other calls.
   moto closes its connection after each answer, so each connection carries one call.
+- `throttle_reads`: answer each BatchGetItem that asks for one of `throttled_ids` with DynamoDB's throttling
+  error (`throttle_code`), as often as it is sent (the SDK's retries too), and forward the other calls.
+- `drop_old_items`: forward, but take the stored item out of each refused condition's answer (`Item` of a
+  ConditionalCheckFailedException, of each cancellation reason), as endpoints that ignore
+  ReturnValuesOnConditionCheckFailure=ALL_OLD answer; `on_refusal`, when set, runs before such an answer
+  is passed on (to change the state in between).
 Besides the mode, `lose_answers(n)` forwards the next n requests but resets instead of answering: the
 backend acted, the client never heard.
 """
@@ -22,11 +28,14 @@ import json
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Literal
 
-Mode = Literal["pass", "hang", "refuse", "reset", "slow", "throttle", "conflict"]
+Mode = Literal[
+    "pass", "hang", "refuse", "reset", "slow", "throttle", "conflict", "throttle_reads", "drop_old_items"
+]
 
 _CHUNK = 65536
 _THROTTLE_MESSAGES = {
@@ -37,6 +46,7 @@ _THROTTLE_MESSAGES = {
 
 
 _TRANSACT_WRITE_ITEMS = b"DynamoDB_20120810.TransactWriteItems"
+_BATCH_GET_ITEM = b"DynamoDB_20120810.BatchGetItem"
 
 
 def _error_response(code: str, **fields: object) -> bytes:
@@ -81,6 +91,17 @@ def _header(head: bytes, wanted: bytes) -> bytes | None:
     return None
 
 
+def _with_body_headers(head: bytes, body: bytes) -> bytes:
+    """An answer's head for a rewritten body: its length, and the CRC32 botocore checks against it."""
+    lines = [
+        line
+        for line in head.rstrip(b"\r\n").split(b"\r\n")
+        if line.partition(b":")[0].strip().lower() not in (b"content-length", b"x-amz-crc32")
+    ]
+    lines += [b"Content-Length: %d" % len(body), b"x-amz-crc32: %d" % zlib.crc32(body)]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
 async def _read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
     """Read one whole HTTP request: its head and its Content-Length body; None when the client left."""
     try:
@@ -98,6 +119,10 @@ class FaultProxy:
         self.holding = threading.Event()
         self.throttle_code = "ProvisionedThroughputExceededException"
         self.conflicts = 0
+        self.throttled_ids: frozenset[str] = frozenset()
+        self.reads_throttled = 0
+        self.old_items_dropped = 0
+        self.on_refusal: Callable[[], None] | None = None
         self.answers_lost = 0
         self._answers_to_lose = 0
         self._upstream_port = upstream_port
@@ -159,6 +184,10 @@ class FaultProxy:
                 await self._forward(reader, writer)
             elif self.mode == "conflict":
                 await self._conflict(reader, writer)
+            elif self.mode == "throttle_reads":
+                await self._throttle_reads(reader, writer)
+            elif self.mode == "drop_old_items":
+                await self._drop_old_items(reader, writer)
             else:
                 await self._misbehave(reader, writer)
         except (ConnectionError, OSError):
@@ -189,6 +218,51 @@ class FaultProxy:
             return
         self.conflicts += 1
         writer.write(_conflict_response(body))
+        await writer.drain()
+
+    async def _throttle_reads(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await _read_request(reader)
+        if request is None:
+            return
+        head, body = request
+        if _header(head, b"x-amz-target") != _BATCH_GET_ITEM or not self._asks_for_throttled_ids(body):
+            await self._forward(reader, writer, already_read=head + body)
+            return
+        self.reads_throttled += 1
+        code = self.throttle_code
+        writer.write(_error_response(code, message=_THROTTLE_MESSAGES[code]))
+        await writer.drain()
+
+    def _asks_for_throttled_ids(self, batch_get: bytes) -> bool:
+        tables = json.loads(batch_get)["RequestItems"].values()
+        ids = {key["PersistenceID"]["S"] for table in tables for key in table["Keys"]}
+        return not ids.isdisjoint(self.throttled_ids)
+
+    async def _drop_old_items(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await _read_request(reader)
+        if request is None:
+            return
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
+        try:
+            upstream_writer.write(b"".join(request))
+            await upstream_writer.drain()
+            answer = await _read_request(upstream_reader)  # an answer is framed as a request is
+        finally:
+            upstream_writer.transport.abort()
+        if answer is None:
+            return
+        head, body = answer
+        if head.startswith((b"HTTP/1.1 400", b"HTTP/1.0 400")):
+            error = json.loads(body)
+            reasons = error.get("CancellationReasons") or []
+            dropped = [found for found in (error, *reasons) if found.pop("Item", None) is not None]
+            if dropped:
+                self.old_items_dropped += 1
+                if self.on_refusal is not None:
+                    self.on_refusal()
+                body = json.dumps(error).encode()
+                head = _with_body_headers(head, body)
+        writer.write(head + body)
         await writer.drain()
 
     async def _forward(

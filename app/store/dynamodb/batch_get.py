@@ -8,29 +8,37 @@ trimming, and no single call's answer (which the SDK holds whole, in base64 JSON
 gets large. Until a state has been seen, each is assumed as large as an item can be.
 
 DynamoDB answers part of a call and hands back the rest as `UnprocessedKeys` when the answer passes its
-size limit (16 MB; dynalite stops at about 1 MB) or when it throttles. A call that read something is
-followed at once by another for its leftover keys; only a round in which no call read anything backs off,
-with exponential backoff and full jitter. Either way, no call starts once half the deadline has passed,
-and calls still in flight at 80% of it are given up: whatever is still unread then goes back to the client
-as `unprocessed`. Only an answer in which not one id could be read is a 503.
+size limit (16 MB; dynalite stops at about 1 MB) or when it throttles. A call that ends in a throttling
+(or busy) error once the SDK's own retries are spent reads nothing: all its keys are left over, and the
+other calls of its round keep what they read. A call that read something is followed at once by another
+for its leftover keys; a round in which no call read anything, or in which a call was throttled, backs
+off, with exponential backoff and full jitter. Either way, no call starts once half the deadline has
+passed, and calls still in flight at 80% of it are given up (the calls of their round that answered keep
+their states): whatever is still unread then goes back to the client as `unprocessed`. Only an answer in
+which not one id could be read is a 503. Any other error of a call (a missing table, a refused request)
+fails the whole read, as it would a single call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
 
 from app.errors import BackendUnavailable
 from app.states.answers import AnswerBudget, BatchRead
 from app.states.model import MAX_ITEM_BYTES, item_size
 from app.store.dynamodb.codec import HASH_KEY, from_item, key_of
+from app.store.dynamodb.errors import retry_may_cure
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
-T = TypeVar("T")
+Answer = tuple[list[Any], list[str], bool]
+"""What one call answered: its items, the ids it left unprocessed, and whether it was throttled."""
 
 MAX_KEYS_PER_CALL = 100
 MAX_CALL_ANSWER_BYTES = 4 * 1024 * 1024
@@ -61,23 +69,23 @@ async def batch_get(
     call_bytes = MAX_CALL_ANSWER_BYTES
     while pending and not budget.full:
         calls = _next_calls(pending, budget, call_bytes)
-        del pending[: sum(len(keys) for keys in calls)]
-        try:
-            async with asyncio.timeout_at(answer_by):
-                answers = await _all_or_first_error([_ask(client, table, keys) for keys in calls])
-        except TimeoutError:
-            pending[:0] = [i for keys in calls for i in keys]
-            break
+        asked = sum(len(keys) for keys in calls)
+        del pending[:asked]
+        answers, given_up = await _round(client, table, calls, answer_by)
         left_over: list[str] = []
-        for items, unprocessed in answers:
+        throttled = False
+        for items, unprocessed, call_throttled in answers:
             records = [from_item(item) for item in items]
             unread += budget.admit_all(records)
             left_over += unprocessed
+            throttled = throttled or call_throttled
             answered = sum(item_size(record) for record in records)
             if unprocessed and answered >= MIN_SIZE_LIMIT_BYTES:
                 call_bytes = min(call_bytes, answered)
-        pending[:0] = left_over
-        if len(left_over) < sum(len(keys) for keys in calls):
+        pending[:0] = given_up + left_over
+        if given_up:
+            break
+        if len(left_over) < asked and not throttled:
             idle_rounds = 0
         else:
             idle_rounds += 1
@@ -108,23 +116,36 @@ def _next_calls(pending: Sequence[str], budget: AnswerBudget, call_bytes: int) -
     ]
 
 
-async def _ask(client: DynamoDBClient, table: str, keys: Sequence[str]) -> tuple[list[Any], list[str]]:
-    """One BatchGetItem call: the items it answered, and the ids it left unprocessed."""
+async def _ask(client: DynamoDBClient, table: str, keys: Sequence[str]) -> Answer:
+    """One BatchGetItem call: the items it answered, the ids it left unprocessed, and whether it was
+    throttled (then it answered nothing, and left every id). Any other error goes on up."""
     request: Any = {table: {"Keys": [key_of(i) for i in keys], "ConsistentRead": True}}
-    response: Any = await client.batch_get_item(RequestItems=request)
-    left = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
-    return response.get("Responses", {}).get(table, []), [key[HASH_KEY]["S"] for key in left]
-
-
-async def _all_or_first_error(calls: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
-    """Run the calls concurrently; the first to fail cancels the others.
-
-    Its error is raised as is, not in an ExceptionGroup, so the adapter's boundary translates it as it
-    would the error of a single call.
-    """
     try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(call) for call in calls]
+        response: Any = await client.batch_get_item(RequestItems=request)
+    except ClientError as exc:
+        if not retry_may_cure(exc):
+            raise
+        return [], list(keys), True
+    left = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+    return response.get("Responses", {}).get(table, []), [key[HASH_KEY]["S"] for key in left], False
+
+
+async def _round(
+    client: DynamoDBClient, table: str, calls: Sequence[Sequence[str]], answer_by: float
+) -> tuple[list[Answer], list[str]]:
+    """The calls run concurrently: the answers of those done by `answer_by`, and the ids of those still in
+    flight then, given up. The first call to fail cancels the others, and its error is raised as is, not
+    in an ExceptionGroup, so the adapter's boundary translates it as it would the error of a single call.
+    """
+    tasks: list[asyncio.Task[Answer]] = []
+    try:
+        async with asyncio.timeout_at(answer_by), asyncio.TaskGroup() as group:
+            tasks += [group.create_task(_ask(client, table, keys)) for keys in calls]
+    except TimeoutError:
+        pass
     except BaseExceptionGroup as failed:
         raise failed.exceptions[0] from None
-    return [task.result() for task in tasks]
+    answers = [task.result() for task in tasks if not task.cancelled()]
+    if len(answers) == len(tasks):
+        return answers, []
+    return answers, [i for task, keys in zip(tasks, calls, strict=True) if task.cancelled() for i in keys]

@@ -34,6 +34,11 @@ def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def retry_may_cure(exc: ClientError) -> bool:
+    """Throttled or busy: an error `problem_for` answers with a 503 that says to retry soon."""
+    return error_code(exc) in _RETRYABLE
+
+
 def problem_for(code: str, message: str, table: str, operation: str) -> ProblemError:
     """The problem for an error code, or for the code of a transaction's cancellation reason."""
     if code == "ResourceNotFoundException":

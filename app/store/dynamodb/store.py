@@ -3,7 +3,11 @@
 Items keep ego-contrib's Go layout, so Go actors and HTTP clients can share a table. Every
 precondition is a `ConditionExpression`, and a refused write gets the stored item back in the same
 call (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so telling a retry from a conflict costs no
-second read. Several states at once: `batch_get` (BatchGetItem) and `transact` (TransactWriteItems).
+second read. An endpoint that ignores ALL_OLD (dynalite, some other DynamoDB-compatible servers) sends a
+refusal without the item; then one consistent read of the key tells what is stored (`_found`), until the
+endpoint has once shown that it does send the item, after which a refusal without one means that nothing
+is stored (as on DynamoDB). Several states at once: `batch_get` (BatchGetItem) and `transact`
+(TransactWriteItems).
 Every call runs inside `map_dynamodb_errors`, the adapter's one error boundary.
 
 Each call reads the service's clock once: its conditions and its reading of the items it gets back
@@ -15,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +67,9 @@ CALL_DEADLINE_SECONDS = 3.0
 # A first attempt, then at most two more with the operations found already done pinned; more than
 # that means the states keep changing under the transaction, and the client had better retry later.
 TRANSACT_ATTEMPTS = 3
+# A write refused by an endpoint that ignores ALL_OLD is checked by a read, which may find the state
+# changed since, and now allowed: the write is then made again, this many times in all at most.
+WRITE_ATTEMPTS = 3
 CLIENT_CONFIG = Config(
     connect_timeout=1,
     read_timeout=1,
@@ -87,6 +94,8 @@ class DynamoDBStore:
         self._deadline = deadline
         self._observer = observer
         self._clock = clock
+        # Set once a refused condition came back with the stored item: this endpoint honours ALL_OLD.
+        self._returns_old_items = False
 
     @classmethod
     @asynccontextmanager
@@ -137,25 +146,33 @@ class DynamoDBStore:
     async def put(self, record: StateRecord, precondition: Precondition) -> StateRecord:
         now = self._now()
         async with self._call("PutItem"):
+            item, condition = to_item(record), condition_arguments(precondition, now)
             try:
-                await self._client.put_item(
-                    TableName=self._table, Item=to_item(record), **condition_arguments(precondition, now)
-                )
+                await self._client.put_item(TableName=self._table, Item=item, **condition)
             except ClientError as exc:
-                return settle_refused_write(precondition, record, _stored_when_refused(exc, now))
+
+                async def write() -> None:
+                    await self._client.put_item(TableName=self._table, Item=item, **condition)
+
+                written, found = await self._refused(exc, record.persistence_id, precondition, now, write)
+                if not written:
+                    return settle_refused_write(precondition, record, found)
         return record
 
     async def delete(self, persistence_id: str, precondition: Precondition) -> None:
         now = self._now()
         async with self._call("DeleteItem"):
+            key, condition = key_of(persistence_id), condition_arguments(precondition, now)
             try:
-                await self._client.delete_item(
-                    TableName=self._table,
-                    Key=key_of(persistence_id),
-                    **condition_arguments(precondition, now),
-                )
+                await self._client.delete_item(TableName=self._table, Key=key, **condition)
             except ClientError as exc:
-                raise refusal(precondition, _stored_when_refused(exc, now)) from None
+
+                async def write() -> None:
+                    await self._client.delete_item(TableName=self._table, Key=key, **condition)
+
+                written, found = await self._refused(exc, persistence_id, precondition, now, write)
+                if not written:
+                    raise refusal(precondition, found) from None
 
     async def get_many(self, persistence_ids: Sequence[str]) -> BatchRead:
         now = self._now()
@@ -176,6 +193,11 @@ class DynamoDBStore:
                         raise
                     reasons: Any = exc.response.get("CancellationReasons") or []
                     cancelled = cancellation(self._table, operations, reasons, now)
+                    if cancelled.came_with_items:
+                        self._returns_old_items = True
+                    elif cancelled.refused and not self._returns_old_items:
+                        found = await self._stored(operations, list(cancelled.refused), now)
+                        cancelled = cancelled.finding(found)
                     unrefused_puts = await self._stored(
                         operations, puts_to_read(operations, cancelled.refused), now
                     )
@@ -207,6 +229,59 @@ class DynamoDBStore:
         found = {record.persistence_id: record for record in read.found}
         return {i: present(found.get(operations[i].persistence_id), now) for i in indexes}
 
+    async def _refused(
+        self,
+        refused: ClientError,
+        persistence_id: str,
+        precondition: Precondition,
+        now: int,
+        write: Callable[[], Awaitable[None]],
+    ) -> tuple[bool, StateRecord | None]:
+        """A refused conditional write settled: (True, None) once `write`, made again, went through, else
+        (False, the state the refusal found). Any error other than a failed condition goes on up.
+
+        Only a state read after the refusal, from an endpoint that ignores ALL_OLD, may have changed since
+        and now be allowed by the precondition; only then is the write made again.
+        """
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            found, read_after = await self._found(refused, persistence_id, now)
+            if not read_after or not precondition.allows_state(found):
+                return False, found
+            if attempt == WRITE_ATTEMPTS:
+                break
+            try:
+                await write()
+            except ClientError as again:
+                refused = again
+            else:
+                return True, None
+        raise BackendUnavailable(
+            "the state kept changing while a refused write was checked; retry later", retry_after=1
+        )
+
+    async def _found(
+        self, refused: ClientError, persistence_id: str, now: int
+    ) -> tuple[StateRecord | None, bool]:
+        """The state a failed condition found (None: none, or an expired one), and whether it had to be read
+        after the refusal: the item comes with the refusal (ALL_OLD) unless the endpoint ignores that."""
+        if error_code(refused) != "ConditionalCheckFailedException":
+            raise refused
+        item: Any = refused.response.get("Item")
+        if item is not None:
+            self._returns_old_items = True
+            return present(from_item(item), now), False
+        if self._returns_old_items:
+            return None, False
+        with (
+            ObservedCall(self._observer, "GetItem"),
+            map_dynamodb_errors(self._table, "GetItem", self._deadline),
+        ):
+            response = await self._client.get_item(
+                TableName=self._table, Key=key_of(persistence_id), ConsistentRead=True
+            )
+        item = response.get("Item")
+        return (None if item is None else present(from_item(item), now)), True
+
     async def ping(self) -> None:
         async with self._call("DescribeTable"):
             response = await self._client.describe_table(TableName=self._table)
@@ -228,12 +303,3 @@ class DynamoDBStore:
         await wait_for_table(self._client, self._table)
         await self.ping()
         return created
-
-
-def _stored_when_refused(exc: ClientError, now: int) -> StateRecord | None:
-    """The state a failed condition found (ALL_OLD), None when it found none or an expired one; any other
-    error goes on up."""
-    if error_code(exc) != "ConditionalCheckFailedException":
-        raise exc
-    item: Mapping[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
-    return None if item is None else present(from_item(item), now)

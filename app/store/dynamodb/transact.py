@@ -46,10 +46,19 @@ def transact_items(
 
 @dataclass(frozen=True, slots=True)
 class Cancellation:
-    """Why an attempt was cancelled: what each refused operation found, and the other problems."""
+    """Why an attempt was cancelled: what each refused operation found, and the other problems.
+
+    `came_with_items` tells whether any refusal came with the stored item: an endpoint that ignores
+    ALL_OLD (dynalite) sends none, and then what each refused operation found must be read (`finding`).
+    """
 
     refused: dict[int, StateRecord | None]
     problems: list[ProblemError]
+    came_with_items: bool = False
+
+    def finding(self, found: Mapping[int, StateRecord | None]) -> Cancellation:
+        """The same cancellation, the refused operations having found `found`, read after it."""
+        return Cancellation({i: found.get(i) for i in self.refused}, self.problems, self.came_with_items)
 
 
 def cancellation(
@@ -58,15 +67,17 @@ def cancellation(
     """The cancellation reasons read at `now`: a refused operation that found an expired state found none."""
     refused: dict[int, StateRecord | None] = {}
     problems: list[ProblemError] = []
+    came_with_items = False
     for index, reason in enumerate(reasons):
         code = str(reason.get("Code") or "None")
         if code == "ConditionalCheckFailed":
             item = reason.get("Item")
+            came_with_items = came_with_items or item is not None
             refused[index] = None if item is None else present(from_item(item), now)
         elif code != "None":
             problem = problem_for(code, str(reason.get("Message", "")), table, OPERATION)
             problems.append(problem.for_operation(index, operations[index].persistence_id))
-    return Cancellation(refused, problems)
+    return Cancellation(refused, problems, came_with_items)
 
 
 def settle_cancellation(
