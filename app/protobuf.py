@@ -163,7 +163,8 @@ class TypeRegistry:
         return manifest in self._descriptors
 
     def checks_quickly(self, manifest: str, payload_size: int) -> bool:
-        """Whether `check_payload` takes at most about a millisecond, whatever the bytes hold."""
+        """Whether `check_payload` is quick whatever the bytes hold: their size, or their type, bounds the
+        work."""
         return payload_size <= QUICK_CHECK_BYTES or manifest not in self._message_repeaters
 
     def check_payload(self, manifest: str, payload: bytes, unknown_fields: UnknownFields = "keep") -> None:

@@ -2,13 +2,13 @@
 
 Rendering a state in protobuf's JSON mapping (`decode=true`), parsing a JSON state (a write's `state`), and
 checking a large payload of a type that can repeat messages each walk every value of the message with
-the interpreter lock held: 50,000 values take about 0.1 to 0.2 s. On the event loop that time holds up
-every other request, `/healthz` included; on a thread it still does, through the lock. So that work runs
-in one worker process, started on first use with the service's descriptor sets, and the event loop only
-hands it bytes and awaits bytes. Work that is quick whatever the state holds is done in place, because
-the trip to the worker (about 0.8 ms) would cost more than the work: a payload the registry checks
-quickly (`TypeRegistry.checks_quickly`), states of at most `QUICK_RENDER_BYTES` of payloads (a value
-takes at least a byte, and renders in 1 to 2 µs), and JSON states of at most `QUICK_PARSE_VALUES`.
+the interpreter lock held. On the event loop that time holds up every other request, `/healthz`
+included; on a thread it still does, through the lock. So that work runs in one worker process, started
+on first use with the service's descriptor sets, and the event loop only hands it bytes and awaits
+bytes. Work that is quick whatever the state holds is done in place, where the trip to the worker would
+cost more than the work: a payload the registry checks quickly (`TypeRegistry.checks_quickly`), states
+of at most `QUICK_RENDER_BYTES` of payloads (a value takes at least a byte of one), and JSON states of at
+most `QUICK_PARSE_VALUES`. docs/bounded-answers.md has the figures.
 
 Bounds:
 - One state renders or parses at most `MAX_RENDERED_VALUES` values (`app.protobuf`); beyond, it is not
