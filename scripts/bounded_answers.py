@@ -23,12 +23,15 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from threading import Event as EventType
 from typing import Any
 
 import httpx
@@ -111,27 +114,33 @@ async def batch_get_memory(pid: int, url: str, states: int) -> dict[str, Any]:
     }
 
 
-async def probe_latencies(url: str, stop: asyncio.Event) -> list[float]:
+def probe_latencies(url: str, stop: EventType, probing: EventType) -> list[float]:
+    """Runs in a process of its own: the calls' client parses large answers, which would hold up a probe
+    sharing its event loop and pass for a stall of the service."""
     latencies = []
-    async with httpx.AsyncClient(base_url=url, timeout=30) as probe:
+    with httpx.Client(base_url=url, timeout=30) as probe:
+        probing.set()
         while not stop.is_set():
             started = time.perf_counter()
-            (await probe.get("/healthz")).raise_for_status()
+            probe.get("/healthz").raise_for_status()
             latencies.append(time.perf_counter() - started)
-            await asyncio.sleep(0.01)
+            time.sleep(0.01)
     return latencies
 
 
 async def while_probed(url: str, calls: Any) -> dict[str, Any]:
     """The last answer's status, the seconds the calls took, and the /healthz answers meanwhile."""
-    stop = asyncio.Event()
-    probe = asyncio.create_task(probe_latencies(url, stop))
-    await asyncio.sleep(0.2)
-    started = time.perf_counter()
-    status = await calls
-    elapsed = time.perf_counter() - started
-    stop.set()
-    latencies = sorted(await probe)
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(1, mp_context=context) as prober:
+        stop, probing = manager.Event(), manager.Event()
+        probe = prober.submit(probe_latencies, url, stop, probing)
+        await asyncio.to_thread(probing.wait, 30)
+        await asyncio.sleep(0.2)
+        started = time.perf_counter()
+        status = await calls
+        elapsed = time.perf_counter() - started
+        stop.set()
+        latencies = sorted(await asyncio.to_thread(probe.result))
     return {
         "status": status,
         "seconds": round(elapsed, 3),
