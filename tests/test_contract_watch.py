@@ -25,6 +25,7 @@ from support.metrics import sample_value
 from support.processes import json_lines
 from support.raw_http import connect
 from support.services import DYNAMODB_SERVERS, TABLE, ServiceFactory, server_endpoint
+from support.slots import HELD_WRITES, READ_ID, held_writes, refused_while_held
 
 POLL_MS = 200
 LONG_WAIT = 30  # seconds: a waiter that runs this long has missed the change
@@ -252,27 +253,15 @@ async def test_wait_exempts_only_a_read_of_one_state_from_the_concurrency_limit(
 ) -> None:
     """A listing ignores `wait`: the parameter must not let it past a full service, as it lets a waiter."""
     path = tmp_path / "states.db"
-    with start_service("sqlite", sqlite_path=path, max_concurrent_requests=2) as url:
+    with start_service("sqlite", sqlite_path=path, max_concurrent_requests=HELD_WRITES) as url:
         async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-            await client.put(state_path("first"), json=state_body(1))
-            blocker = sqlite3.connect(path, isolation_level=None)
-            blocker.execute(
-                "BEGIN IMMEDIATE"
-            )  # the service's writes now wait for the lock, holding both slots
-            held = [
-                asyncio.ensure_future(client.put(state_path(f"held-{n}"), json=state_body(1))) for n in (1, 2)
-            ]
-            for _ in range(600):  # until the service is full; at most about a minute
-                if (await client.get(state_path("first"))).status_code == 503:
-                    break
-                await asyncio.sleep(0.1)
-            listing = await client.get("/states", params={"wait": "1"})
-            waiter = await client.get(
-                state_path("first"), params={"wait": "1"}, headers={"If-None-Match": '"1"'}
-            )
-            blocker.execute("ROLLBACK")
-            blocker.close()
-            await asyncio.gather(*held)
+            await client.put(state_path(READ_ID), json=state_body(1))
+            async with held_writes(client, path) as held:
+                await refused_while_held(client, held)
+                listing = await client.get("/states", params={"wait": "1"})
+                waiter = await client.get(
+                    state_path(READ_ID), params={"wait": "1"}, headers={"If-None-Match": '"1"'}
+                )
     assert_problem(listing, 503)
     assert waiter.status_code == 304
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import select
 import socket
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from scripts.servers import serving_process
 from support.api import assert_problem, state_body, state_path
 from support.raw_http import chunked, connect, send_until_answered
 from support.services import ServiceFactory
+from support.slots import HELD_WRITES, READ_ID, held_writes, refused_while_held
 from support.uvicorn_thread import serving
 
 MiB = 2**20
@@ -212,38 +211,19 @@ def test_a_request_head_that_never_completes_is_closed_with_408(
             sock.close()
 
 
-async def refused_while_held(
-    client: httpx.AsyncClient, held: list[asyncio.Task[httpx.Response]]
-) -> httpx.Response:
-    """A read sent until it is refused once the held writes fill every slot (a read before they arrive is
-    served); the refusal comes while both are still held, not queued behind them."""
-    while (response := await client.get(state_path("first"))).status_code == 200:
-        assert not any(task.done() for task in held), "the held writes finished before any read was refused"
-        await asyncio.sleep(0.05)
-    assert not any(task.done() for task in held), "the read was answered only once a slot was free"
-    return response
-
-
 async def test_requests_beyond_the_concurrency_limit_get_a_quick_503(
     start_service: ServiceFactory, tmp_path: Path
 ) -> None:
     path = tmp_path / "states.db"
-    with start_service("sqlite", sqlite_path=path, max_concurrent_requests=2) as url:
+    with start_service("sqlite", sqlite_path=path, max_concurrent_requests=HELD_WRITES) as url:
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            assert (await client.put(state_path("first"), json=state_body(1))).status_code == 200
-            blocker = sqlite3.connect(path, isolation_level=None)
-            blocker.execute("BEGIN IMMEDIATE")  # the service's writes now wait for the lock
-            held = [
-                asyncio.create_task(client.put(state_path(f"held-{number}"), json=state_body(1)))
-                for number in range(2)
-            ]
-            refused = await refused_while_held(client, held)
-            assert_problem(refused, 503)
-            assert refused.headers["retry-after"] == "1"
-            assert (await client.get("/healthz")).status_code == 200
-            blocker.execute("ROLLBACK")
-            blocker.close()
-            assert [response.status_code for response in await asyncio.gather(*held)] == [200, 200]
+            assert (await client.put(state_path(READ_ID), json=state_body(1))).status_code == 200
+            async with held_writes(client, path) as held:
+                refused = await refused_while_held(client, held)
+                assert_problem(refused, 503)
+                assert refused.headers["retry-after"] == "1"
+                assert (await client.get("/healthz")).status_code == 200
+            assert [task.result().status_code for task in held] == [200, 200]
             assert (await client.get(state_path("held-1"))).status_code == 200
 
 
