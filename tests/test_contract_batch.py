@@ -17,6 +17,7 @@ from support.api import (
     assert_problem,
     batch_get,
     delete_op,
+    one_of_each_operation,
     put_op,
     state_body,
     state_path,
@@ -251,11 +252,7 @@ async def test_a_retried_transaction_succeeds(client: httpx.AsyncClient, state_i
     """The same transaction sent again after a lost response answers as the first time."""
     updated, created, deleted = ids_of(state_id, 3)
     await put_all(client, [updated, deleted])
-    operations = [
-        put_op(updated, 2, b"next", if_match=1),
-        put_op(created, 1, if_none_match=True),
-        delete_op(deleted, if_match=1),
-    ]
+    operations = one_of_each_operation(updated, created, deleted)
     first = await transact(client, *operations)
     retried = await transact(client, *operations)
     assert (first.status_code, retried.status_code) == (200, 200)

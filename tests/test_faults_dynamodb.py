@@ -23,6 +23,7 @@ from support.api import (
     assert_problem,
     batch_get,
     delete_op,
+    one_of_each_operation,
     put_op,
     state_body,
     state_path,
@@ -261,11 +262,7 @@ async def test_without_the_old_items_a_refused_transaction_reads_them_to_settle(
     dropped_before = proxy.old_items_dropped
     for key in (updated, deleted):
         assert (await client.put(state_path(key), json=state_body(1))).status_code == 200
-    operations = [
-        put_op(updated, 2, b"next", if_match=1),
-        put_op(created, 1, if_none_match=True),
-        delete_op(deleted, if_match=1),
-    ]
+    operations = one_of_each_operation(updated, created, deleted)
     first = await transact(client, *operations)
     retried = await transact(client, *operations)
     assert (first.status_code, retried.status_code) == (200, 200), retried.text

@@ -49,6 +49,16 @@ def delete_op(persistence_id: str, **fields: Any) -> dict[str, Any]:
     return {"op": "delete", "persistence_id": persistence_id, **fields}
 
 
+def one_of_each_operation(updated: str, created: str, deleted: str) -> list[dict[str, Any]]:
+    """A transaction with a put of each kind and a delete, for `updated` and `deleted` stored at version 1:
+    an update if at 1, a create if absent, a delete if at 1."""
+    return [
+        put_op(updated, 2, b"next", if_match=1),
+        put_op(created, 1, if_none_match=True),
+        delete_op(deleted, if_match=1),
+    ]
+
+
 async def transact(client: httpx.AsyncClient, *operations: dict[str, Any]) -> httpx.Response:
     return await client.post("/states:transact", json={"operations": list(operations)})
 
