@@ -15,6 +15,7 @@ import (
 
 	"github.com/durable-state-store/durable-state-store/clients/go/egostore"
 	"github.com/durable-state-store/durable-state-store/clients/go/egostore/internal/accountpb"
+	"github.com/durable-state-store/durable-state-store/clients/go/egostore/internal/storetest"
 	"github.com/durable-state-store/durable-state-store/clients/go/internal/livetest"
 	"github.com/durable-state-store/durable-state-store/clients/go/statestore"
 )
@@ -28,7 +29,7 @@ func inOrder(t *testing.T, id string, keys []string) *anypb.Any {
 	t.Helper()
 	value, err := proto.MarshalOptions{Deterministic: true}.Marshal(
 		&accountpb.Account{AccountId: id, BalanceCents: 100, Open: true})
-	must(t, err)
+	storetest.Must(t, err)
 	const holdsField, keyField, valueField = 4, 1, 2
 	for _, key := range keys {
 		entry := protowire.AppendTag(nil, keyField, protowire.BytesType)
@@ -40,7 +41,7 @@ func inOrder(t *testing.T, id string, keys []string) *anypb.Any {
 	}
 	state := &anypb.Any{TypeUrl: "type.googleapis.com/acme.bank.v1.Account", Value: value}
 	recovered := new(accountpb.Account)
-	must(t, state.UnmarshalTo(recovered))
+	storetest.Must(t, state.UnmarshalTo(recovered))
 	if want := (&accountpb.Account{AccountId: id, BalanceCents: 100, Open: true, HoldsCents: holds}); !proto.Equal(recovered, want) {
 		t.Fatalf("the hand-made bytes hold %v, want %v", recovered, want)
 	}
@@ -77,13 +78,13 @@ func TestAStopWritesARecoveredMapInAnyOrder(t *testing.T) {
 					t.Run(name+"/"+test.name, func(t *testing.T) {
 						url := livetest.URL(t, backend+guard)
 						ctx := t.Context()
-						id := entityID(t)
-						store := connected(t, url, opts...)
-						written := durableState(id, 1, inOrder(t, id, test.stored), 7, 2)
+						id := storetest.EntityID(t)
+						store := storetest.Connected(t, url, opts...)
+						written := storetest.DurableState(id, 1, inOrder(t, id, test.stored), 7, 2)
 						if test.olderWriter {
 							putAny(t, url, written)
 						} else {
-							must(t, store.WriteState(ctx, written))
+							storetest.Must(t, store.WriteState(ctx, written))
 						}
 
 						stop := inOrder(t, id, test.stopped)
@@ -91,26 +92,26 @@ func TestAStopWritesARecoveredMapInAnyOrder(t *testing.T) {
 							bytes.Equal(stop.GetValue(), inOrder(t, id, test.stored).GetValue()) {
 							t.Fatal("the stop's bytes are the stored ones: the test proves nothing")
 						}
-						recovered := startEntity(t, connected(t, url, opts...), id)
+						recovered := startEntity(t, storetest.Connected(t, url, opts...), id)
 						if recovered.version != 1 || !maps.Equal(recovered.state.GetHoldsCents(), holds) {
 							t.Fatalf("recovered %v at version %d", recovered.state, recovered.version)
 						}
-						must(t, recovered.store.WriteState(ctx, durableState(id, 1, stop, time.Time{}.UnixNano(), 2)))
+						storetest.Must(t, recovered.store.WriteState(ctx, storetest.DurableState(id, 1, stop, time.Time{}.UnixNano(), 2)))
 
 						read, err := store.GetLatestState(ctx, id)
-						must(t, err)
+						storetest.Must(t, err)
 						after := new(accountpb.Account)
-						must(t, read.GetResultingState().UnmarshalTo(after))
+						storetest.Must(t, read.GetResultingState().UnmarshalTo(after))
 						if read.GetVersionNumber() != 1 || !maps.Equal(after.GetHoldsCents(), holds) {
 							t.Fatalf("after the stop, version %d holds %v", read.GetVersionNumber(), after)
 						}
 						if fencing {
-							err := store.WriteState(ctx, durableState(id, 1, account(t, id, 100), 9, 2))
+							err := store.WriteState(ctx, storetest.DurableState(id, 1, storetest.Account(t, id, 100), 9, 2))
 							if !errors.Is(err, egostore.ErrFenced) {
 								t.Fatalf("another state at the stored version was not fenced: %v", err)
 							}
 						}
-						must(t, store.WriteState(ctx, durableState(id, 2, inOrder(t, id, reversed), 8, 2)))
+						storetest.Must(t, store.WriteState(ctx, storetest.DurableState(id, 2, inOrder(t, id, reversed), 8, 2)))
 					})
 				}
 			}
@@ -123,9 +124,9 @@ func TestAStopWritesARecoveredMapInAnyOrder(t *testing.T) {
 func putAny(t *testing.T, url string, state *egopb.DurableState) {
 	t.Helper()
 	payload, err := proto.Marshal(state.GetResultingState())
-	must(t, err)
+	storetest.Must(t, err)
 	timestamp, shard := statestore.Int64(state.GetTimestamp()), statestore.Uint64(state.GetShard())
-	put, err := httpAPI(t, url).PutStateWithResponse(t.Context(), state.GetPersistenceId(), nil, statestore.PutStateRequest{
+	put, err := storetest.HTTPAPI(t, url).PutStateWithResponse(t.Context(), state.GetPersistenceId(), nil, statestore.PutStateRequest{
 		Manifest: "google.protobuf.Any", Payload: &payload, VersionNumber: statestore.Uint64(state.GetVersionNumber()),
 		Timestamp: &timestamp, Shard: &shard,
 	})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/durable-state-store/durable-state-store/clients/go/egostore"
 	"github.com/durable-state-store/durable-state-store/clients/go/egostore/internal/accountpb"
+	"github.com/durable-state-store/durable-state-store/clients/go/egostore/internal/storetest"
 )
 
 // entity makes the store calls that eGo v4.4.3's DurableStateActor makes (durable_state_actor.go), for an
@@ -64,7 +65,7 @@ func (e *entity) persist(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return e.store.WriteState(ctx, durableState(e.id, e.version, state, e.lastCommand.UnixNano(), e.shard))
+	return e.store.WriteState(ctx, storetest.DurableState(e.id, e.version, state, e.lastCommand.UnixNano(), e.shard))
 }
 
 func (e *entity) holds(t *testing.T, balance int64, version uint64) {

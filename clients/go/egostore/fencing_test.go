@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/durable-state-store/durable-state-store/clients/go/egostore"
+	"github.com/durable-state-store/durable-state-store/clients/go/egostore/internal/storetest"
 	"github.com/durable-state-store/durable-state-store/clients/go/internal/livetest"
 )
 
@@ -16,11 +17,11 @@ func TestFencingStopsASecondCopyOfAnEntity(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			url := livetest.URL(t, backend)
 			ctx := t.Context()
-			id := entityID(t)
-			first := startEntity(t, connected(t, url, egostore.WithFencing()), id)
-			must(t, first.credit(ctx, 100))
-			second := startEntity(t, connected(t, url, egostore.WithFencing()), id)
-			must(t, first.credit(ctx, 10))
+			id := storetest.EntityID(t)
+			first := startEntity(t, storetest.Connected(t, url, egostore.WithFencing()), id)
+			storetest.Must(t, first.credit(ctx, 100))
+			second := startEntity(t, storetest.Connected(t, url, egostore.WithFencing()), id)
+			storetest.Must(t, first.credit(ctx, 10))
 
 			for name, err := range map[string]error{"command": second.credit(ctx, -30), "stop": second.stop(ctx)} {
 				var problem *egostore.ProblemError
@@ -31,7 +32,7 @@ func TestFencingStopsASecondCopyOfAnEntity(t *testing.T) {
 					t.Fatalf("the second copy's %s was refused with %+v", name, problem)
 				}
 			}
-			startEntity(t, connected(t, url), id).holds(t, 110, 2)
+			startEntity(t, storetest.Connected(t, url), id).holds(t, 110, 2)
 		})
 	}
 }

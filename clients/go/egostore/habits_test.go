@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/durable-state-store/durable-state-store/clients/go/egostore"
+	"github.com/durable-state-store/durable-state-store/clients/go/egostore/internal/storetest"
 	"github.com/durable-state-store/durable-state-store/clients/go/internal/livetest"
 )
 
@@ -24,7 +25,7 @@ func TestEGoHabitsPass(t *testing.T) {
 					if fencing {
 						opts = append(opts, egostore.WithFencing())
 					}
-					eGoHabits(t, connected(t, livetest.URL(t, backend+guard), opts...))
+					eGoHabits(t, storetest.Connected(t, livetest.URL(t, backend+guard), opts...))
 				})
 			}
 		}
@@ -33,38 +34,31 @@ func TestEGoHabitsPass(t *testing.T) {
 
 func eGoHabits(t *testing.T, store *egostore.Store) {
 	ctx := t.Context()
-	id := entityID(t)
+	id := storetest.EntityID(t)
 
 	idle := startEntity(t, store, id)
-	must(t, idle.stop(ctx))
+	storetest.Must(t, idle.stop(ctx))
 	stored, err := store.GetLatestState(ctx, id)
 	if err != nil || stored.GetVersionNumber() != 0 || stored.GetTimestamp() != (time.Time{}).UnixNano() {
 		t.Fatalf("a stop before any command stored %v, %v", stored, err)
 	}
-	must(t, startEntity(t, store, id).stop(ctx))
+	storetest.Must(t, startEntity(t, store, id).stop(ctx))
 
 	busy := startEntity(t, store, id)
-	must(t, busy.credit(ctx, 100))
-	must(t, busy.credit(ctx, 50))
-	must(t, busy.stop(ctx))
+	storetest.Must(t, busy.credit(ctx, 100))
+	storetest.Must(t, busy.credit(ctx, 50))
+	storetest.Must(t, busy.stop(ctx))
 
 	recovered := startEntity(t, store, id)
 	recovered.holds(t, 150, 2)
-	must(t, recovered.stop(ctx))
+	storetest.Must(t, recovered.stop(ctx))
 	again := startEntity(t, store, id)
 	again.holds(t, 150, 2)
-	must(t, again.credit(ctx, -30))
+	storetest.Must(t, again.credit(ctx, -30))
 	startEntity(t, store, id).holds(t, 120, 3)
 
-	fresh := startEntity(t, store, entityID(t))
-	must(t, fresh.credit(ctx, 1))
-	must(t, fresh.stop(ctx))
+	fresh := startEntity(t, store, storetest.EntityID(t))
+	storetest.Must(t, fresh.credit(ctx, 1))
+	storetest.Must(t, fresh.stop(ctx))
 	startEntity(t, store, fresh.id).holds(t, 1, 1)
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }

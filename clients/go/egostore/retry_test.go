@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/durable-state-store/durable-state-store/clients/go/egostore"
+	"github.com/durable-state-store/durable-state-store/clients/go/egostore/internal/storetest"
 	"github.com/durable-state-store/durable-state-store/clients/go/internal/livetest"
 )
 
@@ -59,9 +60,9 @@ func TestUnavailableAnswersAreRetriedWithinTheWindow(t *testing.T) {
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
 			proxy, requests := unavailableFirst(t, test.failures, test.retryAfter)
-			id := entityID(t)
+			id := storetest.EntityID(t)
 			started := time.Now()
-			err := connected(t, proxy, test.opts...).WriteState(t.Context(), durableState(id, 1, account(t, id, 1), 1, 0))
+			err := storetest.Connected(t, proxy, test.opts...).WriteState(t.Context(), storetest.DurableState(id, 1, storetest.Account(t, id, 1), 1, 0))
 			took := time.Since(started)
 			var problem *egostore.ProblemError
 			switch {
@@ -80,9 +81,9 @@ func TestUnavailableAnswersAreRetriedWithinTheWindow(t *testing.T) {
 
 func TestTheTimeoutEndsAWaitForARetry(t *testing.T) {
 	proxy, _ := unavailableFirst(t, 1, "3")
-	store := connected(t, proxy, egostore.WithTimeout(300*time.Millisecond))
+	store := storetest.Connected(t, proxy, egostore.WithTimeout(300*time.Millisecond))
 	started := time.Now()
-	_, err := store.GetLatestState(t.Context(), entityID(t))
+	_, err := store.GetLatestState(t.Context(), storetest.EntityID(t))
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(started) > 2*time.Second {
 		t.Fatalf("got %v after %v, want the deadline within 300 ms", err, time.Since(started))
 	}

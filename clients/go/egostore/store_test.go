@@ -12,6 +12,7 @@ import (
 
 	"github.com/durable-state-store/durable-state-store/clients/go/egostore"
 	"github.com/durable-state-store/durable-state-store/clients/go/egostore/internal/accountpb"
+	"github.com/durable-state-store/durable-state-store/clients/go/egostore/internal/storetest"
 	"github.com/durable-state-store/durable-state-store/clients/go/internal/livetest"
 	"github.com/durable-state-store/durable-state-store/clients/go/statestore"
 )
@@ -20,12 +21,12 @@ func TestStatesComeBackWithEveryField(t *testing.T) {
 	for _, backend := range livetest.Backends {
 		t.Run(backend, func(t *testing.T) {
 			url := livetest.URL(t, backend)
-			store := connected(t, url)
+			store := storetest.Connected(t, url)
 			tests := []*egopb.DurableState{
-				durableState(entityID(t), 1, account(t, "a", 104), time.Now().UnixNano(), 3),
-				durableState(entityID(t), 0, account(t, "b", 0), time.Time{}.UnixNano(), 0),
-				durableState(entityID(t), math.MaxUint64, account(t, "c", math.MinInt64), math.MinInt64, math.MaxUint64),
-				durableState(entityID(t), 7, account(t, "d", 1), math.MaxInt64, 1),
+				storetest.DurableState(storetest.EntityID(t), 1, storetest.Account(t, "a", 104), time.Now().UnixNano(), 3),
+				storetest.DurableState(storetest.EntityID(t), 0, storetest.Account(t, "b", 0), time.Time{}.UnixNano(), 0),
+				storetest.DurableState(storetest.EntityID(t), math.MaxUint64, storetest.Account(t, "c", math.MinInt64), math.MinInt64, math.MaxUint64),
+				storetest.DurableState(storetest.EntityID(t), 7, storetest.Account(t, "d", 1), math.MaxInt64, 1),
 			}
 			for _, state := range tests {
 				if err := store.WriteState(t.Context(), state); err != nil {
@@ -35,7 +36,7 @@ func TestStatesComeBackWithEveryField(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				mustEqual(t, read, state)
+				storetest.MustEqual(t, read, state)
 			}
 		})
 	}
@@ -44,7 +45,7 @@ func TestStatesComeBackWithEveryField(t *testing.T) {
 func TestNothingStoredIsNilNil(t *testing.T) {
 	for _, backend := range livetest.Backends {
 		t.Run(backend, func(t *testing.T) {
-			state, err := connected(t, livetest.URL(t, backend)).GetLatestState(t.Context(), entityID(t))
+			state, err := storetest.Connected(t, livetest.URL(t, backend)).GetLatestState(t.Context(), storetest.EntityID(t))
 			if state != nil || err != nil {
 				t.Fatalf("got %v, %v; want nil, nil", state, err)
 			}
@@ -56,12 +57,12 @@ func TestHTTPReadsDecodeTheAccountInsideTheAny(t *testing.T) {
 	for _, backend := range livetest.Backends {
 		t.Run(backend, func(t *testing.T) {
 			url := livetest.URL(t, backend)
-			id := entityID(t)
-			if err := connected(t, url).WriteState(t.Context(), durableState(id, 2, account(t, id, 250), 9, 4)); err != nil {
+			id := storetest.EntityID(t)
+			if err := storetest.Connected(t, url).WriteState(t.Context(), storetest.DurableState(id, 2, storetest.Account(t, id, 250), 9, 4)); err != nil {
 				t.Fatal(err)
 			}
 			decode := true
-			response, err := httpAPI(t, url).GetStateWithResponse(t.Context(), id, &statestore.GetStateParams{Decode: &decode})
+			response, err := storetest.HTTPAPI(t, url).GetStateWithResponse(t.Context(), id, &statestore.GetStateParams{Decode: &decode})
 			if err != nil || response.JSON200 == nil || response.JSON200.State == nil {
 				t.Fatalf("GET ?decode=true: %v, %s", err, response.Body)
 			}
@@ -89,23 +90,23 @@ func TestAMessageThatHTTPClientsWroteUnwrappedIsRecoveredInAnAny(t *testing.T) {
 	for _, backend := range livetest.Backends {
 		t.Run(backend, func(t *testing.T) {
 			url := livetest.URL(t, backend)
-			id := entityID(t)
+			id := storetest.EntityID(t)
 			payload, err := proto.Marshal(&accountpb.Account{AccountId: id, BalanceCents: 5, Open: true})
 			if err != nil {
 				t.Fatal(err)
 			}
 			timestamp := statestore.Int64(1764115200000)
-			written, err := httpAPI(t, url).PutStateWithResponse(t.Context(), id, nil, statestore.PutStateRequest{
+			written, err := storetest.HTTPAPI(t, url).PutStateWithResponse(t.Context(), id, nil, statestore.PutStateRequest{
 				Manifest: "acme.bank.v1.Account", Payload: &payload, VersionNumber: 3, Timestamp: &timestamp,
 			})
 			if err != nil || written.JSON200 == nil && written.JSON201 == nil {
 				t.Fatalf("PUT: %v, %s", err, written.Body)
 			}
-			read, err := connected(t, url).GetLatestState(t.Context(), id)
+			read, err := storetest.Connected(t, url).GetLatestState(t.Context(), id)
 			if err != nil {
 				t.Fatal(err)
 			}
-			mustEqual(t, read, durableState(id, 3, account(t, id, 5), 1764115200000, 0))
+			storetest.MustEqual(t, read, storetest.DurableState(id, 3, storetest.Account(t, id, 5), 1764115200000, 0))
 		})
 	}
 }
@@ -121,7 +122,7 @@ func TestCallsOutsideAConnectionFail(t *testing.T) {
 	if err := store.Disconnect(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.GetLatestState(t.Context(), entityID(t)); !errors.Is(err, egostore.ErrNotConnected) {
+	if _, err := store.GetLatestState(t.Context(), storetest.EntityID(t)); !errors.Is(err, egostore.ErrNotConnected) {
 		t.Fatalf("GetLatestState after Disconnect: %v", err)
 	}
 }
@@ -132,12 +133,12 @@ func TestRefusalsAreProblemErrors(t *testing.T) {
 	if err := store.Connect(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	_, err := store.GetLatestState(t.Context(), entityID(t))
+	_, err := store.GetLatestState(t.Context(), storetest.EntityID(t))
 	var problem *egostore.ProblemError
 	if !errors.As(err, &problem) || problem.Status != http.StatusUnauthorized || problem.Detail == "" {
 		t.Fatalf("a wrong API key gave %v", err)
 	}
-	if err := connected(t, url).Ping(t.Context()); err != nil {
+	if err := storetest.Connected(t, url).Ping(t.Context()); err != nil {
 		t.Fatalf("Ping of a ready service: %v", err)
 	}
 }
@@ -147,9 +148,9 @@ func TestAWriteThroughEgostoreClearsAnExpiry(t *testing.T) {
 	for _, backend := range livetest.Backends {
 		t.Run(backend, func(t *testing.T) {
 			url := livetest.URL(t, backend)
-			id := entityID(t)
-			api := httpAPI(t, url)
-			payload, err := proto.Marshal(account(t, id, 5))
+			id := storetest.EntityID(t)
+			api := storetest.HTTPAPI(t, url)
+			payload, err := proto.Marshal(storetest.Account(t, id, 5))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,7 +161,7 @@ func TestAWriteThroughEgostoreClearsAnExpiry(t *testing.T) {
 			if err != nil || written.JSON200 == nil || written.JSON200.ExpiresAt == nil {
 				t.Fatalf("PUT with ttl_seconds: %v, %s", err, written.Body)
 			}
-			if err := connected(t, url).WriteState(t.Context(), durableState(id, 2, account(t, id, 6), 9, 0)); err != nil {
+			if err := storetest.Connected(t, url).WriteState(t.Context(), storetest.DurableState(id, 2, storetest.Account(t, id, 6), 9, 0)); err != nil {
 				t.Fatal(err)
 			}
 			read, err := api.GetStateWithResponse(t.Context(), id, nil)

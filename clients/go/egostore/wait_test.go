@@ -10,6 +10,7 @@ import (
 	"github.com/tochemey/ego/v4/egopb"
 
 	"github.com/durable-state-store/durable-state-store/clients/go/egostore"
+	"github.com/durable-state-store/durable-state-store/clients/go/egostore/internal/storetest"
 	"github.com/durable-state-store/durable-state-store/clients/go/internal/livetest"
 )
 
@@ -20,7 +21,7 @@ func TestWaitForChangeGetsWhatAnotherGoroutineChanges(t *testing.T) {
 		return store.WriteState(t.Context(), next)
 	}
 	remove := func(t *testing.T, _ *egostore.Store, url string, next *egopb.DurableState) error {
-		response, err := httpAPI(t, url).DeleteStateWithResponse(t.Context(), next.GetPersistenceId(), nil)
+		response, err := storetest.HTTPAPI(t, url).DeleteStateWithResponse(t.Context(), next.GetPersistenceId(), nil)
 		if err == nil && response.StatusCode() != http.StatusNoContent {
 			err = errors.New(response.Status())
 		}
@@ -46,12 +47,12 @@ func TestWaitForChangeGetsWhatAnotherGoroutineChanges(t *testing.T) {
 	for _, backend := range livetest.Backends {
 		t.Run(backend, func(t *testing.T) {
 			url := livetest.URL(t, backend)
-			store := connected(t, url)
+			store := storetest.Connected(t, url)
 			for _, test := range tests {
 				t.Run(test.name, func(t *testing.T) {
-					id := entityID(t)
-					stored := durableState(id, 1, account(t, id, 100), time.Now().UnixNano(), 5)
-					next := durableState(id, 2, account(t, id, 150), time.Now().UnixNano(), 6)
+					id := storetest.EntityID(t)
+					stored := storetest.DurableState(id, 1, storetest.Account(t, id, 100), time.Now().UnixNano(), 5)
+					next := storetest.DurableState(id, 2, storetest.Account(t, id, 150), time.Now().UnixNano(), 6)
 					if err := store.WriteState(t.Context(), stored); err != nil {
 						t.Fatal(err)
 					}
@@ -82,7 +83,7 @@ func TestWaitForChangeGetsWhatAnotherGoroutineChanges(t *testing.T) {
 					if got.err != nil {
 						t.Fatal(got.err)
 					}
-					mustEqual(t, got.state, test.want(stored, next))
+					storetest.MustEqual(t, got.state, test.want(stored, next))
 				})
 			}
 		})

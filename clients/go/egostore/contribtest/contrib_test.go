@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/durable-state-store/durable-state-store/clients/go/egostore/internal/accountpb"
+	"github.com/durable-state-store/durable-state-store/clients/go/egostore/internal/storetest"
 	"github.com/durable-state-store/durable-state-store/clients/go/internal/livetest"
 	"github.com/durable-state-store/durable-state-store/clients/go/statestore"
 )
@@ -60,19 +61,19 @@ func TestEGoContribEgostoreAndHTTPShareOneTable(t *testing.T) {
 	url := livetest.URL(t, "dynamodb")
 	ddb := liveTable(t)
 	direct := contrib.NewDurableStore(ddb.name, ddb.client)
-	store := connected(t, url)
-	api := httpAPI(t, url)
+	store := storetest.Connected(t, url)
+	api := storetest.HTTPAPI(t, url)
 	ctx := t.Context()
 
-	state := account(t, "shared", 4200)
+	state := storetest.Account(t, "shared", 4200)
 	timestamp := time.Now().UnixNano()
-	written := func(id string) *egopb.DurableState { return durableState(id, 3, state, timestamp, 7) }
-	byContrib, byEgostore, byHTTP, absent := entityID(t), entityID(t), entityID(t), entityID(t)
+	written := func(id string) *egopb.DurableState { return storetest.DurableState(id, 3, state, timestamp, 7) }
+	byContrib, byEgostore, byHTTP, absent := storetest.EntityID(t), storetest.EntityID(t), storetest.EntityID(t), storetest.EntityID(t)
 
-	must(t, direct.WriteState(ctx, written(byContrib)))
-	must(t, store.WriteState(ctx, written(byEgostore)))
+	storetest.Must(t, direct.WriteState(ctx, written(byContrib)))
+	storetest.Must(t, store.WriteState(ctx, written(byEgostore)))
 	payload, err := proto.Marshal(state)
-	must(t, err)
+	storetest.Must(t, err)
 	wireTimestamp, shard := statestore.Int64(timestamp), statestore.Uint64(7)
 	put, err := api.PutStateWithResponse(ctx, byHTTP, nil, statestore.PutStateRequest{
 		Manifest: "google.protobuf.Any", Payload: &payload, VersionNumber: 3, Timestamp: &wireTimestamp, Shard: &shard,
@@ -108,13 +109,13 @@ func TestEGoContribEgostoreAndHTTPShareOneTable(t *testing.T) {
 		}
 
 		recovered, err := store.GetLatestState(ctx, id)
-		must(t, err)
-		mustEqual(t, recovered, written(id))
+		storetest.Must(t, err)
+		storetest.MustEqual(t, recovered, written(id))
 
 		// ego-contrib's read drops the version and the shard: an actor recovered through it restarts at 0.
 		recovered, err = direct.GetLatestState(ctx, id)
-		must(t, err)
-		mustEqual(t, recovered, &egopb.DurableState{PersistenceId: id, ResultingState: state, Timestamp: timestamp})
+		storetest.Must(t, err)
+		storetest.MustEqual(t, recovered, &egopb.DurableState{PersistenceId: id, ResultingState: state, Timestamp: timestamp})
 	}
 
 	reference := ddb.item(t, byContrib)
@@ -152,37 +153,37 @@ func TestEgostoreReadsWhatEGoContribCannot(t *testing.T) {
 	url := livetest.URL(t, "dynamodb")
 	ddb := liveTable(t)
 	direct := contrib.NewDurableStore(ddb.name, ddb.client)
-	store := connected(t, url)
+	store := storetest.Connected(t, url)
 	ctx := t.Context()
 
-	sparse := entityID(t)
-	state := account(t, sparse, 1)
+	sparse := storetest.EntityID(t)
+	state := storetest.Account(t, sparse, 1)
 	payload, err := proto.Marshal(state)
-	must(t, err)
+	storetest.Must(t, err)
 	_, err = ddb.client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(ddb.name), Item: map[string]types.AttributeValue{
 		"PersistenceID": &types.AttributeValueMemberS{Value: sparse},
 		"StateManifest": &types.AttributeValueMemberS{Value: "google.protobuf.Any"},
 		"StatePayload":  &types.AttributeValueMemberB{Value: payload},
 	}})
-	must(t, err)
+	storetest.Must(t, err)
 	recovered, err := store.GetLatestState(ctx, sparse)
-	must(t, err)
-	mustEqual(t, recovered, durableState(sparse, 0, state, 0, 0))
+	storetest.Must(t, err)
+	storetest.MustEqual(t, recovered, storetest.DurableState(sparse, 0, state, 0, 0))
 	if !panics(func() { _, _ = direct.GetLatestState(ctx, sparse) }) {
 		t.Fatal("ego-contrib's store read an item without VersionNumber, Timestamp and ShardNumber")
 	}
 
-	unwrapped := entityID(t)
+	unwrapped := storetest.EntityID(t)
 	inner, err := proto.Marshal(&accountpb.Account{AccountId: unwrapped, BalanceCents: 2})
-	must(t, err)
-	put, err := httpAPI(t, url).PutStateWithResponse(ctx, unwrapped, nil, statestore.PutStateRequest{
+	storetest.Must(t, err)
+	put, err := storetest.HTTPAPI(t, url).PutStateWithResponse(ctx, unwrapped, nil, statestore.PutStateRequest{
 		Manifest: "acme.bank.v1.Account", Payload: &inner, VersionNumber: 1,
 	})
 	if err != nil || put.StatusCode() != http.StatusOK && put.StatusCode() != http.StatusCreated {
 		t.Fatalf("PUT: %v, %s", err, put.Body)
 	}
 	recovered, err = store.GetLatestState(ctx, unwrapped)
-	must(t, err)
+	storetest.Must(t, err)
 	if want := (&anypb.Any{TypeUrl: "type.googleapis.com/acme.bank.v1.Account", Value: inner}); !proto.Equal(recovered.GetResultingState(), want) {
 		t.Fatalf("egostore recovered %v", recovered)
 	}

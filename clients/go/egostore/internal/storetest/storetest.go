@@ -1,4 +1,6 @@
-package contribtest
+// Package storetest holds what the tests of egostore and of its ego-contrib interop (a module of its own,
+// contribtest) share: a store and a generated client on a live service, and states to write.
+package storetest
 
 import (
 	"context"
@@ -17,10 +19,8 @@ import (
 	"github.com/durable-state-store/durable-state-store/clients/go/statestore"
 )
 
-// The helpers of egostore's own tests that these need (test files cannot be imported across packages).
-
-// connected is a store on the live service at url, with the tests' API key, disconnected at the end.
-func connected(t *testing.T, url string, opts ...egostore.Option) *egostore.Store {
+// Connected is a store on the live service at url, with the tests' API key, disconnected at the end.
+func Connected(t *testing.T, url string, opts ...egostore.Option) *egostore.Store {
 	t.Helper()
 	opts = append([]egostore.Option{egostore.WithAPIKey(livetest.Env(t, "LIVE_STATESTORE_API_KEY"))}, opts...)
 	store := egostore.New(url, opts...)
@@ -31,8 +31,8 @@ func connected(t *testing.T, url string, opts ...egostore.Option) *egostore.Stor
 	return store
 }
 
-// httpAPI is the generated client on the live service at url, as any HTTP client would call it.
-func httpAPI(t *testing.T, url string) *statestore.ClientWithResponses {
+// HTTPAPI is the generated client on the live service at url, as any HTTP client would call it.
+func HTTPAPI(t *testing.T, url string) *statestore.ClientWithResponses {
 	t.Helper()
 	key := livetest.Env(t, "LIVE_STATESTORE_API_KEY")
 	api, err := statestore.NewClientWithResponses(url, statestore.WithRequestEditorFn(
@@ -46,15 +46,16 @@ func httpAPI(t *testing.T, url string) *statestore.ClientWithResponses {
 	return api
 }
 
-// entityID is a fresh persistence id of the form eGo allows for an entity.
-func entityID(t *testing.T) string {
+// EntityID is a fresh persistence id of the form eGo allows for an entity.
+func EntityID(t *testing.T) string {
 	t.Helper()
 	random := make([]byte, 8)
 	_, _ = rand.Read(random)
 	return "account-" + hex.EncodeToString(random)
 }
 
-func account(t *testing.T, id string, balance int64) *anypb.Any {
+// Account is an open account state with that id and balance, as an eGo actor hands it to the store.
+func Account(t *testing.T, id string, balance int64) *anypb.Any {
 	t.Helper()
 	state, err := anypb.New(&accountpb.Account{AccountId: id, BalanceCents: balance, Open: true})
 	if err != nil {
@@ -63,20 +64,23 @@ func account(t *testing.T, id string, balance int64) *anypb.Any {
 	return state
 }
 
-func durableState(id string, version uint64, state *anypb.Any, timestamp int64, shard uint64) *egopb.DurableState {
+// DurableState is what eGo's durable state actor writes.
+func DurableState(id string, version uint64, state *anypb.Any, timestamp int64, shard uint64) *egopb.DurableState {
 	return &egopb.DurableState{
 		PersistenceId: id, VersionNumber: version, ResultingState: state, Timestamp: timestamp, Shard: shard,
 	}
 }
 
-func mustEqual(t *testing.T, got, want proto.Message) {
+// MustEqual fails the test unless the two messages are equal.
+func MustEqual(t *testing.T, got, want proto.Message) {
 	t.Helper()
 	if !proto.Equal(got, want) {
 		t.Fatalf("got  %v\nwant %v", got, want)
 	}
 }
 
-func must(t *testing.T, err error) {
+// Must fails the test on an error.
+func Must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
