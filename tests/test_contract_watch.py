@@ -25,7 +25,7 @@ from support.metrics import sample_value
 from support.processes import json_lines
 from support.raw_http import connect
 from support.services import DYNAMODB_SERVERS, TABLE, ServiceFactory, server_endpoint
-from support.slots import HELD_WRITES, READ_ID, held_writes, refused_while_held
+from support.slots import READ_ID, full_service
 
 POLL_MS = 200
 LONG_WAIT = 30  # seconds: a waiter that runs this long has missed the change
@@ -252,16 +252,12 @@ async def test_wait_exempts_only_a_read_of_one_state_from_the_concurrency_limit(
     start_service: ServiceFactory, tmp_path: Path
 ) -> None:
     """A listing ignores `wait`: the parameter must not let it past a full service, as it lets a waiter."""
-    path = tmp_path / "states.db"
-    with start_service("sqlite", sqlite_path=path, max_concurrent_requests=HELD_WRITES) as url:
-        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
-            await client.put(state_path(READ_ID), json=state_body(1))
-            async with held_writes(client, path) as held:
-                await refused_while_held(client, held)
-                listing = await client.get("/states", params={"wait": "1"})
-                waiter = await client.get(
-                    state_path(READ_ID), params={"wait": "1"}, headers={"If-None-Match": '"1"'}
-                )
+    async with full_service(start_service, tmp_path) as service:
+        await service.refused_read()
+        listing = await service.client.get("/states", params={"wait": "1"})
+        waiter = await service.client.get(
+            state_path(READ_ID), params={"wait": "1"}, headers={"If-None-Match": '"1"'}
+        )
     assert_problem(listing, 503)
     assert waiter.status_code == 304
 

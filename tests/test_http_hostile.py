@@ -22,7 +22,7 @@ from scripts.servers import serving_process
 from support.api import assert_problem, state_body, state_path
 from support.raw_http import chunked, connect, send_until_answered
 from support.services import ServiceFactory
-from support.slots import HELD_WRITES, READ_ID, held_writes, refused_while_held
+from support.slots import full_service
 from support.uvicorn_thread import serving
 
 MiB = 2**20
@@ -214,17 +214,14 @@ def test_a_request_head_that_never_completes_is_closed_with_408(
 async def test_requests_beyond_the_concurrency_limit_get_a_quick_503(
     start_service: ServiceFactory, tmp_path: Path
 ) -> None:
-    path = tmp_path / "states.db"
-    with start_service("sqlite", sqlite_path=path, max_concurrent_requests=HELD_WRITES) as url:
-        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            assert (await client.put(state_path(READ_ID), json=state_body(1))).status_code == 200
-            async with held_writes(client, path) as held:
-                refused = await refused_while_held(client, held)
-                assert_problem(refused, 503)
-                assert refused.headers["retry-after"] == "1"
-                assert (await client.get("/healthz")).status_code == 200
-            assert [task.result().status_code for task in held] == [200, 200]
-            assert (await client.get(state_path("held-1"))).status_code == 200
+    async with full_service(start_service, tmp_path) as service:
+        refused = await service.refused_read()
+        assert_problem(refused, 503)
+        assert refused.headers["retry-after"] == "1"
+        assert (await service.client.get("/healthz")).status_code == 200
+        await service.release()
+        assert [task.result().status_code for task in service.held] == [200, 200]
+        assert (await service.client.get(state_path("held-1"))).status_code == 200
 
 
 def _upgrade_put(body: bytes) -> bytes:
