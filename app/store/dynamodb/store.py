@@ -135,7 +135,10 @@ class DynamoDBStore:
         return epoch_seconds(self._clock)
 
     async def get(self, persistence_id: str) -> StateRecord | None:
-        now = self._now()
+        return await self._read(persistence_id, self._now())
+
+    async def _read(self, persistence_id: str, now: int) -> StateRecord | None:
+        """One consistent GetItem: the state stored at `now` (None: none, or an expired one)."""
         async with self._call("GetItem"):
             response = await self._client.get_item(
                 TableName=self._table, Key=key_of(persistence_id), ConsistentRead=True
@@ -145,34 +148,28 @@ class DynamoDBStore:
 
     async def put(self, record: StateRecord, precondition: Precondition) -> StateRecord:
         now = self._now()
+        item, condition = to_item(record), condition_arguments(precondition, now)
+
+        async def write() -> None:
+            await self._client.put_item(TableName=self._table, Item=item, **condition)
+
         async with self._call("PutItem"):
-            item, condition = to_item(record), condition_arguments(precondition, now)
-            try:
-                await self._client.put_item(TableName=self._table, Item=item, **condition)
-            except ClientError as exc:
-
-                async def write() -> None:
-                    await self._client.put_item(TableName=self._table, Item=item, **condition)
-
-                written, found = await self._refused(exc, record.persistence_id, precondition, now, write)
-                if not written:
-                    return settle_refused_write(precondition, record, found)
+            written, found = await self._write_if(write, record.persistence_id, precondition, now)
+            if not written:
+                return settle_refused_write(precondition, record, found)
         return record
 
     async def delete(self, persistence_id: str, precondition: Precondition) -> None:
         now = self._now()
+        key, condition = key_of(persistence_id), condition_arguments(precondition, now)
+
+        async def write() -> None:
+            await self._client.delete_item(TableName=self._table, Key=key, **condition)
+
         async with self._call("DeleteItem"):
-            key, condition = key_of(persistence_id), condition_arguments(precondition, now)
-            try:
-                await self._client.delete_item(TableName=self._table, Key=key, **condition)
-            except ClientError as exc:
-
-                async def write() -> None:
-                    await self._client.delete_item(TableName=self._table, Key=key, **condition)
-
-                written, found = await self._refused(exc, persistence_id, precondition, now, write)
-                if not written:
-                    raise refusal(precondition, found) from None
+            written, found = await self._write_if(write, persistence_id, precondition, now)
+            if not written:
+                raise refusal(precondition, found)
 
     async def get_many(self, persistence_ids: Sequence[str]) -> BatchRead:
         now = self._now()
@@ -229,30 +226,26 @@ class DynamoDBStore:
         found = {record.persistence_id: record for record in read.found}
         return {i: present(found.get(operations[i].persistence_id), now) for i in indexes}
 
-    async def _refused(
+    async def _write_if(
         self,
-        refused: ClientError,
+        write: Callable[[], Awaitable[None]],
         persistence_id: str,
         precondition: Precondition,
         now: int,
-        write: Callable[[], Awaitable[None]],
     ) -> tuple[bool, StateRecord | None]:
-        """A refused conditional write settled: (True, None) once `write`, made again, went through, else
-        (False, the state the refusal found). Any error other than a failed condition goes on up.
+        """`write`, a conditional write: (True, None) once it went through, else (False, the state its failed
+        condition found). Any error other than a failed condition goes on up.
 
-        Only a state read after the refusal, from an endpoint that ignores ALL_OLD, may have changed since
-        and now be allowed by the precondition; only then is the write made again.
+        Only a state read after a refusal, from an endpoint that ignores ALL_OLD, may have changed since and
+        now be allowed by the precondition; only then is the write made again.
         """
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            found, read_after = await self._found(refused, persistence_id, now)
-            if not read_after or not precondition.allows_state(found):
-                return False, found
-            if attempt == WRITE_ATTEMPTS:
-                break
+        for _ in range(WRITE_ATTEMPTS):
             try:
                 await write()
-            except ClientError as again:
-                refused = again
+            except ClientError as refused:
+                found, read_after = await self._found(refused, persistence_id, now)
+                if not read_after or not precondition.allows_state(found):
+                    return False, found
             else:
                 return True, None
         raise BackendUnavailable(
@@ -272,15 +265,7 @@ class DynamoDBStore:
             return present(from_item(item), now), False
         if self._returns_old_items:
             return None, False
-        with (
-            ObservedCall(self._observer, "GetItem"),
-            map_dynamodb_errors(self._table, "GetItem", self._deadline),
-        ):
-            response = await self._client.get_item(
-                TableName=self._table, Key=key_of(persistence_id), ConsistentRead=True
-            )
-        item = response.get("Item")
-        return (None if item is None else present(from_item(item), now)), True
+        return await self._read(persistence_id, now), True
 
     async def ping(self) -> None:
         async with self._call("DescribeTable"):
