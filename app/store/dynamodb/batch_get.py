@@ -146,6 +146,4 @@ async def _round(
     except BaseExceptionGroup as failed:
         raise failed.exceptions[0] from None
     answers = [task.result() for task in tasks if not task.cancelled()]
-    if len(answers) == len(tasks):
-        return answers, []
     return answers, [i for task, keys in zip(tasks, calls, strict=True) if task.cancelled() for i in keys]
