@@ -175,7 +175,8 @@ async def test_a_throttled_batch_get_call_leaves_its_ids_unprocessed_and_keeps_t
     client: httpx.AsyncClient, proxy: FaultProxy, code: str
 ) -> None:
     """A batchGet of 40 ids runs as several BatchGetItem calls; the one that asks for `throttled` is
-    throttled on every attempt the SDK makes. The states the other calls read are answered."""
+    throttled on every attempt the SDK makes until it is given up. The states the other calls read are
+    answered."""
     acknowledged = await write_acknowledged(client, 40)
     requested = list(acknowledged)
     throttled = requested[15]
@@ -185,7 +186,9 @@ async def test_a_throttled_batch_get_call_leaves_its_ids_unprocessed_and_keeps_t
         response, elapsed = await timed(batch_get(client, requested))
     assert response.status_code == 200, response.text
     assert elapsed <= BOUND_SECONDS
-    assert proxy.reads_throttled - throttled_before >= 3, "every attempt of the SDK was throttled"
+    # The SDK's backoff sleeps up to 1 s, then up to 2 s; when the two add up past 80% of the deadline,
+    # the call is given up before its third attempt (about one run in eight).
+    assert proxy.reads_throttled - throttled_before >= 2, "the SDK's retry was throttled too"
     answer = response.json()
     found = {state["persistence_id"]: state["version_number"] for state in answer["states"]}
     assert throttled in answer["unprocessed"]
