@@ -16,7 +16,8 @@ Modes, read per chunk so that they also hit connections opened before the switch
 - `drop_old_items`: forward, but take the stored item out of each refused condition's answer (`Item` of a
   ConditionalCheckFailedException, of each cancellation reason), as endpoints that ignore
   ReturnValuesOnConditionCheckFailure=ALL_OLD answer; `on_refusal`, when set, runs before such an answer
-  is passed on (to change the state in between).
+  is passed on (to change the state in between). A BatchGetItem that asks for one of `throttled_ids` is
+  throttled as in `throttle_reads` (to fail the read that settles a refusal).
 Besides the mode, `lose_answers(n)` forwards the next n requests but resets instead of answering: the
 backend acted, the client never heard.
 """
@@ -225,13 +226,19 @@ class FaultProxy:
         if request is None:
             return
         head, body = request
-        if _header(head, b"x-amz-target") != _BATCH_GET_ITEM or not self._asks_for_throttled_ids(body):
+        if not await self._throttled(head, body, writer):
             await self._forward(reader, writer, already_read=head + body)
-            return
+
+    async def _throttled(self, head: bytes, body: bytes, writer: asyncio.StreamWriter) -> bool:
+        """Answer a BatchGetItem that asks for one of `throttled_ids` with DynamoDB's throttling error, and
+        return True; any other request is left to the caller."""
+        if _header(head, b"x-amz-target") != _BATCH_GET_ITEM or not self._asks_for_throttled_ids(body):
+            return False
         self.reads_throttled += 1
         code = self.throttle_code
         writer.write(_error_response(code, message=_THROTTLE_MESSAGES[code]))
         await writer.drain()
+        return True
 
     def _asks_for_throttled_ids(self, batch_get: bytes) -> bool:
         tables = json.loads(batch_get)["RequestItems"].values()
@@ -240,7 +247,7 @@ class FaultProxy:
 
     async def _drop_old_items(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = await _read_request(reader)
-        if request is None:
+        if request is None or await self._throttled(*request, writer):
             return
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
         try:
