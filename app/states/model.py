@@ -265,7 +265,8 @@ def settle_refused(
 
     `refused` holds what is stored for each operation the backend refused: its condition failed, or,
     for one found done by an earlier attempt (`settled_before`), the pin on what it found failed.
-    `unrefused_puts` holds what is stored for the puts of `puts_to_read`, as far as the backend read it.
+    `unrefused_puts` holds what is stored for every put of `puts_to_read`: one left out counts as not done,
+    so a backend that could not read one must not settle with it (DynamoDB answers 503 instead).
     """
     settled = {i: found for i, found in (settled_before or {}).items() if i not in refused}
     deletes_of_nothing = _deletes_of_nothing(operations, refused)

@@ -217,12 +217,20 @@ class DynamoDBStore:
     async def _stored(
         self, operations: Sequence[Operation], indexes: Sequence[int], now: int
     ) -> dict[int, StateRecord | None]:
-        """What is stored at `now` for these operations, as far as one bounded read answers."""
+        """What is stored at `now` for these operations, read with one bounded read. An id it leaves unread
+        (throttled, or given up at 80% of the deadline) is not taken for "nothing stored": the transaction
+        is a 503 instead, settled neither way."""
         if not indexes:
             return {}
         read = await batch_get(
             self._client, self._table, [operations[i].persistence_id for i in indexes], self._deadline
         )
+        if read.unprocessed:
+            raise BackendUnavailable(
+                "the states the transaction's outcome depends on could not be read in time: DynamoDB left "
+                f"{len(read.unprocessed)} of {len(indexes)} unread (throttled or slow); retry later",
+                retry_after=1,
+            )
         found = {record.persistence_id: record for record in read.found}
         return {i: present(found.get(operations[i].persistence_id), now) for i in indexes}
 
