@@ -18,7 +18,9 @@ import boto3
 import httpx
 import pytest
 
+from app.states.model import MAX_ITEM_BYTES
 from app.store.dynamodb import CALL_DEADLINE_SECONDS
+from app.store.dynamodb.batch_get import MAX_CALL_ANSWER_BYTES
 from support.api import (
     assert_problem,
     batch_get,
@@ -41,6 +43,10 @@ TABLE = "faults_table"
 BOUND_SECONDS = CALL_DEADLINE_SECONDS + 10.0
 # The service recovers on its own, without a restart; how fast on a loaded machine is not the point.
 RECOVERY_SECONDS = 30.0
+# Until it has seen a state's size, a bounded read asks for this many keys per BatchGetItem call at most: a
+# read of one id more is two calls, so throttling the first leaves its ids unread while the second answers
+# (a read that gets nothing is batch_get's own 503, whoever asked for it).
+KEYS_PER_FIRST_CALL = MAX_CALL_ANSWER_BYTES // MAX_ITEM_BYTES
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +115,17 @@ FAULTS: dict[str, Fault] = {
 }
 
 
+@contextmanager
+def reads_throttled(proxy: FaultProxy, persistence_id: str) -> Iterator[None]:
+    """Each BatchGetItem call that asks for `persistence_id` throttled, the SDK's retries too (in the
+    proxy's modes `throttle_reads` and `drop_old_items`)."""
+    proxy.throttled_ids = frozenset({persistence_id})
+    try:
+        yield
+    finally:
+        proxy.throttled_ids = frozenset()
+
+
 def new_id() -> str:
     return f"fault-{uuid.uuid4()}"
 
@@ -134,6 +151,20 @@ async def timed(request: Awaitable[httpx.Response]) -> tuple[httpx.Response, flo
     started = time.monotonic()
     response = await request
     return response, time.monotonic() - started
+
+
+async def assert_unsettled(
+    client: httpx.AsyncClient, proxy: FaultProxy, unread: str, operations: list[dict[str, object]]
+) -> None:
+    """The transaction, sent while every read of `unread` is throttled, is a bounded 503 with Retry-After,
+    not an outcome settled without that state."""
+    throttled_before = proxy.reads_throttled
+    with reads_throttled(proxy, unread):
+        response, elapsed = await timed(transact(client, *operations))
+    assert_problem(response, 503)
+    assert response.headers["retry-after"] == "1"
+    assert elapsed <= BOUND_SECONDS
+    assert proxy.reads_throttled > throttled_before, "the read that settles the transaction was throttled"
 
 
 async def wait_until_ready(client: httpx.AsyncClient, within: float) -> float:
@@ -280,6 +311,23 @@ async def test_without_the_old_items_a_refused_transaction_reads_them_to_settle(
     }
 
 
+async def test_without_the_old_items_a_refused_state_left_unread_is_a_503_not_a_false_412(
+    without_old_items: httpx.AsyncClient, proxy: FaultProxy
+) -> None:
+    """The read that settles the refusals leaves the first operation's state unread (its call throttled on
+    every attempt). Taken for "nothing stored", it would make a 412 on a missing state; the answer is a
+    503 that writes nothing, and once the read answers, the same transaction is the 412 naming the stored
+    version."""
+    client = without_old_items
+    stored = await write_acknowledged(client, KEYS_PER_FIRST_CALL + 1)
+    stale_deletes = [delete_op(key, if_match=version + 1) for key, version in stored.items()]
+    first = next(iter(stored))
+    await assert_unsettled(client, proxy, first, stale_deletes)
+    assert await stored_versions(client, list(stored)) == {key: str(v) for key, v in stored.items()}
+    refused = assert_problem(await transact(client, *stale_deletes), 412)
+    assert (refused["operation_index"], refused["current_version"]) == (0, str(stored[first]))
+
+
 async def test_without_the_old_item_a_state_changed_back_before_the_read_lets_the_write_through(
     without_old_items: httpx.AsyncClient, proxy: FaultProxy, moto_with_endpoint: tuple[object, str]
 ) -> None:
@@ -373,6 +421,28 @@ async def test_a_delete_of_nothing_beside_a_put_of_other_content_is_still_412(
     response = await transact(client, put_op(written, 1, b"mine"), delete_op(deleted, if_match=1))
     assert (assert_problem(response, 412)["operation_index"]) == 1
     assert await stored_versions(client, [written]) == {written: "1"}
+
+
+async def test_a_retry_whose_own_states_are_left_unread_is_a_503_not_a_false_412(
+    client: httpx.AsyncClient, proxy: FaultProxy
+) -> None:
+    """A transaction resent after it was applied: its delete finds nothing, so its puts are read back to tell
+    a retry. The puts that still hold their own states are all in the read's first call, throttled on every
+    attempt; the one put in the second finds another writer's state. Settled on that alone, the retry would
+    be a 412; the answer is a 503 that writes nothing, and once the read answers, the retry succeeds."""
+    puts, deleted = [new_id() for _ in range(KEYS_PER_FIRST_CALL + 1)], new_id()
+    assert (await client.put(state_path(deleted), json=state_body(1))).status_code == 200
+    operations = [*(put_op(key, 1) for key in puts), delete_op(deleted, if_match=1)]
+    assert (await transact(client, *operations)).status_code == 200
+    theirs = state_body(1, b"theirs")
+    assert (await client.put(state_path(puts[-1]), json=theirs)).status_code == 200
+    with proxy_fault(proxy, "throttle_reads"):
+        await assert_unsettled(client, proxy, puts[0], operations)
+    assert await stored_versions(client, [*puts, deleted]) == {**dict.fromkeys(puts, "1"), deleted: None}
+    assert (await client.get(state_path(puts[-1]))).json()["payload"] == theirs["payload"]
+    retried = await transact(client, *operations)
+    assert retried.status_code == 200, retried.text
+    assert (await client.get(state_path(puts[-1]))).json()["payload"] == state_body(1)["payload"]
 
 
 async def test_a_transaction_conflict_is_a_503_and_applies_nothing(
