@@ -18,13 +18,15 @@ import pytest
 from botocore.exceptions import ClientError
 from google.protobuf import any_pb2, wrappers_pb2
 
-from app.errors import CorruptItem, TableKeyMismatch
+from app.errors import CorruptItem, PreconditionFailed, TableKeyMismatch
+from app.states.model import DeleteOperation, Precondition, PutOperation, StateRecord
 from app.store.dynamodb import DynamoDBStore
-from app.store.dynamodb.codec import from_item
+from app.store.dynamodb.codec import from_item, to_item
 from scripts.servers import free_port, service_command
 from support.api import assert_problem, state_body, state_path
 from support.differences import (
     DYNALITE_ANSWERS_1_MB_OF_A_BATCH,
+    DYNALITE_HAS_NO_TRANSACTIONS,
     DYNALITE_HAS_NO_TTL,
     DYNALITE_RETURNS_NO_OLD_ITEM,
     MOTO_GETS_ANY_KEY_SIZE,
@@ -461,6 +463,29 @@ def test_a_batch_read_of_items_within_16_mb_is_answered_whole(raw_table: Any) ->
     answer = raw_table.batch_get_item(RequestItems={table: {"Keys": keys, "ConsistentRead": True}})
     assert len(answer["Responses"][table]) == len(keys)
     assert not answer["UnprocessedKeys"]
+
+
+@DYNALITE_HAS_NO_TRANSACTIONS
+async def test_a_transaction_is_settled_on_every_state_it_reads_beyond_one_answer(
+    raw_table: Any, endpoint: str
+) -> None:
+    """A conditional delete of nothing makes the service read the transaction's puts back, to tell a resent
+    transaction from a conflict; 45 stored states of 390 KB are more than one 16 MiB answer. They are read
+    in more than one read, and the transaction is settled on all of them: a 412, not a 503 that no resend
+    could cure."""
+    table = table_of_its_own(raw_table, "settle-large")
+    ids = [f"large-{n}" for n in range(45)]
+    for persistence_id in ids:
+        stored = StateRecord(persistence_id, 1, "m", b"\x00" * 390_000, 1, 0)
+        raw_table.put_item(TableName=table, Item=to_item(stored))
+    puts = [PutOperation(StateRecord(persistence_id, 2, "m", b"new", 2, 0)) for persistence_id in ids]
+    delete = DeleteOperation("never-stored", Precondition(match=frozenset({1})))
+
+    async with DynamoDBStore.open(table, endpoint) as store:
+        with pytest.raises(PreconditionFailed) as refused:
+            await store.transact([*puts, delete])
+        assert refused.value.extensions["operation_index"] == len(puts)
+        assert {record.version_number for record in (await store.get_many(ids[:5])).found} == {1}
 
 
 CORRUPT = {
