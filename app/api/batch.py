@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from app.api import services_of
+from app.api.bodies import parsed_body
 from app.api.conditions import etag
 from app.api.ids import check_persistence_id
 from app.api.resources import (
@@ -32,7 +33,7 @@ from app.api.schemas import (
 )
 from app.errors import InvalidState
 from app.http.problems import problem_responses
-from app.http.routing import RequestRoute, documented, json_body
+from app.http.routing import RequestRoute, documented
 from app.states.model import DeleteOperation, Precondition, StateRecord
 from app.states.service import PlannedPut
 
@@ -48,7 +49,7 @@ router = APIRouter(tags=["states"], route_class=RequestRoute)
     openapi_extra=documented(DECODE, body=BatchGetRequest),
 )
 async def batch_get_states(request: Request) -> Response:
-    body = await json_body(request, BatchGetRequest)
+    body = await parsed_body(request, BatchGetRequest)
     decode = decode_requested(request)
     states = services_of(request).states
     requested = list(
@@ -87,7 +88,7 @@ async def batch_get_states(request: Request) -> Response:
     openapi_extra=documented(body=TransactRequest),
 )
 async def transact_states(request: Request) -> Response:
-    body = await json_body(request, TransactRequest)
+    body = await parsed_body(request, TransactRequest)
     operations = _planned_operations(body.operations)
     stored = await services_of(request).states.transact(operations)
     return json_response(

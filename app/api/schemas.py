@@ -4,7 +4,8 @@ standard or URL-safe, padded or not, nothing else (pybase64, for speed: docs/des
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Literal, Self
 
 import pybase64
 from pydantic import (
@@ -199,6 +200,13 @@ class PutStateRequest(_Body):
             raise ValueError("payload must be a base64 string; to send a JSON state, use state")
         return self
 
+    def with_states_serialized(self, serialize: Callable[[str, JsonValue], object]) -> Self:
+        """This write with its JSON `state`, if it has one, replaced by what `serialize` makes of it (the
+        protobuf worker's `SerializedState`, as it parses a large body: app/api/bodies.py)."""
+        if "state" not in self.model_fields_set:
+            return self
+        return self.model_copy(update={"state": serialize(self.manifest, self.state)})
+
 
 class _StateFields(BaseModel):
     persistence_id: str = Field(examples=["account-42"])
@@ -331,6 +339,14 @@ class TransactRequest(_Body):
         max_length=MAX_TRANSACTION_OPERATIONS,
         description="1 to 100 operations, each on a different persistence id; all are applied or none.",
     )
+
+    def with_states_serialized(self, serialize: Callable[[str, JsonValue], object]) -> Self:
+        """The transaction with each put's JSON state replaced, as a `PutStateRequest`'s is."""
+        operations = [
+            operation.with_states_serialized(serialize) if isinstance(operation, TransactPut) else operation
+            for operation in self.operations
+        ]
+        return self.model_copy(update={"operations": operations})
 
 
 class TransactResult(BaseModel):

@@ -12,6 +12,7 @@ from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.responses import Response
 
 from app.api import services_of
+from app.api.bodies import parsed_body
 from app.api.conditions import (
     IF_MATCH,
     IF_NONE_MATCH,
@@ -25,7 +26,7 @@ from app.api.resources import DECODE, decode_requested, json_response, render_st
 from app.api.schemas import PutStateRequest, State, StateWritten
 from app.errors import InvalidState, PreconditionFailed, StateNotFound
 from app.http.problems import problem_responses
-from app.http.routing import Parameter, RequestRoute, documented, json_body, query_integer, while_connected
+from app.http.routing import Parameter, RequestRoute, documented, query_integer, while_connected
 from app.states.model import StateRecord
 from app.states.service import StatesService
 
@@ -149,7 +150,7 @@ async def _until_modified(
 )
 async def put_state(request: Request) -> Response:
     persistence_id = path_persistence_id(request)
-    body = await json_body(request, PutStateRequest)
+    body = await parsed_body(request, PutStateRequest)
     if body.persistence_id is not None and body.persistence_id != persistence_id:
         raise InvalidState(
             "the body's persistence_id differs from the path's",

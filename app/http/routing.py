@@ -146,7 +146,8 @@ def _is_json_media_type(content_type: str) -> bool:
     )
 
 
-async def _bounded_body(request: Request) -> bytes:
+async def request_body(request: Request) -> bytes:
+    """The body, once it is JSON, within `MAX_BODY_BYTES` and on time; without a UTF-8 byte order mark."""
     if not _is_json_media_type(request.headers.get("content-type", "")):
         raise UnsupportedMediaType("the request body must be application/json")
     declared = request.headers.get("content-length", "")
@@ -167,23 +168,27 @@ async def _bounded_body(request: Request) -> bytes:
             raise _body_too_large()
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            body = b"".join(chunks)
+            # RFC 8259 lets a parser ignore a byte order mark, and some writers send one.
+            return body[len(_UTF8_BOM) :] if body.startswith(_UTF8_BOM) else body
         if started is None:  # a body still on its way: from now on, it is paced
             started = asyncio.get_running_loop().time()
         pace: BodyPace = request.app.state.body_pace
         message = await pace.next_message(request.receive, started, received)
 
 
-async def json_body(request: Request, model: type[_Model]) -> _Model:
-    """The body as `model`, parsed and validated in one pass; errors located under `body` as FastAPI does."""
-    body = await _bounded_body(request)
-    if body.startswith(_UTF8_BOM):  # RFC 8259 lets a parser ignore it, and some writers send one
-        body = body[len(_UTF8_BOM) :]
+def body_errors(error: ValidationError) -> list[dict[str, Any]]:
+    """A body's validation errors, located under `body` as FastAPI locates them."""
+    errors = error.errors(include_url=False, include_input=False)
+    return [{**e, "loc": ("body", *e["loc"])} for e in errors]
+
+
+def validated_body(model: type[_Model], body: bytes) -> _Model:
+    """The JSON `body` as `model`, parsed and validated in one pass."""
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+        raise RequestValidationError(body_errors(exc)) from None
 
 
 async def while_connected(request: Request, waiting: Coroutine[Any, Any, _T]) -> _T:
