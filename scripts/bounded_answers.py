@@ -13,8 +13,10 @@ else running too, since on a busy machine the scheduler alone makes some answers
 states of 200,000 empty sub-messages (over the rendering cap, so a 422), then 40 states of 50,000 (at
 the cap) read with `decode=true` by one GET each, by batchGet (following `unprocessed`) and by listing
 (following the pages); a JSON state of 49,998 values written, and one of 1,000,000 (refused, after the
-body is parsed); and a 395 KB state of 3,800 ledger entries read with and without `decode=true`. The
-peak resident sets of the service and of its protobuf worker close the figures.
+body is parsed); a transaction of 100 JSON states of 15,000 values; a batchGet whose body carries an
+unknown field of 2,700,000 empty objects (8 MiB, refused); and a 395 KB state of 3,800 ledger entries
+read with and without `decode=true`. The peak and final resident sets of the service and of its
+protobuf worker close the figures.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from threading import Event as EventType
 from typing import Any
 
 import httpx
+import orjson
 
 from benchmarks import _dynalite, _service, aws_config
 from benchmarks._procstat import descendants, peak_rss_mb
@@ -189,6 +192,28 @@ async def put_json(client: httpx.AsyncClient, persistence_id: str, entries: int)
     return (await client.put(f"/states/{persistence_id}", json=body)).status_code
 
 
+async def batch_get_unknown_field(client: httpx.AsyncClient, values: int) -> int:
+    """A batchGet whose body carries an unknown field of `values` empty objects: refused, once parsed."""
+    body = orjson.dumps({"persistence_ids": ["a"], "junk": [{}] * values})
+    headers = {"content-type": "application/json"}
+    return (await client.post("/states:batchGet", content=body, headers=headers)).status_code
+
+
+async def transact_json(client: httpx.AsyncClient, puts: int, entries: int) -> int:
+    state: dict[str, Any] = {"recentEntries": [{}] * entries}
+    operations = [
+        {
+            "op": "put",
+            "persistence_id": f"json-{n}",
+            "manifest": ACCOUNT_STATE,
+            "state": state,
+            "version_number": 1,
+        }
+        for n in range(puts)
+    ]
+    return (await client.post("/states:transact", json={"operations": operations})).status_code
+
+
 async def decode_costs(pid: int, url: str) -> dict[str, Any]:
     figures: dict[str, Any] = {"idle": await while_probed(url, idle())}
     async with httpx.AsyncClient(base_url=url, timeout=CALL_SECONDS) as client:
@@ -202,6 +227,12 @@ async def decode_costs(pid: int, url: str) -> dict[str, Any]:
         figures["list_40_at_the_cap"] = await while_probed(url, list_all(client, AT_CAP_SHARD))
         figures["put_json_49998_values"] = await while_probed(url, put_json(client, "json-at-cap", 49_998))
         figures["put_json_1000000_values"] = await while_probed(url, put_json(client, "json-over", 1_000_000))
+        figures["transact_100_json_states_of_15000_values"] = await while_probed(
+            url, transact_json(client, 100, 15_000)
+        )
+        figures["batch_get_unknown_field_of_2700000_values"] = await while_probed(
+            url, batch_get_unknown_field(client, 2_700_000)
+        )
         entry = b"\x5a\x66" + b"\x1a\x64" + b"m" * 100  # a ledger entry with a 100-byte memo
         await write_states(client, ["ledger"], entry * 3_800, ACCOUNT_STATE)
         for decode in ("false", "true"):
@@ -215,6 +246,10 @@ async def decode_costs(pid: int, url: str) -> dict[str, Any]:
     figures["peak_mb"] = {
         "service": round(status_mb(pid, "VmHWM")),
         "protobuf_worker_and_resource_tracker": [round(status_mb(member, "VmHWM")) for member in workers],
+    }
+    figures["resident_mb_at_the_end"] = {
+        "service": round(status_mb(pid)),
+        "protobuf_worker_and_resource_tracker": [round(status_mb(member)) for member in workers],
     }
     return figures
 
