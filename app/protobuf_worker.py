@@ -20,7 +20,8 @@ Bounds:
 - A state that cannot be rendered (beyond the cap, a payload that does not parse as its type, a value with
   no JSON form) comes back with an `error` rather than failing the others.
 - At most `MAX_QUEUED_CALLS` calls wait for the worker at once; one more is a 503 with `Retry-After`.
-- A worker that dies (killed, out of memory) is replaced on the next call; the calls it held answer 503.
+- A worker that dies (killed, out of memory) is replaced, and the calls it held are made again on the new
+  one; a call that a second worker dies under too answers 503.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
 MAX_ANSWER_VALUES = 250_000
 MAX_QUEUED_CALLS = 32
+WORKER_ATTEMPTS = 2
 QUICK_RENDER_BYTES = 1024
 QUICK_PARSE_VALUES = 256
 _PARENT_CHECK_SECONDS = 1.0
@@ -63,7 +65,7 @@ class SerializedState:
     payload, or why the state was refused."""
 
     payload: bytes | None
-    refusal: str | None = None
+    refusal: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +100,7 @@ class ProtobufWorker:
         the worker serialized as it parsed the body (`SerializedState`) is answered at once."""
         if isinstance(state, SerializedState):
             if state.payload is None:
-                raise InvalidState(state.refusal or "the state could not be serialized")
+                raise InvalidState(state.refusal)
             return state.payload
         if self.types.check_json_state(manifest, state) <= QUICK_PARSE_VALUES:
             return self.types.from_json(manifest, state)
@@ -124,12 +126,15 @@ class ProtobufWorker:
             )
         self._calls += 1
         try:
-            executor = self._running_executor()
-            try:
-                return await asyncio.get_running_loop().run_in_executor(executor, function, *arguments)
-            except BrokenProcessPool:
-                self._forget(executor)
-                raise WorkerUnavailable("the protobuf worker process stopped; retry later") from None
+            # A worker that died (idle, or under any call it held) is replaced and the call made again,
+            # once: a call the new worker dies under too is most likely what kills it.
+            for _ in range(WORKER_ATTEMPTS):
+                executor = self._running_executor()
+                try:
+                    return await asyncio.get_running_loop().run_in_executor(executor, function, *arguments)
+                except BrokenProcessPool:
+                    self._forget(executor)
+            raise WorkerUnavailable("the protobuf worker process stopped under this call; retry later")
         finally:
             self._calls -= 1
 
@@ -189,13 +194,15 @@ def _load_types(descriptor_sets: tuple[Path, ...]) -> None:
     threading.Thread(target=_exit_with, args=(os.getppid(),), name="exit-with-service", daemon=True).start()
     _worker_types = TypeRegistry.load(descriptor_sets)
     with contextlib.suppress(AttributeError):  # glibc's; other C libraries hand memory back themselves
-        _malloc_trim = ctypes.CDLL(None).malloc_trim
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+        malloc_trim.argtypes, malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+        _malloc_trim = malloc_trim
 
 
 def release_freed_memory() -> None:
-    """In the worker process: the memory freed so far handed back to the system. glibc keeps what a large
-    parse frees for later: after one 8 MiB body of empty objects, 300 MB of the worker's 472 MB peak; 60 MB
-    once released. Not after every call: memory handed back is faulted in again by the next large one."""
+    """In the worker process: the memory freed so far handed back to the system, which glibc would keep for
+    later (docs/bounded-answers.md has the figures). Not after every call: memory handed back is faulted in
+    again by the next large one."""
     if _malloc_trim is not None:
         _malloc_trim(0)
 

@@ -174,7 +174,7 @@ class TestBounds:
         assert isinstance(refused[0], WorkerUnavailable)
         assert refused[0].headers == {"Retry-After": "1"}
 
-    async def test_a_worker_that_dies_is_replaced(self, descriptor_set: Path) -> None:
+    async def test_a_worker_that_dies_is_replaced_for_the_next_call(self, descriptor_set: Path) -> None:
         before = {child.pid for child in worker_processes()}
         worker = started(descriptor_set)
         try:
@@ -182,9 +182,21 @@ class TestBounds:
             (process,) = [child for child in worker_processes() if child.pid not in before]
             assert process.pid is not None
             os.kill(process.pid, signal.SIGKILL)
+            process.join(timeout=30)
 
-            with pytest.raises(WorkerUnavailable, match="stopped"):
-                await worker.render([(ACCOUNT_STATE, AT_THE_CAP)])
+            assert len(await worker.render([(ACCOUNT_STATE, AT_THE_CAP)])) == 1
+        finally:
+            await worker.close()
+
+    async def test_a_call_that_two_workers_die_under_is_refused_and_the_next_is_served(
+        self, descriptor_set: Path
+    ) -> None:
+        worker = started(descriptor_set)
+        try:
+            with pytest.raises(WorkerUnavailable, match="stopped under this call") as refused:
+                await worker.run(os._exit, 1)
+
+            assert refused.value.headers == {"Retry-After": "1"}
             assert len(await worker.render([(ACCOUNT_STATE, LONG_ID)])) == 1
         finally:
             await worker.close()
