@@ -1,5 +1,5 @@
-"""Bodies of many JSON values are parsed in the protobuf worker, not on the event loop, and answered exactly
-as a body parsed in place is.
+"""Bodies of many JSON values are parsed in the protobuf worker, not on the event loop, and answered as a
+body parsed in place is (only the worker's own bounds can add a 503, tests/test_protobuf_worker.py).
 
 The service runs as `statestore serve`, a process of its own on SQLite with the tests' descriptor set.
 """
@@ -16,16 +16,18 @@ import orjson
 import psutil
 import pytest
 from _descriptors import SAMPLE_PROTO, build_descriptor_set
+from google.protobuf import wrappers_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.api.bodies import QUICK_BODY_VALUES, json_values_at_most
+from app.api.bodies import QUICK_BODY_ITEMS, json_items_at_most
+from app.http.routing import MAX_REPORTED_ERRORS
 from app.protobuf import MAX_RENDERED_VALUES
 from support.api import assert_problem, state_path
 from support.messages import ACCOUNT_STATE
 from support.processes import serving_sqlite
 
-MANY = QUICK_BODY_VALUES + 1  # empty ledger entries: a state of that many values is parsed in the worker
+MANY = QUICK_BODY_ITEMS + 1  # empty ledger entries: a state of that many values is parsed in the worker
 JUNK_VALUES = 2_000_000  # an extra field of that many empty objects: about 6 MB, refused
 JSON = {"content-type": "application/json"}
 
@@ -90,6 +92,17 @@ def test_small_bodies_are_parsed_in_place_and_one_of_many_values_in_the_worker(
         assert psutil.Process(service.pid).children(recursive=True), "no worker parsed the body"
 
 
+async def test_a_json_state_of_many_escapes_is_stored_as_its_payload(
+    client: httpx.AsyncClient, state_id: str
+) -> None:
+    account_id = '"\\' * QUICK_BODY_ITEMS
+    response = await client.put(state_path(state_id), json=put_body({"accountId": account_id}))
+
+    assert response.status_code == 200, response.text
+    same_wire_form = wrappers_pb2.StringValue(value=account_id)  # a string as field 1, as AccountState's id
+    assert await stored_payload(client, state_id) == same_wire_form.SerializeToString()
+
+
 async def test_a_json_state_of_many_values_is_stored_as_its_payload(
     client: httpx.AsyncClient, state_id: str
 ) -> None:
@@ -147,6 +160,20 @@ async def test_a_body_of_many_values_that_breaks_the_schema_is_refused_as_a_smal
     assert refusal(in_the_worker) == refusal(in_place)
 
 
+@pytest.mark.parametrize("keys", [MAX_REPORTED_ERRORS + 1, MANY], ids=["in place", "in the worker"])
+async def test_a_body_that_breaks_the_schema_in_many_places_names_the_first_ones(
+    client: httpx.AsyncClient, state_id: str, keys: int
+) -> None:
+    unknown = [f"unknown-{n:05}" for n in range(keys)]
+    body = {**put_body(entries(1)), **dict.fromkeys(unknown, 0)}
+    response = await client.put(state_path(state_id), json=body)
+
+    named = unknown[:MAX_REPORTED_ERRORS]
+    assert refusal(response)["errors"] == [
+        {"loc": ["body", key], "msg": "Extra inputs are not permitted"} for key in named
+    ]
+
+
 async def test_a_batch_get_with_an_unknown_field_of_many_values_is_refused_naming_it(
     client: httpx.AsyncClient,
 ) -> None:
@@ -161,14 +188,14 @@ async def test_a_transaction_of_many_values_stores_each_state_as_its_payload(
 ) -> None:
     ids = [f"{state_id}-{n}" for n in range(3)]
     operations = [
-        {"op": "put", "persistence_id": persistence_id, **put_body(entries(QUICK_BODY_VALUES // 2))}
+        {"op": "put", "persistence_id": persistence_id, **put_body(entries(QUICK_BODY_ITEMS // 2))}
         for persistence_id in ids
     ]
     response = await client.post("/states:transact", json={"operations": operations})
 
     assert response.status_code == 200, response.text
     for persistence_id in ids:
-        assert await stored_payload(client, persistence_id) == b"\x5a\x00" * (QUICK_BODY_VALUES // 2)
+        assert await stored_payload(client, persistence_id) == b"\x5a\x00" * (QUICK_BODY_ITEMS // 2)
 
 
 async def test_a_transaction_of_many_values_with_one_state_refused_applies_nothing(
@@ -195,22 +222,29 @@ JSON_VALUES = st.recursive(
 def test_a_body_is_never_said_to_hold_fewer_values_than_it_does(value: Any) -> None:
     values = count_values(value)
 
-    assert not json_values_at_most(orjson.dumps(value), values - 1)
+    assert not json_items_at_most(orjson.dumps(value), values - 1)
 
 
 @pytest.mark.parametrize("gap", [0, 1, 100, 254, 255, 256, 300, 5000])
 def test_marks_are_counted_exactly_however_far_apart(gap: int) -> None:
-    strings = ["x" * gap] * QUICK_BODY_VALUES  # that many values, and the list's own
+    strings = ["x" * gap] * QUICK_BODY_ITEMS  # that many values, and the list's own
     body = orjson.dumps(strings)
 
-    assert json_values_at_most(body, QUICK_BODY_VALUES + 1)
-    assert not json_values_at_most(body, QUICK_BODY_VALUES)
+    assert json_items_at_most(body, QUICK_BODY_ITEMS + 1)
+    assert not json_items_at_most(body, QUICK_BODY_ITEMS)
+
+
+def test_each_escape_in_a_string_counts_as_an_item() -> None:
+    body = orjson.dumps({"accountId": '"' * QUICK_BODY_ITEMS})
+
+    assert not json_items_at_most(body, QUICK_BODY_ITEMS)
+    assert json_items_at_most(body, QUICK_BODY_ITEMS + 2)
 
 
 def test_a_base64_payload_holds_no_values_of_its_own() -> None:
     body = orjson.dumps({"manifest": "m", "payload": "A" * 8_000_000, "version_number": "1"})
 
-    assert json_values_at_most(body, 4)
+    assert json_items_at_most(body, 4)
 
 
 def count_values(value: Any) -> int:

@@ -29,6 +29,9 @@ from starlette.types import Message, Receive
 from app.errors import ClientClosedRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+# A body can break the schema in hundreds of thousands of places (one per unknown key, say); the answer
+# names the first ones, enough to correct a request, and stays small.
+MAX_REPORTED_ERRORS = 100
 _UTF8_BOM = b"\xef\xbb\xbf"
 _Model = TypeVar("_Model", bound=BaseModel)
 _T = TypeVar("_T")
@@ -178,9 +181,12 @@ async def request_body(request: Request) -> bytes:
 
 
 def body_errors(error: ValidationError) -> list[dict[str, Any]]:
-    """A body's validation errors, located under `body` as FastAPI locates them."""
-    errors = error.errors(include_url=False, include_input=False)
-    return [{**e, "loc": ("body", *e["loc"])} for e in errors]
+    """A body's first `MAX_REPORTED_ERRORS` validation errors, located under `body` as FastAPI locates them:
+    their type, location and message, strings that any process can take (never an input or a context)."""
+    errors = error.errors(include_url=False, include_context=False, include_input=False)
+    return [
+        {"type": e["type"], "loc": ("body", *e["loc"]), "msg": e["msg"]} for e in errors[:MAX_REPORTED_ERRORS]
+    ]
 
 
 def validated_body(model: type[_Model], body: bytes) -> _Model:
