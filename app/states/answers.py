@@ -2,7 +2,7 @@
 
 A batchGet answer is filled state by state, each counted as DynamoDB counts its item (`item_size`). The
 first state that does not fit closes the answer: it and every id not read yet go back to the client as
-`unprocessed`, for it to ask again, so that one request never makes the service hold more than about one
+`unprocessed`, for it to ask again, so that a batchGet never makes the service hold more than about one
 answer's worth of states, however many ids it names and however large their states.
 """
 

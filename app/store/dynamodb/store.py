@@ -179,6 +179,7 @@ class DynamoDBStore:
 
     async def transact(self, operations: Sequence[Operation]) -> list[StateRecord | None]:
         now = self._now()
+        answer_by = asyncio.get_running_loop().time() + self._deadline
         settled: Settled = {}
         async with self._call("TransactWriteItems"):
             for _ in range(TRANSACT_ATTEMPTS):
@@ -193,10 +194,10 @@ class DynamoDBStore:
                     if cancelled.came_with_items:
                         self._returns_old_items = True
                     elif cancelled.refused and not self._returns_old_items:
-                        found = await self._stored(operations, list(cancelled.refused), now)
+                        found = await self._stored(operations, list(cancelled.refused), now, answer_by)
                         cancelled = cancelled.finding(found)
                     unrefused_puts = await self._stored(
-                        operations, puts_to_read(operations, cancelled.refused), now
+                        operations, puts_to_read(operations, cancelled.refused), now, answer_by
                     )
                     settled = settle_cancellation(self._table, operations, cancelled, settled, unrefused_puts)
                     if len(settled) < len(operations):
@@ -215,15 +216,17 @@ class DynamoDBStore:
         return True  # DynamoDB can tell only by reading the states
 
     async def _stored(
-        self, operations: Sequence[Operation], indexes: Sequence[int], now: int
+        self, operations: Sequence[Operation], indexes: Sequence[int], now: int, answer_by: float
     ) -> dict[int, StateRecord | None]:
-        """What is stored at `now` for these operations, every one of them read: a read that fills its answer
-        (16 MiB) is followed by another for the rest. A read that reads none of its ids (throttled, or given
-        up at 80% of the deadline) is a 503, so that an unread state is never taken for "nothing stored"."""
+        """What is stored at `now` for these operations, every one of them read by `answer_by` (the event
+        loop's clock): a read that fills its answer (16 MiB) is followed by another for the rest, each within
+        what is left of the time. A read that reads none of its ids (throttled, or given up at 80% of that
+        time) is a 503, so that an unread state is never taken for "nothing stored"."""
+        loop = asyncio.get_running_loop()
         found: dict[str, StateRecord] = {}
         unread = [operations[i].persistence_id for i in indexes]
         while unread:
-            read = await batch_get(self._client, self._table, unread, self._deadline)
+            read = await batch_get(self._client, self._table, unread, answer_by - loop.time())
             found.update((record.persistence_id, record) for record in read.found)
             unread = read.unprocessed
         return {i: present(found.get(operations[i].persistence_id), now) for i in indexes}
