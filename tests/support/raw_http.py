@@ -56,13 +56,37 @@ def read_response(sock: socket.socket, sent: int = 0) -> RawResponse:
     except ConnectionResetError:
         pass  # after the whole answer: the server closed with our unread body still in its buffer
     head, _, body = data.partition(b"\r\n\r\n")
+    status, headers = _parse_head(head)
+    length = int(headers.get("content-length", len(body)))
+    return RawResponse(status, headers, body[:length], sent)
+
+
+def read_kept_alive_response(sock: socket.socket) -> RawResponse:
+    """One answer on a connection the server keeps open: its head, then as much body as its Content-Length
+    says. One `recv` is not enough: the server writes the head and the body separately, and a `recv` may
+    return between the two."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection within the head: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, headers = _parse_head(head)
+    length = int(headers["content-length"])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection within the body: {body!r}"
+        body += chunk
+    return RawResponse(status, headers, body[:length], 0)
+
+
+def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     headers = {}
     for line in header_lines:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", len(body)))
-    return RawResponse(int(status_line.split()[1]), headers, body[:length], sent)
+    return int(status_line.split()[1]), headers
 
 
 def chunked(chunks: Iterable[bytes]) -> Iterable[bytes]:
