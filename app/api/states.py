@@ -129,7 +129,7 @@ async def _until_modified(
     """
     async with states.watches.watching(persistence_id) as watch:
         if not watch.shows(not_modified):
-            record = watch.observe(await states.get(persistence_id))
+            record = await states.watches.read(watch, states.get)
             if not not_modified(record):
                 return record
         changed = states.watches.wait(watch, lambda record: not not_modified(record), seconds)

@@ -6,6 +6,9 @@ A watch keeps the latest state known of its id. Three things move it on:
 - the poller: every interval it asks the store whether anything may have been written by another process
   (SQLite tells by `PRAGMA data_version`; DynamoDB cannot tell, so always), and if so reads every watched
   id in consistent batch reads. However many clients wait on an id, a process reads it once an interval.
+Reads are in flight while writes are made, and may finish in any order: each observation carries a ticket
+taken when its read began (a write's, when it is reported), and a watch takes none older than the one it
+shows, so that a read begun before a write never undoes the write.
 
 A watch outlives its last waiter by `LINGER_SECONDS`, so that clients which wait again straight after an
 answer find it, and with it the state they were just given, without a read of their own.
@@ -15,8 +18,9 @@ Closing (the process is stopping) ends every wait at once, and every later one a
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Protocol
 
@@ -43,13 +47,13 @@ class WatchMeter(Protocol):
 class Watch:
     """The latest known state of one id, and the waiters that wait for it to become what they want."""
 
-    __slots__ = ("_changed", "generation", "idle_since", "known", "latest", "persistence_id", "waiters")
+    __slots__ = ("_changed", "idle_since", "known", "latest", "persistence_id", "ticket", "waiters")
 
     def __init__(self, persistence_id: str) -> None:
         self.persistence_id = persistence_id
         self.latest: StateRecord | None = None
         self.known = False
-        self.generation = 0  # moves on every observation, so a poll issued before one cannot undo it
+        self.ticket = 0  # of the observation `latest` comes from: an older one cannot undo it
         self.waiters = 0
         self.idle_since = 0.0
         self._changed = asyncio.Event()
@@ -57,13 +61,15 @@ class Watch:
     def shows(self, wanted: Wanted) -> bool:
         return self.known and wanted(self.latest)
 
-    def observe(self, record: StateRecord | None) -> StateRecord | None:
-        """Take `record` as the latest state, waking the waiters when it differs; returns it."""
-        self.generation += 1
+    def observe(self, record: StateRecord | None, ticket: int) -> None:
+        """Take `record` as the latest state, waking the waiters when it differs, unless the watch shows
+        an observation newer than `ticket` (the ticket taken when the read of `record` began)."""
+        if ticket < self.ticket:
+            return
+        self.ticket = ticket
         if not self.known or record != self.latest:
             self.latest, self.known = record, True
             self.wake()
-        return record
 
     def wake(self) -> None:
         self._changed.set()
@@ -81,6 +87,7 @@ class Watches:
         self._meter = meter
         self._watches: dict[str, Watch] = {}
         self._waiters = 0
+        self._tickets = itertools.count(1)
         self.closing = False
 
     @asynccontextmanager
@@ -103,6 +110,16 @@ class Watches:
             watch.idle_since = asyncio.get_running_loop().time()
             self._meter.waiters_changed(-1)
 
+    async def read(
+        self, watch: Watch, read: Callable[[str], Awaitable[StateRecord | None]]
+    ) -> StateRecord | None:
+        """A waiter's own read of the watch's id: what it found, which the watch takes unless it has seen a
+        newer state meanwhile (a write made while the read was in flight)."""
+        ticket = next(self._tickets)
+        record = await read(watch.persistence_id)
+        watch.observe(record, ticket)
+        return record
+
     async def wait(self, watch: Watch, wanted: Wanted, seconds: float) -> StateRecord | None:
         """The watch's latest state once it is `wanted`, or after `seconds`, or when closing: whichever
         comes first."""
@@ -124,7 +141,7 @@ class Watches:
     def _observe(self, persistence_id: str, record: StateRecord | None) -> None:
         watch = self._watches.get(persistence_id)
         if watch is not None:
-            watch.observe(record)
+            watch.observe(record, next(self._tickets))
 
     def close(self) -> None:
         """End every wait now, and every later one as soon as it begins."""
@@ -161,15 +178,15 @@ class Watches:
         watched = list(self._watches)
         for start in range(0, len(watched), IDS_PER_POLL_READ):
             batch = watched[start : start + IDS_PER_POLL_READ]
-            generations = {i: self._watches[i].generation for i in batch if i in self._watches}
+            ticket = next(self._tickets)
             read = await self._store.get_many(batch)
             found = {record.persistence_id: record for record in read.found}
             unread = set(read.unprocessed)  # left for the next round, not taken for deleted
             self._meter.ids_polled(len(batch))
-            for persistence_id, generation in generations.items():
+            for persistence_id in batch:
                 watch = self._watches.get(persistence_id)
-                if persistence_id not in unread and watch is not None and watch.generation == generation:
-                    watch.observe(found.get(persistence_id))
+                if persistence_id not in unread and watch is not None:
+                    watch.observe(found.get(persistence_id), ticket)
 
     def _forget_idle(self) -> None:
         forget_before = asyncio.get_running_loop().time() - LINGER_SECONDS
