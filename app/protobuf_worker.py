@@ -67,6 +67,12 @@ class SerializedState:
     payload: bytes | None
     refusal: str = ""
 
+    def checked(self) -> bytes:
+        """The payload, or the refusal as `InvalidState`, as `TypeRegistry.from_json` would have raised it."""
+        if self.payload is None:
+            raise InvalidState(self.refusal)
+        return self.payload
+
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
@@ -96,12 +102,7 @@ class ProtobufWorker:
             await self.run(_check_payload, manifest, payload, unknown_fields)
 
     async def from_json(self, manifest: str, state: Any) -> bytes:
-        """`TypeRegistry.from_json`; a state refused on its shape or size is refused before the trip, and one
-        the worker serialized as it parsed the body (`SerializedState`) is answered at once."""
-        if isinstance(state, SerializedState):
-            if state.payload is None:
-                raise InvalidState(state.refusal)
-            return state.payload
+        """`TypeRegistry.from_json`; a state refused on its shape or size is refused before the trip."""
         if self.types.check_json_state(manifest, state) <= QUICK_PARSE_VALUES:
             return self.types.from_json(manifest, state)
         return await self.run(_from_json, manifest, state)

@@ -25,7 +25,7 @@ from starlette.requests import Request
 
 from app.api import services_of
 from app.http.routing import request_body, validated_body
-from app.protobuf_worker import release_freed_memory, serialize_json_state
+from app.protobuf_worker import SerializedState, release_freed_memory, serialize_json_state
 
 QUICK_BODY_ITEMS = 2048
 _ITEM_MARKS = b",[{\\"
@@ -36,7 +36,7 @@ _Model = TypeVar("_Model", bound=BaseModel)
 
 @runtime_checkable
 class _CarriesStates(Protocol):
-    def with_states_serialized(self, serialize: Callable[[str, JsonValue], object]) -> Self: ...
+    def with_states_serialized(self, serialize: Callable[[str, JsonValue], SerializedState]) -> Self: ...
 
 
 async def parsed_body(request: Request, model: type[_Model]) -> _Model:

@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    PrivateAttr,
     StrictInt,
     StringConstraints,
     WithJsonSchema,
@@ -23,6 +24,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from app.api.ids import DOCUMENTED_ID
 from app.http.openapi import DECIMAL_PATTERNS, integer_answer
+from app.protobuf_worker import SerializedState
 from app.states.model import MAX_INT64, MAX_TTL_SECONDS, MAX_UINT64
 
 MANIFEST_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -191,6 +193,7 @@ class PutStateRequest(_Body):
     persistence_id: str | None = Field(
         None, description="When present, must equal the path's persistence id."
     )
+    _serialized_state: SerializedState | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _payload_or_state(self) -> PutStateRequest:
@@ -200,12 +203,18 @@ class PutStateRequest(_Body):
             raise ValueError("payload must be a base64 string; to send a JSON state, use state")
         return self
 
-    def with_states_serialized(self, serialize: Callable[[str, JsonValue], object]) -> Self:
-        """This write with its JSON `state`, if it has one, replaced by what `serialize` makes of it (the
-        protobuf worker's `SerializedState`, as it parses a large body: app/api/bodies.py)."""
+    @property
+    def serialized_state(self) -> SerializedState | None:
+        """`state` serialized already, by the protobuf worker as it parsed the body (app/api/bodies.py)."""
+        return self._serialized_state
+
+    def with_states_serialized(self, serialize: Callable[[str, JsonValue], SerializedState]) -> Self:
+        """This write with its JSON `state`, if it has one, serialized by `serialize` and dropped."""
         if "state" not in self.model_fields_set:
             return self
-        return self.model_copy(update={"state": serialize(self.manifest, self.state)})
+        serialized = self.model_copy(update={"state": None})
+        serialized._serialized_state = serialize(self.manifest, self.state)
+        return serialized
 
 
 class _StateFields(BaseModel):
@@ -229,6 +238,7 @@ class StateWritten(_StateFields):
 
 DecodedState = Annotated[
     JsonValue,
+    PrivateAttr,
     Field(
         description="Only with `decode=true`: the message in protobuf's canonical JSON mapping; null when its"
         " type is unknown, or when it could not be rendered (`decode_error` says why)."
@@ -340,7 +350,7 @@ class TransactRequest(_Body):
         description="1 to 100 operations, each on a different persistence id; all are applied or none.",
     )
 
-    def with_states_serialized(self, serialize: Callable[[str, JsonValue], object]) -> Self:
+    def with_states_serialized(self, serialize: Callable[[str, JsonValue], SerializedState]) -> Self:
         """The transaction with each put's JSON state replaced, as a `PutStateRequest`'s is."""
         operations = [
             operation.with_states_serialized(serialize) if isinstance(operation, TransactPut) else operation

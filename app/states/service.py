@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from app.clock import NANOSECONDS_PER_SECOND, Clock
 from app.errors import InvalidState, PayloadTooLarge, ProblemError
-from app.protobuf_worker import ProtobufWorker
+from app.protobuf_worker import ProtobufWorker, SerializedState
 from app.settings import ManifestPolicy, TimestampUnit, UnknownFields, VersionGuard
 from app.states.answers import BatchRead
 from app.states.model import (
@@ -43,6 +43,8 @@ class WriteRequest(Protocol):
     def payload(self) -> bytes | None: ...
     @property
     def state(self) -> Any: ...
+    @property
+    def serialized_state(self) -> SerializedState | None: ...
     @property
     def version_number(self) -> int: ...
     @property
@@ -152,7 +154,10 @@ class StatesService:
         """The payload checked against its type, or the JSON state serialized."""
         manifest = request.manifest
         if request.payload is None:
+            serialized = request.serialized_state
             try:
+                if serialized is not None:
+                    return serialized.checked()
                 return await self.protobuf.from_json(manifest, request.state)
             except InvalidState as exc:
                 raise _refusal("state", exc.detail) from exc
