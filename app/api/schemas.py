@@ -238,7 +238,6 @@ class StateWritten(_StateFields):
 
 DecodedState = Annotated[
     JsonValue,
-    PrivateAttr,
     Field(
         description="Only with `decode=true`: the message in protobuf's canonical JSON mapping; null when its"
         " type is unknown, or when it could not be rendered (`decode_error` says why)."
