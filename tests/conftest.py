@@ -6,11 +6,13 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import hypothesis
 import pytest
+from _descriptors import SAMPLE_PROTO, build_descriptor_set
 
 from app.main import create_app
 from app.settings import Settings
@@ -139,6 +141,12 @@ def service_url(backend: str, start_service: ServiceFactory) -> Iterator[str]:
 async def client(service_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=service_url, timeout=30) as http:
         yield http
+
+
+@pytest.fixture(scope="session")
+def descriptor_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample types of tests/protos/sample.proto, compiled once for the session."""
+    return build_descriptor_set(SAMPLE_PROTO, tmp_path_factory.mktemp("descriptors") / "sample.binpb")
 
 
 @pytest.fixture

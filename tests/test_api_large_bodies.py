@@ -15,14 +15,12 @@ import httpx
 import orjson
 import psutil
 import pytest
-from _descriptors import SAMPLE_PROTO, build_descriptor_set
 from google.protobuf import wrappers_pb2
 from hypothesis import given
 from hypothesis import strategies as st
 
 from app.api.bodies import QUICK_BODY_ITEMS, json_items_at_most
 from app.http.routing import MAX_REPORTED_ERRORS
-from app.protobuf import MAX_RENDERED_VALUES
 from support.api import assert_problem, state_path
 from support.messages import ACCOUNT_STATE
 from support.processes import serving_sqlite
@@ -30,11 +28,6 @@ from support.processes import serving_sqlite
 MANY = QUICK_BODY_ITEMS + 1  # empty ledger entries: a state of that many values is parsed in the worker
 JUNK_VALUES = 2_000_000  # an extra field of that many empty objects: about 6 MB, refused
 JSON = {"content-type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-def descriptor_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_descriptor_set(SAMPLE_PROTO, tmp_path_factory.mktemp("descriptors") / "sample.binpb")
 
 
 @pytest.fixture(scope="module")
@@ -136,14 +129,6 @@ async def test_a_state_refused_in_a_body_of_many_values_is_refused_as_in_a_small
     assert refusal(in_the_worker) == refusal(in_place)
     assert refusal(in_place)["errors"][0]["loc"] == ["body", "state"]
     assert (await client.get(state_path(state_id))).status_code == 404
-
-
-async def test_a_state_over_the_cap_is_refused_from_the_worker(
-    client: httpx.AsyncClient, state_id: str
-) -> None:
-    response = await client.put(state_path(state_id), json=put_body(entries(MAX_RENDERED_VALUES)))
-
-    assert "send its serialized payload instead" in refusal(response)["detail"]
 
 
 @pytest.mark.parametrize(

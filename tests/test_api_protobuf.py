@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _descriptors import SAMPLE_PROTO, build_descriptor_set, message_classes
+from _descriptors import message_classes
 from google.protobuf import struct_pb2, timestamp_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,11 +21,6 @@ from scripts.servers import free_port, service_command
 from support.api import assert_problem, state_path
 from support.messages import ACCOUNT_STATE, ANY, Types, account_states, ego_envelope, packed, serialized
 from support.services import ServiceFactory
-
-
-@pytest.fixture(scope="session")
-def descriptor_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_descriptor_set(SAMPLE_PROTO, tmp_path_factory.mktemp("descriptors") / "sample.binpb")
 
 
 @pytest.fixture(scope="session")

@@ -41,11 +41,6 @@ OPENED_AT = 1_764_115_200
 
 
 @pytest.fixture(scope="session")
-def descriptor_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_descriptor_set(SAMPLE_PROTO, tmp_path_factory.mktemp("descriptors") / "sample.pb")
-
-
-@pytest.fixture(scope="session")
 def registry(descriptor_set: Path) -> TypeRegistry:
     return TypeRegistry.load([descriptor_set])
 

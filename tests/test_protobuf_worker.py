@@ -16,7 +16,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from _descriptors import SAMPLE_PROTO, build_descriptor_set
 from google.protobuf import struct_pb2
 
 from app.errors import InvalidState, WorkerUnavailable
@@ -33,11 +32,6 @@ from support.messages import ACCOUNT_STATE
 AT_THE_CAP = b"\x5a\x00" * MAX_RENDERED_VALUES  # that many empty ledger entries
 STATES_PER_ANSWER = MAX_ANSWER_VALUES // MAX_RENDERED_VALUES
 LONG_ID = b"\x0a\x80\x10" + b"a" * 2048  # an account id of 2,048 characters: too much to render in place
-
-
-@pytest.fixture(scope="module")
-def descriptor_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_descriptor_set(SAMPLE_PROTO, tmp_path_factory.mktemp("descriptors") / "sample.binpb")
 
 
 def started(descriptor_set: Path) -> ProtobufWorker:
