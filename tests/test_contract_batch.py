@@ -24,7 +24,7 @@ from support.api import (
     stored_versions,
     transact,
 )
-from support.differences import DYNALITE_HAS_NO_TRANSACTIONS
+from support.differences import DYNALITE_HAS_NO_TRANSACTIONS, SQLITE_HAS_NO_ITEM_LIMIT
 from support.services import ServiceFactory, own_table
 
 TABLE = "batch_states"
@@ -462,6 +462,7 @@ async def test_transact_checks_each_id_like_the_path(
     assert await stored_versions(client, [state_id]) == {state_id: None}
 
 
+@SQLITE_HAS_NO_ITEM_LIMIT
 async def test_an_item_over_the_size_limit_is_413_naming_the_operation(
     client: httpx.AsyncClient, state_id: str
 ) -> None:
@@ -472,6 +473,7 @@ async def test_an_item_over_the_size_limit_is_413_naming_the_operation(
     assert await stored_versions(client, [state_id, other]) == {state_id: None, other: None}
 
 
+@SQLITE_HAS_NO_ITEM_LIMIT
 async def test_a_transaction_over_4_mb_is_413(client: httpx.AsyncClient, state_id: str) -> None:
     ids = ids_of(state_id, 11)
     response = await transact(client, *(put_op(i, 1, b"x" * 390 * 1024) for i in ids))

@@ -21,8 +21,8 @@ Transactions follow the same rule operation by operation (`settle_refused`):
 Backends then apply the transaction with the operations already done pinned to what they found, in
 the same atomic step, so "applied" always describes one instant at which every outcome held at once.
 
-Every backend refuses a state that would not fit in a DynamoDB item (`item_size`), so that a state
-stored on one backend can be stored on any.
+A state is counted as DynamoDB counts its item (`item_size`): the backends refuse what they cannot store
+(`app.store.StateStore.item_limit`), and answers are bounded by that count.
 
 A state may expire (`expires_at`, Unix epoch seconds): from that second on it is absent for every read
 and every condition (`present`), whether or not the backend has deleted it yet.

@@ -2,9 +2,11 @@
 
 A write's payload is checked against its type (or its JSON state serialized), it gets the server's time
 when it has none and an expiry when it asks for one (`ttl_seconds`), the version guard joins the
-client's precondition, and a state that would not fit in a DynamoDB item is refused, on every backend
-alike. A transaction's puts get the same treatment, and the transaction as a whole must fit DynamoDB's
-rules (at most 4 MB of items), so a transaction that works on one backend works on the other.
+client's precondition, and a state larger than the configured backend can store is refused
+(`StateStore.item_limit`): on DynamoDB without compression, one whose item would pass 400 KB, and a
+transaction whose items would pass 4 MB. SQLite, and DynamoDB with compression, take larger states; the
+request cap bounds them, and DynamoDB with compression refuses, itself, a state that does not fit
+compressed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from app.protobuf_worker import ProtobufWorker, SerializedState
 from app.settings import ManifestPolicy, TimestampUnit, UnknownFields, VersionGuard
 from app.states.answers import BatchRead
 from app.states.model import (
-    MAX_ITEM_BYTES,
     MAX_TRANSACTION_BYTES,
     DeleteOperation,
     Operation,
@@ -115,7 +116,7 @@ class StatesService:
         size = sum(
             item_size(operation.record) for operation in operations if isinstance(operation, PutOperation)
         )
-        if size > MAX_TRANSACTION_BYTES:
+        if self.store.item_limit is not None and size > MAX_TRANSACTION_BYTES:
             raise PayloadTooLarge(
                 f"the transaction's states would take {size} bytes as DynamoDB items;"
                 f" the limit for one transaction is {MAX_TRANSACTION_BYTES}"
@@ -143,10 +144,10 @@ class StatesService:
             shard=request.shard,
             expires_at=None if request.ttl_seconds is None else _expiry(now, request.ttl_seconds),
         )
-        size = item_size(record)
-        if size > MAX_ITEM_BYTES:
+        size, limit = item_size(record), self.store.item_limit
+        if limit is not None and size > limit:
             raise PayloadTooLarge(
-                f"the state would take {size} bytes as a DynamoDB item; the limit is {MAX_ITEM_BYTES}"
+                f"the state would take {size} bytes as a DynamoDB item; the limit is {limit}"
             )
         return record
 

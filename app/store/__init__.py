@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Protocol
 
 from app.clock import Clock
+from app.settings import Compression
 from app.states.answers import BatchRead
 from app.states.model import Operation, Page, Precondition, StateRecord
 
@@ -61,6 +62,13 @@ class StoreConfigurationError(Exception):
 
 class StateStore(Protocol):
     """One backend. Adapters are async context managers that own their connections."""
+
+    @property
+    def item_limit(self) -> int | None:
+        """The largest item (`item_size`) the backend stores, or None when it takes larger states and
+        refuses, itself, those it cannot store (SQLite: none; DynamoDB with compression: a state that does
+        not fit an item even compressed)."""
+        ...
 
     @property
     def description(self) -> str:
@@ -117,6 +125,7 @@ async def open_store(
     sqlite_path: Path,
     dynamodb_table: str,
     dynamodb_endpoint_url: str | None,
+    compression: Compression = "off",
     observer: CallObserver = ignore_call,
     clock: Clock = time.time_ns,
 ) -> AsyncIterator[StateStore]:
@@ -126,7 +135,7 @@ async def open_store(
         from app.store.dynamodb import DynamoDBStore
 
         async with DynamoDBStore.open(
-            dynamodb_table, dynamodb_endpoint_url, observer=observer, clock=clock
+            dynamodb_table, dynamodb_endpoint_url, observer=observer, clock=clock, compression=compression
         ) as dynamodb:
             yield dynamodb
     else:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from app.errors import CorruptItem
 from app.observability.logging import FIELDS
 from app.states.model import Attribute, Precondition, StateRecord
+from app.store.dynamodb._large_states import STATE_ENCODING, ZSTD, decoded, needs_encoding, stored_payload
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.type_defs import AttributeValueTypeDef
@@ -117,7 +118,7 @@ def from_item(item: Mapping[str, Any]) -> StateRecord:
         persistence_id=persistence_id,
         version_number=_number(item, Attribute.VERSION_NUMBER),
         manifest=manifest or "",
-        payload=bytes(payload or b""),
+        payload=decoded(item, bytes(payload or b"")),
         timestamp=_number(item, Attribute.TIMESTAMP),
         shard=_number(item, Attribute.SHARD),
         expires_at=_optional_number(item, Attribute.EXPIRES_AT),
@@ -130,6 +131,7 @@ _NAMES = {
     "#m": Attribute.MANIFEST,
     "#p": Attribute.PAYLOAD,
     "#e": Attribute.EXPIRES_AT,
+    "#n": STATE_ENCODING,
 }
 
 
@@ -196,9 +198,12 @@ class ConditionBuilder:
         return " AND ".join(clauses)
 
     def build_pin(self, stored: StateRecord | None) -> str:
-        """Holds while exactly `stored` (same version, manifest and payload) is stored; None: nothing is."""
+        """Holds while exactly `stored` (same version, manifest and payload) is stored; None: nothing is.
+        The payload is compared in its stored form, compressed or not (`_large_states`)."""
         if stored is None:
             return self._gone()
+        encoded = needs_encoding(stored)
+        encoding = f"#n = {self._value({'S': ZSTD})}" if encoded else "attribute_not_exists(#n)"
         return " AND ".join(
             [
                 self._live(),
@@ -206,7 +211,8 @@ class ConditionBuilder:
                     "#v", {"N": str(stored.version_number)}, read_when_missing=stored.version_number == 0
                 ),
                 self._equals("#m", {"S": stored.manifest}, read_when_missing=not stored.manifest),
-                self._equals("#p", {"B": stored.payload}, read_when_missing=not stored.payload),
+                self._equals("#p", {"B": stored_payload(stored)}, read_when_missing=not stored.payload),
+                encoding,
             ]
         )
 

@@ -223,6 +223,10 @@ class SQLiteStore:
             writer.close()
 
     @property
+    def item_limit(self) -> int | None:
+        return None  # any state the request cap lets in
+
+    @property
     def description(self) -> str:
         return f"sqlite file {self._path.resolve()}"
 
