@@ -75,10 +75,14 @@ def parsed_body(content: bytes) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def error_response(status: int, content: bytes, metadata: dict[str, Any]) -> dict[str, Any]:
-    """The response dict of botocore's `ClientError` for an error answer."""
-    body = decode_answer(parsed_body(content))
+def error_response(
+    status: int, content: bytes, metadata: dict[str, Any], modeled: frozenset[str]
+) -> dict[str, Any]:
+    """The response dict of botocore's `ClientError` for an error answer; the fields of the body come along
+    when its code is one of the operation's `modeled` errors, as botocore parses only those."""
+    body = parsed_body(content)
     code = str(body.pop("__type", None) or status)
     code = code.split(":", 1)[0].rsplit("#", 1)[-1]
     message = body.get("message", body.get("Message", ""))
-    return {**body, "Error": {"Message": message, "Code": code}, "ResponseMetadata": metadata}
+    fields = decode_answer(body) if code in modeled else {}
+    return {**fields, "Error": {"Message": message, "Code": code}, "ResponseMetadata": metadata}

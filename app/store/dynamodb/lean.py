@@ -98,6 +98,10 @@ class LeanClient:
             name: sdk.meta.service_model.operation_model(name)
             for name in ("GetItem", "PutItem", "DeleteItem", "BatchGetItem", "TransactWriteItems")
         }
+        self._modeled_errors = {
+            name: frozenset(shape.name for shape in operation.error_shapes)
+            for name, operation in self._operations.items()
+        }
         self._quota = standard.RetryQuotaChecker(quota.RetryQuota())
         self._retries = standard.RetryHandler(
             retry_policy=standard.RetryPolicy(
@@ -168,7 +172,12 @@ class LeanClient:
                     response["ResponseMetadata"] = answer.metadata(attempts)
                     return response
                 if not ok:
-                    parsed = error_response(answer.status_code, answer.content, answer.metadata(attempts))
+                    parsed = error_response(
+                        answer.status_code,
+                        answer.content,
+                        answer.metadata(attempts),
+                        self._modeled_errors[operation],
+                    )
             delay = self._retries.needs_retry(
                 attempts=attempts,
                 operation=self._operations[operation],
