@@ -300,6 +300,18 @@ def test_start_up_warns_when_dynamodb_will_not_delete_expired_states(
     assert "time to live is DISABLED" in warning
 
 
+def test_the_start_up_line_names_the_client_that_makes_the_hot_calls(
+    backend: str, dynamodb_path: str, start_service: ServiceFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="statestore"),
+        start_service(backend, dynamodb_client=dynamodb_path),
+    ):
+        pass
+    [ready] = [record.getMessage() for record in caplog.records if "statestore ready" in record.getMessage()]
+    assert ready.endswith(f"({dynamodb_path} client)")
+
+
 def test_create_table_without_a_backend_fails_in_one_line() -> None:
     result = run_cli(
         "create-table",
