@@ -112,6 +112,7 @@ async def open_backend(
             sqlite_path=settings.sqlite_path,
             dynamodb_table=settings.dynamodb_table,
             dynamodb_endpoint_url=settings.endpoint_url,
+            dynamodb_client=settings.dynamodb_client,
             observer=observer,
             clock=clock,
         ) as store:

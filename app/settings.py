@@ -16,6 +16,7 @@ ENV_PREFIX = "STATESTORE_"
 
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]
 Backend = Literal["sqlite", "dynamodb"]
+DynamoDBClient = Literal["lean", "aioboto3"]
 ManifestPolicy = Literal["permissive", "strict"]
 VersionGuard = Literal["off", "monotonic"]
 TimestampUnit = Literal["s", "ms", "ns"]
@@ -42,6 +43,7 @@ class Settings(BaseSettings):
     sqlite_path: Path = Path("./data/statestore.db")
     dynamodb_table: str = Field("states_store", min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
     dynamodb_endpoint_url: HttpUrl | None = None
+    dynamodb_client: DynamoDBClient = "lean"
     host: str = Field("127.0.0.1", min_length=1)
     port: int = Field(8080, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -97,6 +99,7 @@ class Settings(BaseSettings):
     @field_validator(
         "log_level",
         "backend",
+        "dynamodb_client",
         "manifest_policy",
         "version_guard",
         "timestamp_unit",

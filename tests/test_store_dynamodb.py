@@ -22,6 +22,7 @@ from app.errors import CorruptItem, PreconditionFailed, TableKeyMismatch
 from app.states.model import DeleteOperation, Precondition, PutOperation, StateRecord
 from app.store.dynamodb import DynamoDBStore
 from app.store.dynamodb.codec import from_item, to_item
+from app.store.dynamodb.store import ClientKind
 from scripts.servers import free_port, service_command
 from support.api import assert_problem, state_body, state_path
 from support.differences import (
@@ -52,8 +53,8 @@ def raw_table(endpoint: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def dynamodb_url(backend: str, start_service: ServiceFactory) -> Iterator[str]:
-    with start_service(backend) as url:
+def dynamodb_url(backend: str, dynamodb_path: str, start_service: ServiceFactory) -> Iterator[str]:
+    with start_service(backend, dynamodb_client=dynamodb_path) as url:
         yield url
 
 
@@ -202,10 +203,10 @@ async def test_a_missing_version_attribute_counts_as_zero_in_conditions(
 
 
 async def test_a_missing_table_is_a_503_that_says_what_to_do(
-    backend: str, start_service: ServiceFactory, state_id: str
+    backend: str, dynamodb_path: str, start_service: ServiceFactory, state_id: str
 ) -> None:
     table = f"missing-{uuid.uuid4().hex[:8]}"
-    with start_service(backend, dynamodb_table=table) as url:
+    with start_service(backend, dynamodb_table=table, dynamodb_client=dynamodb_path) as url:
         async with httpx.AsyncClient(base_url=url) as http:
             for response in (
                 await http.get(state_path(state_id)),
@@ -297,6 +298,18 @@ def test_start_up_warns_when_dynamodb_will_not_delete_expired_states(
     [warning] = [record.getMessage() for record in caplog.records if "expired states" in record.getMessage()]
     assert f"table {table!r}" in warning
     assert "time to live is DISABLED" in warning
+
+
+def test_the_start_up_line_names_the_client_that_makes_the_hot_calls(
+    backend: str, dynamodb_path: str, start_service: ServiceFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="statestore"),
+        start_service(backend, dynamodb_client=dynamodb_path),
+    ):
+        pass
+    [ready] = [record.getMessage() for record in caplog.records if "statestore ready" in record.getMessage()]
+    assert ready.endswith(f"({dynamodb_path} client)")
 
 
 def test_create_table_without_a_backend_fails_in_one_line() -> None:
@@ -467,7 +480,7 @@ def test_a_batch_read_of_items_within_16_mb_is_answered_whole(raw_table: Any) ->
 
 @DYNALITE_HAS_NO_TRANSACTIONS
 async def test_a_transaction_is_settled_on_every_state_it_reads_beyond_one_answer(
-    raw_table: Any, endpoint: str
+    raw_table: Any, endpoint: str, dynamodb_path: ClientKind
 ) -> None:
     """A conditional delete of nothing makes the service read the transaction's puts back, to tell a resent
     transaction from a conflict; 45 stored states of 390 KB are more than one 16 MiB answer. They are read
@@ -481,7 +494,7 @@ async def test_a_transaction_is_settled_on_every_state_it_reads_beyond_one_answe
     puts = [PutOperation(StateRecord(persistence_id, 2, "m", b"new", 2, 0)) for persistence_id in ids]
     delete = DeleteOperation("never-stored", Precondition(match=frozenset({1})))
 
-    async with DynamoDBStore.open(table, endpoint) as store:
+    async with DynamoDBStore.open(table, endpoint, client=dynamodb_path) as store:
         with pytest.raises(PreconditionFailed) as refused:
             await store.transact([*puts, delete])
         assert refused.value.extensions["operation_index"] == len(puts)

@@ -13,11 +13,14 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from app.clock import Clock
 from app.states.answers import BatchRead
 from app.states.model import Operation, Page, Precondition, StateRecord
+
+if TYPE_CHECKING:
+    from app.store.dynamodb.store import ClientKind
 
 CallObserver = Callable[[str, float, Exception | None], None]
 """Told of every backend call: its operation, its seconds, and the service error it ended with, if any."""
@@ -117,16 +120,17 @@ async def open_store(
     sqlite_path: Path,
     dynamodb_table: str,
     dynamodb_endpoint_url: str | None,
+    dynamodb_client: ClientKind = "lean",
     observer: CallObserver = ignore_call,
     clock: Clock = time.time_ns,
 ) -> AsyncIterator[StateStore]:
     """The backend named, open for the life of the process, reporting its calls to `observer`, telling
-    expired states by `clock`."""
+    expired states by `clock`; on DynamoDB, `dynamodb_client` makes the hot calls."""
     if backend == "dynamodb":
         from app.store.dynamodb import DynamoDBStore
 
         async with DynamoDBStore.open(
-            dynamodb_table, dynamodb_endpoint_url, observer=observer, clock=clock
+            dynamodb_table, dynamodb_endpoint_url, observer=observer, clock=clock, client=dynamodb_client
         ) as dynamodb:
             yield dynamodb
     else:

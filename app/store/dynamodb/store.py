@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import aioboto3
 from botocore.config import Config
@@ -46,6 +46,7 @@ from app.store import CallObserver, ObservedCall, StoreConfigurationError, ignor
 from app.store.dynamodb.batch_get import batch_get
 from app.store.dynamodb.codec import condition_arguments, from_item, key_of, to_item
 from app.store.dynamodb.errors import error_code, map_dynamodb_errors
+from app.store.dynamodb.lean import LeanClient
 from app.store.dynamodb.scan import scan_page
 from app.store.dynamodb.table import (
     check_table,
@@ -78,6 +79,8 @@ CLIENT_CONFIG = Config(
     tcp_keepalive=True,
     parameter_validation=False,
 )
+ClientKind = Literal["lean", "aioboto3"]
+"""What makes the hot calls (`STATESTORE_DYNAMODB_CLIENT`): the lean client (`lean.py`), or aioboto3's."""
 
 
 class DynamoDBStore:
@@ -88,8 +91,10 @@ class DynamoDBStore:
         deadline: float = CALL_DEADLINE_SECONDS,
         observer: CallObserver = ignore_call,
         clock: Clock = time.time_ns,
+        client_kind: ClientKind = "aioboto3",
     ) -> None:
         self._client = client
+        self._client_kind = client_kind
         self._table = table
         self._deadline = deadline
         self._observer = observer
@@ -106,20 +111,29 @@ class DynamoDBStore:
         deadline: float = CALL_DEADLINE_SECONDS,
         observer: CallObserver = ignore_call,
         clock: Clock = time.time_ns,
+        client: ClientKind = "lean",
     ) -> AsyncIterator[DynamoDBStore]:
-        """`deadline` bounds each call in seconds, SDK retries and a batch read's own retries included."""
+        """`deadline` bounds each call in seconds, SDK retries and a batch read's own retries included;
+        `client` names what makes the hot calls, the control plane being aioboto3's either way."""
         # botocore reads only AWS_DEFAULT_REGION; AWS_REGION is what the other AWS SDKs and Lambda set.
         session = aioboto3.Session(region_name=os.environ.get("AWS_REGION") or None)
         if session.region_name is None:
             raise StoreConfigurationError(
                 "no AWS region is configured: set AWS_REGION (or a profile with a region)"
             )
-        async with session.client("dynamodb", endpoint_url=endpoint_url, config=CLIENT_CONFIG) as client:
-            yield cls(client, table, deadline, observer, clock)
+        async with session.client("dynamodb", endpoint_url=endpoint_url, config=CLIENT_CONFIG) as sdk:
+            if client == "aioboto3":
+                yield cls(sdk, table, deadline, observer, clock, client)
+                return
+            credentials = await session.get_credentials()
+            async with LeanClient.open(sdk, credentials, CLIENT_CONFIG) as lean:
+                # The lean client answers the hot calls as the SDK's client does, and hands it the rest.
+                yield cls(cast("DynamoDBClient", lean), table, deadline, observer, clock, client)
 
     @property
     def description(self) -> str:
-        return f"dynamodb table {self._table} at {self._client.meta.endpoint_url}"
+        endpoint = self._client.meta.endpoint_url
+        return f"dynamodb table {self._table} at {endpoint} ({self._client_kind} client)"
 
     @asynccontextmanager
     async def _call(self, operation: str) -> AsyncIterator[None]:
