@@ -99,8 +99,9 @@ def test_the_deployment_sets_only_settings_the_service_has_and_they_parse(
         monkeypatch.setenv(name, env[name])
     monkeypatch.setenv(variable_name("api_keys_file"), str(keys))
     settings = load_settings()
-    assert settings.backend == "dynamodb"  # so the SQLite path, which the read-only root could not hold, is unused
-    assert settings.api_keys == () and settings.api_keys_file == keys
+    assert settings.backend == "dynamodb"  # so the SQLite path, on the read-only root, is unused
+    assert settings.api_keys == ()
+    assert settings.api_keys_file == keys
     assert env["AWS_REGION"], "the table's region: the AWS SDK reads it, not a setting of ours"
 
 
@@ -115,7 +116,8 @@ def test_the_api_keys_come_from_the_secret_mounted_as_a_whole(
     items = volume["secret"].get("items", [{"path": key_file.name}])
     assert key_file.name in {item["path"] for item in items}
     mode = volume["secret"]["defaultMode"]
-    assert mode & 0o040 and not mode & 0o007, "readable by the image's group (fsGroup), by no one else"
+    assert mode & 0o040, "readable by the image's group (fsGroup)"
+    assert not mode & 0o007, "and by no one else"
 
 
 def test_the_port_and_the_probes_are_the_services(container: dict[str, Any]) -> None:
@@ -157,7 +159,7 @@ def test_the_pod_runs_as_the_images_user_on_a_read_only_root(
 def test_the_grace_period_covers_the_endpoint_removal_and_the_drain(
     pod: dict[str, Any], container: dict[str, Any]
 ) -> None:
-    """Kubernetes counts the preStop hook in the grace period; SIGTERM comes after it, then uvicorn's drain."""
+    """Kubernetes counts the preStop hook in the grace period; SIGTERM comes after it, then the drain."""
     sleep, seconds = container["lifecycle"]["preStop"]["exec"]["command"]
     assert sleep == "sleep"
     drain = UVICORN_OPTIONS["timeout_graceful_shutdown"]
