@@ -152,7 +152,9 @@ def load_settings(**overrides: object) -> Settings:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else ""
         shown = "" if field.startswith("api_keys") else f" (got {error['input']!r})"
-        reason = f"{error['msg']}{shown}"
+        # A validator's own `ValueError` says why in its own words, without pydantic's "Value error, ".
+        message = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+        reason = f"{message}{shown}"
         raise SettingsError(
             f"invalid setting {variable_name(field)}: {reason}", field=field, reason=reason
         ) from None
