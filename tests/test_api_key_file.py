@@ -58,6 +58,9 @@ def test_a_missing_key_file_or_two_sources_stop_start_up(tmp_path: Path) -> None
     key_file.write_text(OLD_KEY)
     with pytest.raises(
         SettingsError,
-        match=r"^invalid setting STATESTORE_API_KEYS_FILE: STATESTORE_API_KEYS is set too; set one of the two",
+        match=(
+            r"^invalid setting STATESTORE_API_KEYS_FILE: STATESTORE_API_KEYS is set too;"
+            r" set one of the two"
+        ),
     ):
         load_settings(api_keys_file=key_file, api_keys=NEW_KEY)
