@@ -25,6 +25,7 @@ from app.api.ids import PERSISTENCE_ID, path_persistence_id
 from app.api.resources import DECODE, decode_requested, json_response, render_states, state_resource
 from app.api.schemas import PutStateRequest, State, StateWritten
 from app.errors import InvalidState, PreconditionFailed, StateNotFound
+from app.http.middleware import waiting
 from app.http.problems import problem_responses
 from app.http.routing import Parameter, RequestRoute, documented, query_integer, while_connected
 from app.states.model import StateRecord
@@ -133,7 +134,8 @@ async def _until_modified(
             if not not_modified(record):
                 return record
         changed = states.watches.wait(watch, lambda record: not not_modified(record), seconds)
-        return await while_connected(request, changed)
+        with waiting(request.scope):
+            return await while_connected(request, changed)
 
 
 @router.put(
