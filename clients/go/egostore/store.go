@@ -182,7 +182,9 @@ func resultingState(manifest string, payload []byte) (*anypb.Any, error) {
 	return resulting, nil
 }
 
-// WriteState stores the state; with WithFencing, only over the version it follows.
+// WriteState stores the state; with WithFencing, only over the version it follows. Each call is one write
+// named by an Idempotency-Key of its own, sent again on each of its retries, so that a retry after a lost
+// answer finds its own write stored and succeeds, while another writer's identical write is refused.
 func (s *Store) WriteState(ctx context.Context, state *egopb.DurableState) error {
 	api, ctx, cancel, err := s.call(ctx, 0)
 	if err != nil {
@@ -199,7 +201,9 @@ func (s *Store) WriteState(ctx context.Context, state *egopb.DurableState) error
 		Manifest: anyManifest, Payload: &payload, VersionNumber: statestore.Uint64(version),
 		Timestamp: &timestamp, Shard: &shard,
 	}
+	key := statestore.NewIdempotencyKey()
 	put := func(params statestore.PutStateParams) error {
+		params.IdempotencyKey = &key
 		response, err := api.PutStateWithResponse(ctx, id, &params, body)
 		switch {
 		case err != nil:
@@ -230,8 +234,8 @@ func (s *Store) WriteState(ctx context.Context, state *egopb.DurableState) error
 // message inside re-serialized deterministically (map entries in key order) when its type is registered in
 // protoregistry.GlobalTypes and its bytes parse, else the bytes as they are. eGo serializes the state it
 // recovered again when the entity stops and writes it at the same version; without this, a map in the
-// state could come out in another order than stored, and the service would refuse the write instead of
-// taking it for the harmless retry it is. state itself is left as it is: eGo publishes it after the write.
+// state could come out in another order than stored, and alreadyStored would have to parse both to find
+// them equal. state itself is left as it is: eGo publishes it after the write.
 func canonical(state *anypb.Any) ([]byte, error) {
 	deterministic := proto.MarshalOptions{Deterministic: true}
 	if inner, err := state.UnmarshalNew(); err == nil {
@@ -244,9 +248,12 @@ func canonical(state *anypb.Any) ([]byte, error) {
 }
 
 // alreadyStored tells whether a write refused for finding its own version stored (412 under fencing, 409
-// under the monotonic guard) found the same state: the message inside equal by proto.Equal, though its bytes
-// differ, as when an older writer serialized a map in another order. Like the service's rule for identical
-// bytes, such a write is a harmless retry, and it leaves the stored state (and its timestamp) in place.
+// under the monotonic guard) found the same state: the message inside equal by proto.Equal (its bytes may
+// differ, as when an older writer serialized a map in another order). That is eGo's stop-time write: when
+// an entity stops, eGo writes its current state again at the version already stored (version 0 and the
+// initial state for an entity that never got a command), under a new Idempotency-Key, which the service
+// rightly refuses, since nothing but content ties it to the stored write. For eGo that write has nothing
+// to do: it is done on this side, and leaves the stored state (and its timestamp) in place.
 func (s *Store) alreadyStored(
 	ctx context.Context, api *statestore.ClientWithResponses, state *egopb.DurableState, err error,
 ) bool {
