@@ -24,7 +24,7 @@ from app.store.dynamodb import DynamoDBStore
 from app.store.dynamodb.codec import from_item, to_item
 from app.store.dynamodb.store import ClientKind
 from scripts.servers import free_port, service_command
-from support.api import assert_problem, state_body, state_path
+from support.api import assert_problem, keyed, state_body, state_path
 from support.differences import (
     DYNALITE_ANSWERS_1_MB_OF_A_BATCH,
     DYNALITE_HAS_NO_TRANSACTIONS,
@@ -101,9 +101,10 @@ async def test_a_put_writes_the_go_stores_exact_layout(
 ) -> None:
     item, payload = go_item(state_id)
     body = state_body(7, payload, manifest="google.protobuf.Any", timestamp=1764115200123456789, shard=3)
-    assert (await dynamodb_client.put(state_path(state_id), json=body)).status_code == 200
+    written = await dynamodb_client.put(state_path(state_id), json=body, headers=keyed(state_id))
+    assert written.status_code == 200
     stored = raw_table.get_item(TableName=TABLE, Key={"PersistenceID": {"S": state_id}}, ConsistentRead=True)
-    assert stored["Item"] == item
+    assert stored["Item"] == {**item, "WriteKey": {"S": state_id}}  # the one attribute of our own
 
 
 async def test_a_go_actors_negative_timestamp_is_a_negative_number_both_ways(

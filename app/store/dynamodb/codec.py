@@ -42,6 +42,8 @@ def to_item(record: StateRecord) -> Item:
     }
     if record.expires_at is not None:
         item[Attribute.EXPIRES_AT] = {"N": str(record.expires_at)}
+    if record.write_key is not None:
+        item[Attribute.WRITE_KEY] = {"S": record.write_key}
     return item
 
 
@@ -113,6 +115,9 @@ def from_item(item: Mapping[str, Any]) -> StateRecord:
     manifest: Any = _attribute(item, Attribute.MANIFEST, "S")
     if not isinstance(manifest, str | None):
         raise _corrupt(item, Attribute.MANIFEST, "is not a string")
+    write_key: Any = _attribute(item, Attribute.WRITE_KEY, "S")
+    if not isinstance(write_key, str | None):
+        raise _corrupt(item, Attribute.WRITE_KEY, "is not a string")
     return StateRecord(
         persistence_id=persistence_id,
         version_number=_number(item, Attribute.VERSION_NUMBER),
@@ -121,6 +126,7 @@ def from_item(item: Mapping[str, Any]) -> StateRecord:
         timestamp=_number(item, Attribute.TIMESTAMP),
         shard=_number(item, Attribute.SHARD),
         expires_at=_optional_number(item, Attribute.EXPIRES_AT),
+        write_key=write_key,
     )
 
 
@@ -130,6 +136,7 @@ _NAMES = {
     "#m": Attribute.MANIFEST,
     "#p": Attribute.PAYLOAD,
     "#e": Attribute.EXPIRES_AT,
+    "#w": Attribute.WRITE_KEY,
 }
 
 
@@ -196,12 +203,19 @@ class ConditionBuilder:
         return " AND ".join(clauses)
 
     def build_pin(self, stored: StateRecord | None) -> str:
-        """Holds while exactly `stored` (same version, manifest and payload) is stored; None: nothing is."""
+        """Holds while exactly `stored` (same write key, version, manifest and payload) is stored; None:
+        nothing is."""
         if stored is None:
             return self._gone()
+        written_by = (
+            "attribute_not_exists(#w)"
+            if stored.write_key is None
+            else self._equals("#w", {"S": stored.write_key}, read_when_missing=False)
+        )
         return " AND ".join(
             [
                 self._live(),
+                written_by,
                 self._equals(
                     "#v", {"N": str(stored.version_number)}, read_when_missing=stored.version_number == 0
                 ),

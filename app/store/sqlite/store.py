@@ -66,28 +66,33 @@ CREATE TABLE IF NOT EXISTS states (
     payload BLOB NOT NULL,
     timestamp INTEGER NOT NULL,
     shard INTEGER NOT NULL,
-    expires_at INTEGER
+    expires_at INTEGER,
+    write_key TEXT
 )
 """
 # Listing one shard is a range of this index, not a walk of the whole table.
 _SHARD_INDEX = "CREATE INDEX IF NOT EXISTS states_by_shard ON states (shard, persistence_id)"
 _SELECT_FROM = (
-    "SELECT persistence_id, version_number, manifest, payload, timestamp, shard, expires_at FROM states"
+    "SELECT persistence_id, version_number, manifest, payload, timestamp, shard, expires_at, write_key"
+    " FROM states"
 )
 _SELECT = f"{_SELECT_FROM} WHERE persistence_id = ?"
 _SELECT_MANY = _SELECT_FROM + " WHERE persistence_id IN ({})"
 _PAGE = (
-    "SELECT persistence_id, version_number, manifest, {payload}, timestamp, shard, expires_at FROM states"
+    "SELECT persistence_id, version_number, manifest, {payload}, timestamp, shard, expires_at, write_key"
+    " FROM states"
     " WHERE persistence_id > ?{shard} AND (expires_at IS NULL OR expires_at > ?)"
     " ORDER BY persistence_id LIMIT ?"
 )
 _DELETE = "DELETE FROM states WHERE persistence_id = ?"
 _UPSERT = (
     "INSERT OR REPLACE INTO states"
-    " (persistence_id, version_number, manifest, payload, timestamp, shard, expires_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " (persistence_id, version_number, manifest, payload, timestamp, shard, expires_at, write_key)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_Row = tuple[str, int, str, bytes, int, int, int | None]
+# Files written before v3 lack the column: NULL, the key of no write, so that no retry matches such a row.
+_ADD_WRITE_KEY = "ALTER TABLE states ADD COLUMN write_key TEXT"
+_Row = tuple[str, int, str, bytes, int, int, int | None, str | None]
 
 
 def _to_signed(value: int) -> int:
@@ -100,7 +105,7 @@ def _to_unsigned(value: int) -> int:
 
 
 def _row_to_record(row: _Row) -> StateRecord:
-    persistence_id, version, manifest, payload, timestamp, shard, expires_at = row
+    persistence_id, version, manifest, payload, timestamp, shard, expires_at, write_key = row
     return StateRecord(
         persistence_id,
         _to_unsigned(version),
@@ -109,6 +114,7 @@ def _row_to_record(row: _Row) -> StateRecord:
         timestamp,
         _to_unsigned(shard),
         expires_at,
+        write_key,
     )
 
 
@@ -121,6 +127,7 @@ def _record_to_row(record: StateRecord) -> _Row:
         record.timestamp,
         _to_signed(record.shard),
         record.expires_at,
+        record.write_key,
     )
 
 
@@ -142,11 +149,17 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
         connection.execute(_SCHEMA)
         connection.execute(_SHARD_INDEX)
         add_expiry(connection)
+        _add_write_key(connection)
         connection.execute("COMMIT")
     except sqlite3.Error:
         connection.close()
         raise
     return connection
+
+
+def _add_write_key(connection: sqlite3.Connection) -> None:
+    if "write_key" not in {row[1] for row in connection.execute("PRAGMA table_info(states)")}:
+        connection.execute(_ADD_WRITE_KEY)
 
 
 def _unusable(path: Path, error: Exception) -> StoreConfigurationError:

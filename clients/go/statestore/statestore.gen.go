@@ -440,12 +440,21 @@ type PutStateParams struct {
 
 	// IfNoneMatch `*`, or entity tags such as `"3"`.
 	IfNoneMatch *string `json:"if-none-match,omitempty"`
+
+	// IdempotencyKey The identity of this write, for its retries: a Structured Field string such as `"8e03978e-40d5-43e8-bc93-6894a57f9324"` (a bare key is accepted too), 1 to 255 visible ASCII characters other than `"` and `\`. A write whose condition fails succeeds as a retry only when the stored state carries this key and this write's version, manifest and payload, and is then answered as the first write was; the key stored with other content is a `422`. Without a key, a failed condition is always a `412` or `409`. Send one new key per write, the same key on each of its retries.
+	IdempotencyKey *string `json:"idempotency-key,omitempty"`
 }
 
 // BatchGetStatesParams defines parameters for BatchGetStates.
 type BatchGetStatesParams struct {
 	// Decode Add `state`: the message in protobuf's JSON mapping (null when its type is unknown).
 	Decode *bool `form:"decode,omitempty" json:"decode,omitempty"`
+}
+
+// TransactStatesParams defines parameters for TransactStates.
+type TransactStatesParams struct {
+	// IdempotencyKey The identity of this write, for its retries: a Structured Field string such as `"8e03978e-40d5-43e8-bc93-6894a57f9324"` (a bare key is accepted too), 1 to 255 visible ASCII characters other than `"` and `\`. A write whose condition fails succeeds as a retry only when the stored state carries this key and this write's version, manifest and payload, and is then answered as the first write was; the key stored with other content is a `422`. Without a key, a failed condition is always a `412` or `409`. Send one new key per write, the same key on each of its retries.
+	IdempotencyKey *string `json:"idempotency-key,omitempty"`
 }
 
 // PutStateJSONRequestBody defines body for PutState for application/json ContentType.
@@ -1134,21 +1143,21 @@ type ClientInterface interface {
 
 	// TransactStatesWithBody Write and delete up to 100 states atomically
 	//
-	// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored.
+	// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the whole transaction: a retry with it after a lost answer is answered as the first attempt was.
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /states:transact (the `TransactStates` operationId).
-	TransactStatesWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	TransactStatesWithBody(ctx context.Context, params *TransactStatesParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// TransactStates Write and delete up to 100 states atomically
 	//
-	// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored.
+	// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the whole transaction: a retry with it after a lost answer is answered as the first attempt was.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /states:transact (the `TransactStates` operationId).
-	TransactStates(ctx context.Context, body TransactStatesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	TransactStates(ctx context.Context, params *TransactStatesParams, body TransactStatesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
 // GetHealth Liveness: the process runs
@@ -1375,13 +1384,13 @@ func (c *Client) BatchGetStates(ctx context.Context, params *BatchGetStatesParam
 
 // TransactStatesWithBody Write and delete up to 100 states atomically
 //
-// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored.
+// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the whole transaction: a retry with it after a lost answer is answered as the first attempt was.
 //
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /states:transact (the `TransactStates` operationId).
-func (c *Client) TransactStatesWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewTransactStatesRequestWithBody(c.Server, contentType, body)
+func (c *Client) TransactStatesWithBody(ctx context.Context, params *TransactStatesParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewTransactStatesRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1394,13 +1403,13 @@ func (c *Client) TransactStatesWithBody(ctx context.Context, contentType string,
 
 // TransactStates Write and delete up to 100 states atomically
 //
-// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored.
+// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the whole transaction: a retry with it after a lost answer is answered as the first attempt was.
 //
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /states:transact (the `TransactStates` operationId).
-func (c *Client) TransactStates(ctx context.Context, body TransactStatesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewTransactStatesRequest(c.Server, body)
+func (c *Client) TransactStates(ctx context.Context, params *TransactStatesParams, body TransactStatesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewTransactStatesRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1989,6 +1998,17 @@ func NewPutStateRequestWithBody(server string, persistenceId string, params *Put
 			req.Header.Set("if-none-match", headerParam1)
 		}
 
+		if params.IdempotencyKey != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "idempotency-key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("idempotency-key", headerParam2)
+		}
+
 	}
 
 	return req, nil
@@ -2062,18 +2082,18 @@ func NewBatchGetStatesRequestWithBody(server string, params *BatchGetStatesParam
 }
 
 // NewTransactStatesRequest calls the generic TransactStates builder with application/json body
-func NewTransactStatesRequest(server string, body TransactStatesJSONRequestBody) (*http.Request, error) {
+func NewTransactStatesRequest(server string, params *TransactStatesParams, body TransactStatesJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewTransactStatesRequestWithBody(server, "application/json", bodyReader)
+	return NewTransactStatesRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewTransactStatesRequestWithBody constructs an http.Request for the TransactStates method, with any body, and a specified content type
-func NewTransactStatesRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewTransactStatesRequestWithBody(server string, params *TransactStatesParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -2097,6 +2117,21 @@ func NewTransactStatesRequestWithBody(server string, contentType string, body io
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "idempotency-key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("idempotency-key", headerParam0)
+		}
+
+	}
 
 	return req, nil
 }
@@ -2249,21 +2284,21 @@ type ClientWithResponsesInterface interface {
 
 	// TransactStatesWithBodyWithResponse Write and delete up to 100 states atomically
 	//
-	// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored.
+	// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the whole transaction: a retry with it after a lost answer is answered as the first attempt was.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /states:transact (the `TransactStates` operationId).
-	TransactStatesWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*TransactStatesResponse, error)
+	TransactStatesWithBodyWithResponse(ctx context.Context, params *TransactStatesParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*TransactStatesResponse, error)
 
 	// TransactStatesWithResponse Write and delete up to 100 states atomically
 	//
-	// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored.
+	// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the whole transaction: a retry with it after a lost answer is answered as the first attempt was.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /states:transact (the `TransactStates` operationId).
-	TransactStatesWithResponse(ctx context.Context, body TransactStatesJSONRequestBody, reqEditors ...RequestEditorFn) (*TransactStatesResponse, error)
+	TransactStatesWithResponse(ctx context.Context, params *TransactStatesParams, body TransactStatesJSONRequestBody, reqEditors ...RequestEditorFn) (*TransactStatesResponse, error)
 }
 
 type GetHealthResponse struct {
@@ -3407,13 +3442,13 @@ func (c *ClientWithResponses) BatchGetStatesWithResponse(ctx context.Context, pa
 
 // TransactStatesWithBodyWithResponse Write and delete up to 100 states atomically
 //
-// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored.
+// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the whole transaction: a retry with it after a lost answer is answered as the first attempt was.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /states:transact (the `TransactStates` operationId).
-func (c *ClientWithResponses) TransactStatesWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*TransactStatesResponse, error) {
-	rsp, err := c.TransactStatesWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) TransactStatesWithBodyWithResponse(ctx context.Context, params *TransactStatesParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*TransactStatesResponse, error) {
+	rsp, err := c.TransactStatesWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -3422,13 +3457,13 @@ func (c *ClientWithResponses) TransactStatesWithBodyWithResponse(ctx context.Con
 
 // TransactStatesWithResponse Write and delete up to 100 states atomically
 //
-// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored.
+// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the whole transaction: a retry with it after a lost answer is answered as the first attempt was.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /states:transact (the `TransactStates` operationId).
-func (c *ClientWithResponses) TransactStatesWithResponse(ctx context.Context, body TransactStatesJSONRequestBody, reqEditors ...RequestEditorFn) (*TransactStatesResponse, error) {
-	rsp, err := c.TransactStates(ctx, body, reqEditors...)
+func (c *ClientWithResponses) TransactStatesWithResponse(ctx context.Context, params *TransactStatesParams, body TransactStatesJSONRequestBody, reqEditors ...RequestEditorFn) (*TransactStatesResponse, error) {
+	rsp, err := c.TransactStates(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
