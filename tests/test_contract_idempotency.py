@@ -115,7 +115,7 @@ async def test_a_malformed_key_is_a_400_naming_the_header(
     client: httpx.AsyncClient, state_id: str, value: str
 ) -> None:
     response = await client.put(
-        state_path(state_id), json=state_body(1), headers={"Idempotency-Key": value.encode()}
+        state_path(state_id), json=state_body(1), headers={b"Idempotency-Key": value.encode()}
     )
     assert "Idempotency-Key" in assert_problem(response, 400)["detail"]
     assert (await client.get(state_path(state_id))).status_code == 404
