@@ -60,7 +60,7 @@ def collector() -> Iterator[tuple[str, queue.Queue[ExportTraceServiceRequest]]]:
 
 def spans_of(request: ExportTraceServiceRequest) -> list[tuple[dict[str, str], Span]]:
     """Each span with its resource's attributes (string values)."""
-    found = []
+    found: list[tuple[dict[str, str], Span]] = []
     for resource_spans in request.resource_spans:
         resource = {kv.key: kv.value.string_value for kv in resource_spans.resource.attributes}
         for scope_spans in resource_spans.scope_spans:

@@ -77,6 +77,6 @@ def test_untraced_the_service_calls_no_opentelemetry_code_while_serving(
             http.get(state_path(state_id)).raise_for_status()
             http.get("/readyz").raise_for_status()
     finally:
-        threading.setprofile(None)  # type: ignore[arg-type]
+        threading.setprofile(None)
     assert served  # the profile watched the request's handling
     assert callers == []
