@@ -13,8 +13,12 @@ from botocore.exceptions import ClientError
 
 from app.store.dynamodb import CLIENT_CONFIG
 from app.store.dynamodb.lean import LeanClient
+from support import dynamodb_only
 from support.differences import DYNALITE_HAS_NO_TRANSACTIONS
-from support.services import DYNAMODB_SERVERS, TABLE, server_endpoint
+from support.services import TABLE
+
+backend = dynamodb_only.backend
+endpoint = dynamodb_only.endpoint
 
 EVERY_TYPE: dict[str, Any] = {
     "S": {"S": "text é"},
@@ -30,24 +34,13 @@ EVERY_TYPE: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module", params=list(DYNAMODB_SERVERS))
-def backend(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-@pytest.fixture(scope="module")
-def endpoint(backend: str, request: pytest.FixtureRequest) -> str:
-    return server_endpoint(backend, request)
-
-
 @pytest.fixture
 async def clients(endpoint: str) -> AsyncIterator[tuple[Any, Any]]:
     """aiobotocore's client, and the lean client over it."""
     session = aioboto3.Session()
     async with (
         session.client("dynamodb", endpoint_url=endpoint, config=CLIENT_CONFIG) as sdk,
-        LeanClient.open(sdk, await session.get_credentials(), CLIENT_CONFIG) as lean,
+        LeanClient.open(sdk, await session.get_credentials(), CLIENT_CONFIG, call_details=False) as lean,
     ):
         yield sdk, lean
 

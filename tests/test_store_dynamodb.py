@@ -24,6 +24,7 @@ from app.store.dynamodb import DynamoDBStore
 from app.store.dynamodb.codec import from_item, to_item
 from app.store.dynamodb.store import ClientKind
 from scripts.servers import free_port, service_command
+from support import dynamodb_only
 from support.api import assert_problem, keyed, state_body, state_path
 from support.differences import (
     DYNALITE_ANSWERS_1_MB_OF_A_BATCH,
@@ -32,19 +33,10 @@ from support.differences import (
     DYNALITE_RETURNS_NO_OLD_ITEM,
     MOTO_GETS_ANY_KEY_SIZE,
 )
-from support.services import DYNAMODB_SERVERS, TABLE, ServiceFactory, server_endpoint
+from support.services import TABLE, ServiceFactory
 
-
-@pytest.fixture(scope="module", params=list(DYNAMODB_SERVERS))
-def backend(request: pytest.FixtureRequest) -> str:
-    """This module's tests are about DynamoDB alone: they run on each DynamoDB-compatible server."""
-    name: str = request.param
-    return name
-
-
-@pytest.fixture(scope="module")
-def endpoint(backend: str, request: pytest.FixtureRequest) -> str:
-    return server_endpoint(backend, request)
+backend = dynamodb_only.backend
+endpoint = dynamodb_only.endpoint
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,8 @@ from app.states.model import (
     settle_refused_write,
     transaction_results,
 )
-from app.store import CallObserver, ObservedCall, StoreConfigurationError, ignore_call
+from app.store import CallObserver, Expiry, ObservedCall, StoreConfigurationError, ignore_call
+from app.store.dynamodb._details import note_call_details
 from app.store.dynamodb.batch_get import batch_get
 from app.store.dynamodb.codec import condition_arguments, from_item, key_of, to_item
 from app.store.dynamodb.errors import error_code, map_dynamodb_errors
@@ -51,7 +52,7 @@ from app.store.dynamodb.scan import scan_page
 from app.store.dynamodb.table import (
     check_table,
     enable_time_to_live,
-    expiry_warning,
+    expiry,
     request_table,
     wait_for_table,
 )
@@ -112,9 +113,12 @@ class DynamoDBStore:
         observer: CallObserver = ignore_call,
         clock: Clock = time.time_ns,
         client: ClientKind = "lean",
+        *,
+        call_details: bool = False,
     ) -> AsyncIterator[DynamoDBStore]:
         """`deadline` bounds each call in seconds, SDK retries and a batch read's own retries included;
-        `client` names what makes the hot calls, the control plane being aioboto3's either way."""
+        `client` names what makes the hot calls, the control plane being aioboto3's either way;
+        `call_details` notes each request's consumed capacity and retries (`app.store.call_details`)."""
         # botocore reads only AWS_DEFAULT_REGION; AWS_REGION is what the other AWS SDKs and Lambda set.
         session = aioboto3.Session(region_name=os.environ.get("AWS_REGION") or None)
         if session.region_name is None:
@@ -122,11 +126,13 @@ class DynamoDBStore:
                 "no AWS region is configured: set AWS_REGION (or a profile with a region)"
             )
         async with session.client("dynamodb", endpoint_url=endpoint_url, config=CLIENT_CONFIG) as sdk:
+            if call_details:
+                note_call_details(sdk)
             if client == "aioboto3":
                 yield cls(sdk, table, deadline, observer, clock, client)
                 return
             credentials = await session.get_credentials()
-            async with LeanClient.open(sdk, credentials, CLIENT_CONFIG) as lean:
+            async with LeanClient.open(sdk, credentials, CLIENT_CONFIG, call_details=call_details) as lean:
                 # The lean client answers the hot calls as the SDK's client does, and hands it the rest.
                 yield cls(cast("DynamoDBClient", lean), table, deadline, observer, clock, client)
 
@@ -291,9 +297,9 @@ class DynamoDBStore:
             response = await self._client.describe_table(TableName=self._table)
         check_table(self._table, response["Table"])
 
-    async def expiry_warning(self) -> str | None:
+    async def expiry(self) -> Expiry:
         async with self._call("DescribeTimeToLive"):
-            return await expiry_warning(self._client, self._table)
+            return await expiry(self._client, self._table)
 
     async def enable_time_to_live(self) -> str | None:
         """Have DynamoDB delete expired states (`create-table`); a warning when the endpoint will not."""

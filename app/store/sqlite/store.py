@@ -44,7 +44,7 @@ from app.states.model import (
     settle_refused_write,
     transaction_results,
 )
-from app.store import CallObserver, ObservedCall, StoreConfigurationError, ignore_call
+from app.store import CallObserver, Expiry, ObservedCall, StoreConfigurationError, ignore_call
 from app.store.sqlite.expiry import add_expiry, purge_forever
 from app.store.sqlite.writer import GroupCommitWriter, savepoint
 
@@ -57,6 +57,8 @@ BUSY_TIMEOUT_SECONDS = 5.0
 READ_BUSY_TIMEOUT_SECONDS = 0.5
 # Below SQLITE_MAX_VARIABLE_NUMBER in every SQLite build, old ones included (docs/design.md).
 IDS_PER_SELECT = 500
+SQLITE_EXPIRY = Expiry("enabled", "expires_at", None)
+"""Expired rows are deleted in the background (`app.store.sqlite.expiry`), by their `expires_at`."""
 _UINT64_OFFSET = 2**64
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS states (
@@ -334,8 +336,8 @@ class SQLiteStore:
         with ObservedCall(self._observer, "ping"), _map_sqlite_errors("ping"):
             self._reader.execute("SELECT 1 FROM states LIMIT 1").fetchall()
 
-    async def expiry_warning(self) -> None:
-        """None: expired rows are deleted in the background."""
+    async def expiry(self) -> Expiry:
+        return SQLITE_EXPIRY
 
 
 def _read(connection: sqlite3.Connection, persistence_id: str, now: int) -> StateRecord | None:

@@ -52,7 +52,10 @@ func New(baseURL string, opts ...Option) *Store {
 
 // Connect prepares the HTTP client; it does not call the service (Ping does).
 func (s *Store) Connect(_ context.Context) error {
-	doer := retrying{client: s.options.httpClient, apiKey: s.options.apiKey, retryFor: s.options.retryFor}
+	doer := retrying{
+		client: s.options.httpClient, apiKey: s.options.apiKey, retryFor: s.options.retryFor,
+		inject: s.options.inject,
+	}
 	api, err := statestore.NewClientWithResponses(s.baseURL, statestore.WithHTTPClient(doer))
 	if err != nil {
 		return fmt.Errorf("egostore: connect to %s: %w", s.baseURL, err)

@@ -17,6 +17,57 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for ReadinessBackend.
+const (
+	Dynamodb ReadinessBackend = "dynamodb"
+	Sqlite   ReadinessBackend = "sqlite"
+)
+
+// Valid indicates whether the value is a known member of the ReadinessBackend enum.
+func (e ReadinessBackend) Valid() bool {
+	switch e {
+	case Dynamodb:
+		return true
+	case Sqlite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ReadinessStatus.
+const (
+	Ready ReadinessStatus = "ready"
+)
+
+// Valid indicates whether the value is a known member of the ReadinessStatus enum.
+func (e ReadinessStatus) Valid() bool {
+	switch e {
+	case Ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ReadinessVersionGuard.
+const (
+	Monotonic ReadinessVersionGuard = "monotonic"
+	Off       ReadinessVersionGuard = "off"
+)
+
+// Valid indicates whether the value is a known member of the ReadinessVersionGuard enum.
+func (e ReadinessVersionGuard) Valid() bool {
+	switch e {
+	case Monotonic:
+		return true
+	case Off:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for TransactDeleteOp.
 const (
 	Delete TransactDeleteOp = "delete"
@@ -203,6 +254,31 @@ type PutStateRequest0 = interface{}
 // PutStateRequest1 defines model for PutStateRequest.1.
 type PutStateRequest1 = interface{}
 
+// Readiness `ready`, with what start-up chose and learned; only `status` is read by orchestrators.
+type Readiness struct {
+	Backend ReadinessBackend `json:"backend"`
+
+	// File The SQLite file, resolved (backend `sqlite` only).
+	File   *string         `json:"file,omitempty"`
+	Status ReadinessStatus `json:"status"`
+
+	// Table The DynamoDB table (backend `dynamodb` only).
+	Table *string    `json:"table,omitempty"`
+	Ttl   TimeToLive `json:"ttl"`
+
+	// VersionGuard `STATESTORE_VERSION_GUARD`.
+	VersionGuard ReadinessVersionGuard `json:"version_guard"`
+}
+
+// ReadinessBackend defines model for Readiness.Backend.
+type ReadinessBackend string
+
+// ReadinessStatus defines model for Readiness.Status.
+type ReadinessStatus string
+
+// ReadinessVersionGuard `STATESTORE_VERSION_GUARD`.
+type ReadinessVersionGuard string
+
 // State defines model for State.
 type State struct {
 	// DecodeError Only with `decode=true`, and only when the state could not be rendered: why (its payload does not parse as its type, holds more values than one rendering may take, or has no JSON form). `state` is then null; the payload is stored unchanged and can be read.
@@ -282,6 +358,15 @@ type StateWritten struct {
 	//
 	// Examples: 3
 	VersionNumber Uint64 `json:"version_number"`
+}
+
+// TimeToLive defines model for TimeToLive.
+type TimeToLive struct {
+	// Attribute The attribute (SQLite: column) whose epoch seconds expire an item, when known.
+	Attribute *string `json:"attribute"`
+
+	// Status How the backend deletes expired states: DynamoDB's time-to-live status in lower case (`enabled`, `enabling`, `disabled`, `disabling`), `enabled` on SQLite (the service purges them), or `unknown` when start-up could not read it (the endpoint refused, or the backend was not ready).
+	Status string `json:"status"`
 }
 
 // TransactDelete Delete one state; deleting a missing state succeeds unless `if_match` is given.
@@ -1083,10 +1168,14 @@ type ClientInterface interface {
 
 	// GetReadiness Readiness: the backend answers and its table exists
 	//
+	// Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds the table with the service's key). The body also tells the backend, its table or file, its time to live and the version guard, as start-up found them: a probe makes no other backend call.
+	//
 	// Corresponds with GET /readyz (the `GetReadiness` operationId).
 	GetReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// HeadReadiness Readiness, as GET without a body
+	//
+	// Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds the table with the service's key). The body also tells the backend, its table or file, its time to live and the version guard, as start-up found them: a probe makes no other backend call.
 	//
 	// Corresponds with HEAD /readyz (the `HeadReadiness` operationId).
 	HeadReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1224,6 +1313,8 @@ func (c *Client) HeadMetrics(ctx context.Context, reqEditors ...RequestEditorFn)
 
 // GetReadiness Readiness: the backend answers and its table exists
 //
+// Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds the table with the service's key). The body also tells the backend, its table or file, its time to live and the version guard, as start-up found them: a probe makes no other backend call.
+//
 // Corresponds with GET /readyz (the `GetReadiness` operationId).
 func (c *Client) GetReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetReadinessRequest(c.Server)
@@ -1238,6 +1329,8 @@ func (c *Client) GetReadiness(ctx context.Context, reqEditors ...RequestEditorFn
 }
 
 // HeadReadiness Readiness, as GET without a body
+//
+// Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds the table with the service's key). The body also tells the backend, its table or file, its time to live and the version guard, as start-up found them: a probe makes no other backend call.
 //
 // Corresponds with HEAD /readyz (the `HeadReadiness` operationId).
 func (c *Client) HeadReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2212,12 +2305,16 @@ type ClientWithResponsesInterface interface {
 
 	// GetReadinessWithResponse Readiness: the backend answers and its table exists
 	//
+	// Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds the table with the service's key). The body also tells the backend, its table or file, its time to live and the version guard, as start-up found them: a probe makes no other backend call.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /readyz (the `GetReadiness` operationId).
 	GetReadinessWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetReadinessResponse, error)
 
 	// HeadReadinessWithResponse Readiness, as GET without a body
+	//
+	// Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds the table with the service's key). The body also tells the backend, its table or file, its time to live and the version guard, as start-up found them: a probe makes no other backend call.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -2476,7 +2573,7 @@ type GetReadinessResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *Health
+	JSON200 *Readiness
 	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
 	ApplicationproblemJSON408 *Problem
 	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
@@ -2486,7 +2583,7 @@ type GetReadinessResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetReadinessResponse) GetJSON200() *Health {
+func (r GetReadinessResponse) GetJSON200() *Readiness {
 	return r.JSON200
 }
 
@@ -3310,6 +3407,8 @@ func (c *ClientWithResponses) HeadMetricsWithResponse(ctx context.Context, reqEd
 
 // GetReadinessWithResponse Readiness: the backend answers and its table exists
 //
+// Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds the table with the service's key). The body also tells the backend, its table or file, its time to live and the version guard, as start-up found them: a probe makes no other backend call.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /readyz (the `GetReadiness` operationId).
@@ -3322,6 +3421,8 @@ func (c *ClientWithResponses) GetReadinessWithResponse(ctx context.Context, reqE
 }
 
 // HeadReadinessWithResponse Readiness, as GET without a body
+//
+// Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds the table with the service's key). The body also tells the backend, its table or file, its time to live and the version guard, as start-up found them: a probe makes no other backend call.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -3590,7 +3691,7 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest Health
+		var dest Readiness
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
