@@ -89,7 +89,9 @@ async def _create_table(settings: Settings) -> str:
     from app.store.dynamodb import DynamoDBStore
 
     try:
-        async with DynamoDBStore.open(settings.dynamodb_table, settings.endpoint_url) as store:
+        async with DynamoDBStore.open(
+            settings.dynamodb_table, settings.endpoint_url, client=settings.dynamodb_client
+        ) as store:
             created = await store.create_table()
             expiry_warning = await store.enable_time_to_live()
     except StoreConfigurationError as exc:

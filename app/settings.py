@@ -16,6 +16,7 @@ ENV_PREFIX = "STATESTORE_"
 
 CommaSeparated = Annotated[tuple[str, ...], NoDecode]
 Backend = Literal["sqlite", "dynamodb"]
+DynamoDBClient = Literal["lean", "aioboto3"]
 ManifestPolicy = Literal["permissive", "strict"]
 VersionGuard = Literal["off", "monotonic"]
 TimestampUnit = Literal["s", "ms", "ns"]
@@ -43,6 +44,7 @@ class Settings(BaseSettings):
     sqlite_path: Path = Path("./data/statestore.db")
     dynamodb_table: str = Field("states_store", min_length=3, max_length=255, pattern=r"^[A-Za-z0-9_.-]+$")
     dynamodb_endpoint_url: HttpUrl | None = None
+    dynamodb_client: DynamoDBClient = "lean"
     host: str = Field("127.0.0.1", min_length=1)
     port: int = Field(8080, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -99,6 +101,7 @@ class Settings(BaseSettings):
     @field_validator(
         "log_level",
         "backend",
+        "dynamodb_client",
         "manifest_policy",
         "version_guard",
         "timestamp_unit",
@@ -152,7 +155,9 @@ def load_settings(**overrides: object) -> Settings:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else ""
         shown = "" if field.startswith("api_keys") else f" (got {error['input']!r})"
-        reason = f"{error['msg']}{shown}"
+        # A validator's own `ValueError` says why in its own words, without pydantic's "Value error, ".
+        message = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+        reason = f"{message}{shown}"
         raise SettingsError(
             f"invalid setting {variable_name(field)}: {reason}", field=field, reason=reason
         ) from None

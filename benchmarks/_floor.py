@@ -13,8 +13,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_client_floor(
-    endpoint: str, sizes: list[int], concurrencies: list[int], duration: float, manifest: str
+    endpoint: str,
+    sizes: list[int],
+    concurrencies: list[int],
+    duration: float,
+    manifest: str,
+    client: str = "aioboto3",
 ) -> list[Cell]:
+    """The floor of `client`: `aioboto3`, or `lean` (the lean client, app/store/dynamodb/lean.py)."""
     argv = [
         sys.executable,
         "-m",
@@ -29,6 +35,8 @@ def run_client_floor(
         str(duration),
         "--manifest",
         manifest,
+        "--client",
+        client,
     ]
     cells = 2 * len(sizes) * len(concurrencies)
     done = run_bounded(argv, timeout=60 + cells * (duration + 10), cwd=REPO)
@@ -37,7 +45,7 @@ def run_client_floor(
     return [
         Cell(
             "floor",
-            "aioboto3",
+            client,
             r["op"],
             r["payload"],
             r["concurrency"],

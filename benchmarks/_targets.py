@@ -38,15 +38,22 @@ def _find(
     return None
 
 
+# The service on each DynamoDB path, by its benchmark name, and the floor of the client that makes its calls.
+_FLOOR_OF = {"dynamodb": "lean", "dynamodb-aioboto3": "aioboto3"}
+# Issue 23: the service on the lean path at most this share of the aioboto3 floor (200 B GET and PUT).
+LEAN_TO_AIOBOTO3_FLOOR = 0.6
+
+
 def _dynamodb_cpu(cells: list[Cell]) -> list[Verdict]:
     verdicts = []
-    for service in (c for c in cells if c.group == "service" and c.backend == "dynamodb"):
+    for service in (c for c in cells if c.group == "service" and c.backend in _FLOOR_OF):
         if service.op not in SERVICE_TO_FLOOR:
             continue
+        client = _FLOOR_OF[service.backend]
         floor_op, ceiling_op = SERVICE_TO_FLOOR[service.op]
-        floor = _find(cells, "floor", "aioboto3", floor_op, service.payload, service.concurrency)
+        floor = _find(cells, "floor", client, floor_op, service.payload, service.concurrency)
         ceiling = _find(cells, "ceiling", "minimal", ceiling_op, service.payload, service.concurrency)
-        target = f"DynamoDB CPU/{service.op} {service.payload} B c={service.concurrency}"
+        target = f"{service.backend} CPU/{service.op} {service.payload} B c={service.concurrency}"
         if floor is None or ceiling is None:
             verdicts.append(Verdict("SKIP", target, "no client floor or minimal endpoint cell to compare"))
             continue
@@ -54,10 +61,25 @@ def _dynamodb_cpu(cells: list[Cell]) -> list[Verdict]:
         ratio = service.cpu_us_per_op / (floor.cpu_us_per_op + ceiling.cpu_us_per_op)
         detail = (
             f"{service.cpu_us_per_op:.0f} µs vs budget {budget:.0f} µs = {CPU_FACTOR} x "
-            f"({floor.cpu_us_per_op:.0f} aioboto3 + {ceiling.cpu_us_per_op:.0f} endpoint); x{ratio:.2f}"
+            f"({floor.cpu_us_per_op:.0f} {client} + {ceiling.cpu_us_per_op:.0f} endpoint); x{ratio:.2f}"
         )
         verdicts.append(Verdict("PASS" if service.cpu_us_per_op <= budget else "FAIL", target, detail))
+        if client == "lean" and service.payload == 200:
+            verdicts.append(_against_aioboto3_floor(cells, service, floor_op))
     return verdicts
+
+
+def _against_aioboto3_floor(cells: list[Cell], service: Cell, floor_op: str) -> Verdict:
+    target = (
+        f"dynamodb (lean) CPU/{service.op} {service.payload} B c={service.concurrency} "
+        f"≤ {LEAN_TO_AIOBOTO3_FLOOR} x aioboto3 floor"
+    )
+    floor = _find(cells, "floor", "aioboto3", floor_op, service.payload, service.concurrency)
+    if floor is None:
+        return Verdict("SKIP", target, "no aioboto3 floor cell to compare")
+    ratio = service.cpu_us_per_op / floor.cpu_us_per_op
+    detail = f"{service.cpu_us_per_op:.0f} µs vs {floor.cpu_us_per_op:.0f} µs aioboto3 floor; x{ratio:.2f}"
+    return Verdict("PASS" if ratio <= LEAN_TO_AIOBOTO3_FLOOR else "FAIL", target, detail)
 
 
 def _sqlite_throughput(cells: list[Cell], concurrencies: list[int]) -> list[Verdict]:

@@ -18,6 +18,7 @@ import resource
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import Any
 
 import aioboto3
@@ -25,6 +26,7 @@ import uvloop
 
 from app.states.model import StateRecord
 from app.store.dynamodb.codec import key_of, to_item
+from app.store.dynamodb.lean import LeanClient
 from benchmarks import aws_config
 
 N_IDS = 64
@@ -54,13 +56,29 @@ async def _window(
 
 
 async def measure(
-    endpoint: str, sizes: list[int], concurrencies: list[int], duration: float, manifest: str
+    endpoint: str,
+    sizes: list[int],
+    concurrencies: list[int],
+    duration: float,
+    manifest: str,
+    lean: bool = False,
 ) -> list[dict[str, Any]]:
     session = aioboto3.Session()
     results: list[dict[str, Any]] = []
-    async with session.client(
-        "dynamodb", endpoint_url=endpoint, region_name=aws_config.REGION, config=aws_config.BOTOCORE_CONFIG
-    ) as client:
+    async with AsyncExitStack() as stack:
+        client: Any = await stack.enter_async_context(
+            session.client(
+                "dynamodb",
+                endpoint_url=endpoint,
+                region_name=aws_config.REGION,
+                config=aws_config.BOTOCORE_CONFIG,
+            )
+        )
+        if lean:  # the same calls, signed and sent as the service's lean client sends them
+            credentials = await session.get_credentials()
+            client = await stack.enter_async_context(
+                LeanClient.open(client, credentials, aws_config.BOTOCORE_CONFIG)
+            )
         for size in sizes:
             payload = os.urandom(size)
             for i in range(N_IDS):
@@ -105,12 +123,15 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--manifest", default="google.protobuf.BytesValue")
+    parser.add_argument("--client", choices=("aioboto3", "lean"), default="aioboto3")
     args = parser.parse_args()
     for key, value in aws_config.AWS_ENV.items():
         os.environ.setdefault(key, value)
     sizes = [int(s) for s in args.sizes.split(",")]
     concurrencies = [int(c) for c in args.concurrency.split(",")]
-    results = uvloop.run(measure(args.endpoint, sizes, concurrencies, args.duration, args.manifest))
+    results = uvloop.run(
+        measure(args.endpoint, sizes, concurrencies, args.duration, args.manifest, lean=args.client == "lean")
+    )
     print(json.dumps(results))
 
 

@@ -69,7 +69,11 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         f"(default {PROFILE_SECONDS})",
     )
     parser.add_argument("--floor-duration", type=float, default=2.5, help="seconds per client-floor cell")
-    parser.add_argument("--backends", default="sqlite,dynamodb")
+    parser.add_argument(
+        "--backends",
+        default="sqlite,dynamodb,dynamodb-aioboto3",
+        help="dynamodb: the lean client (the default); dynamodb-aioboto3: through aioboto3 alone",
+    )
     parser.add_argument(
         "--load",
         choices=("auto", "wrk", "python"),
@@ -220,14 +224,14 @@ class Runner:
     def _dynamodb_skipped(self, why: str) -> None:
         self.notes.append(f"DynamoDB parts skipped: {why}")
 
-    def floor(self, endpoint: str) -> None:
-        print("2. Client floor: direct aioboto3 on dynalite", flush=True)
+    def floor(self, endpoint: str, client: str) -> None:
+        print(f"2. Client floor: direct {client} calls on dynalite", flush=True)
         for cell in run_client_floor(
-            endpoint, self.plan.sizes, self.plan.concurrencies, self.plan.floor_duration, MANIFEST
+            endpoint, self.plan.sizes, self.plan.concurrencies, self.plan.floor_duration, MANIFEST, client
         ):
             self.cells.append(cell)
             print(
-                f"  floor    aioboto3  {cell.op:9} {cell.payload:>7} B c={cell.concurrency:<3} "
+                f"  floor    {client:9} {cell.op:9} {cell.payload:>7} B c={cell.concurrency:<3} "
                 f"{cell.ops_per_s:>9,.0f} ops/s  p50 {cell.p50_ms:7.2f} ms  p99 {cell.p99_ms:7.2f} ms  "
                 f"{cell.cpu_us_per_op:>7,.0f} CPU µs/call  RSS {cell.peak_rss_mb or 0:5.0f} MB",
                 flush=True,
@@ -236,7 +240,11 @@ class Runner:
     def _serving(
         self, argv: list[str], backend: str, dynamodb_endpoint: str | None
     ) -> AbstractContextManager[Served]:
-        return _service.service(argv, backend, self.tmp, dynamodb_endpoint, self.plan.service_log_level)
+        backend, _, client = backend.partition("-")
+        settings = {"STATESTORE_DYNAMODB_CLIENT": client} if client else None
+        return _service.service(
+            argv, backend, self.tmp, dynamodb_endpoint, self.plan.service_log_level, settings
+        )
 
     def _seed(self, base: str, size: int) -> None:
         """The states that GET, batchGet (`g…`) and the conditional PUT (`c…`, one per connection) read."""
@@ -330,17 +338,18 @@ def run(plan: Plan) -> int:
         meta = _environment.describe(runner.wrk, plan.duration, plan.floor_duration)
         _section(runner, "HTTP ceiling", runner.ceiling)
         dynamodb_endpoint = None
-        if "dynamodb" in plan.backends:
+        if any(backend.startswith("dynamodb") for backend in plan.backends):
             dynamodb_endpoint = runner.dynalite(meta)
             if dynamodb_endpoint is not None:
-                _section(runner, "client floor", runner.floor, dynamodb_endpoint)
+                for client in ("aioboto3", "lean"):
+                    _section(runner, f"{client} floor", runner.floor, dynamodb_endpoint, client)
         argv = _service.service_argv(plan.service_cmd)
         if argv is None:
             runner.notes.append("service not measured: this checkout has no app.cli yet")
         else:
             meta["service command"] = " ".join(argv[-3:] if argv[0] == sys.executable else argv)
             for backend in plan.backends:
-                if backend == "dynamodb" and dynamodb_endpoint is None:
+                if backend.startswith("dynamodb") and dynamodb_endpoint is None:
                     continue
                 _section(runner, f"service on {backend}", runner.service, argv, backend, dynamodb_endpoint)
     concurrency = 32 if 32 in plan.concurrencies else max(plan.concurrencies)

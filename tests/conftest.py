@@ -38,6 +38,9 @@ hypothesis.settings.register_profile("statestore", deadline=None)
 hypothesis.settings.load_profile("statestore")
 
 BACKENDS = ["sqlite", "moto", "dynalite"]
+# What makes the DynamoDB adapter's hot calls (STATESTORE_DYNAMODB_CLIENT). The contract suite runs on the
+# default; the adapter's own tests and the fault tests run on both, through the `dynamodb_path` fixture.
+DYNAMODB_PATHS = ["lean", "aioboto3"]
 
 
 @pytest.fixture(scope="session")
@@ -119,6 +122,13 @@ def start_service(settings_for: Callable[..., Settings]) -> ServiceFactory:
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="module", params=DYNAMODB_PATHS)
+def dynamodb_path(request: pytest.FixtureRequest) -> str:
+    """A value of `STATESTORE_DYNAMODB_CLIENT`, each in turn: pass it as `dynamodb_client`."""
     name: str = request.param
     return name
 

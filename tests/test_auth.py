@@ -140,7 +140,7 @@ def test_keys_are_comma_separated_and_trimmed() -> None:
 @pytest.mark.parametrize("keys", ["", ",", " , ", ",,", "\n"])
 def test_a_set_but_empty_key_list_stops_start_up(keys: str) -> None:
     """An operator who set the variable believes authentication is on: nothing must switch it off."""
-    with pytest.raises(SettingsError, match=r"^invalid setting STATESTORE_API_KEYS: .*no key given"):
+    with pytest.raises(SettingsError, match=r"^invalid setting STATESTORE_API_KEYS: no key given"):
         load_settings(api_keys=keys)
 
 

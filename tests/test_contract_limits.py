@@ -8,6 +8,7 @@ import contextlib
 import httpx
 import pytest
 
+from app.states.model import new_write_key
 from support.api import MANIFEST, assert_problem, state_body, state_path
 from support.differences import MOTO_ITEM_LIMIT_IS_LOWER, SQLITE_HAS_NO_ITEM_LIMIT
 
@@ -18,9 +19,18 @@ TIMESTAMP = 1_764_115_200_000
 
 def item_overhead(persistence_id: str) -> int:
     """Everything but the payload, counted as DynamoDB does: names, strings' UTF-8, numbers' digits."""
-    names = len("PersistenceIDVersionNumberStatePayloadStateManifestTimestampShardNumber")
+    names = len("PersistenceIDVersionNumberStatePayloadStateManifestTimestampShardNumberWriteKey")
     version_1, timestamp_17641152, shard_0 = 2, 5, 2  # (significant digits + 1) // 2 + 1 each
-    return names + len(persistence_id.encode()) + len(MANIFEST) + version_1 + timestamp_17641152 + shard_0
+    write_key = len(new_write_key())  # the key the service draws for a write that sends none
+    return (
+        names
+        + len(persistence_id.encode())
+        + len(MANIFEST)
+        + version_1
+        + timestamp_17641152
+        + shard_0
+        + write_key
+    )
 
 
 def body_of_item_size(persistence_id: str, size: int) -> dict[str, object]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
@@ -103,6 +104,35 @@ def body_too_slow(path: str) -> Provocation:
     return send
 
 
+LATE_HEADS = (
+    ("GET", MISSING),
+    ("HEAD", MISSING),
+    ("DELETE", MISSING),
+    ("GET", "/states"),
+    *((method, probe) for probe in ("/healthz", "/readyz", "/metrics") for method in ("GET", "HEAD")),
+)
+"""The operations without a body: their 408 is a head that stops coming."""
+_late_heads: dict[str, dict[tuple[str, str], int]] = {}
+
+
+def head_too_slow(path: str) -> Provocation:
+    """A head that stops coming after its first line. The server waits 10 s for a head, so the first call
+    sends one for each of `LATE_HEADS` at once, and the others take their answer."""
+
+    def send(url: str, method: str) -> int:
+        if url not in _late_heads:
+
+            def late(late_method: str, late_path: str) -> int:
+                return send_until_answered(url, raw_head(late_method, late_path)).status
+
+            with ThreadPoolExecutor(len(LATE_HEADS)) as pool:
+                statuses = pool.map(late, *zip(*LATE_HEADS, strict=True))
+                _late_heads[url] = dict(zip(LATE_HEADS, statuses, strict=True))
+        return _late_heads[url][method, path]
+
+    return send
+
+
 def put_operation(path: str, version: int, **fields: object) -> dict[str, object]:
     return {"op": "put", "persistence_id": path.removeprefix("/states/"), **state_body(version), **fields}
 
@@ -112,6 +142,7 @@ READ = {
     401: call(MISSING, with_key=False),
     404: call(MISSING),
     412: call(MISSING, headers=IF_MATCH_3),
+    408: head_too_slow(MISSING),
     422: call(NO_ID),
     431: head_over_the_cap(MISSING),
     502: call(CORRUPT),
@@ -134,6 +165,7 @@ PROVOCATIONS: dict[tuple[str, str], dict[int, Provocation]] = {
     ("delete", "/states/{persistence_id}"): {
         400: call(MISSING, headers=NOT_A_TAG),
         401: call(MISSING, with_key=False),
+        408: head_too_slow(MISSING),
         412: call(MISSING, headers=IF_MATCH_3),
         422: call(NO_ID),
         431: head_over_the_cap(MISSING),
@@ -164,11 +196,12 @@ PROVOCATIONS: dict[tuple[str, str], dict[int, Provocation]] = {
     ("get", "/states"): {
         400: call("/states?page_token=never-issued"),
         401: call("/states", with_key=False),
+        408: head_too_slow("/states"),
         422: call("/states?limit=0"),
         431: head_over_the_cap("/states"),
     },
     **{
-        (method, probe): {431: head_over_the_cap(probe)}
+        (method, probe): {408: head_too_slow(probe), 431: head_over_the_cap(probe)}
         for probe in ("/healthz", "/readyz", "/metrics")
         for method in ("get", "head")
     },

@@ -13,6 +13,7 @@ import pytest
 
 from app.errors import BackendUnavailable
 from app.store.dynamodb import CALL_DEADLINE_SECONDS, DynamoDBStore
+from app.store.dynamodb.store import ClientKind
 from support.api import batch_get, put_op, transact
 from support.services import TABLE, ServiceFactory
 from support.unprocessed_keys_proxy import UnprocessedKeysProxy, unprocessed_keys_proxy
@@ -39,10 +40,11 @@ async def test_unprocessed_keys_are_read_again_until_every_state_is_answered(
     steer: UnprocessedKeysProxy,
     start_service: ServiceFactory,
     state_id: str,
+    dynamodb_path: str,
 ) -> None:
     requested = [f"{state_id}/{n}" for n in range(150)]
     stored = requested[::10]
-    with start_service("moto", dynamodb_endpoint_url=proxy[0]) as url:
+    with start_service("moto", dynamodb_endpoint_url=proxy[0], dynamodb_client=dynamodb_path) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             assert (await transact(client, *(put_op(i, 1) for i in stored))).status_code == 200
             steer.leave_unprocessed(4)
@@ -55,12 +57,15 @@ async def test_unprocessed_keys_are_read_again_until_every_state_is_answered(
 
 
 async def test_keys_still_unprocessed_after_half_the_deadline_go_back_to_the_client(
-    proxy: tuple[str, UnprocessedKeysProxy], steer: UnprocessedKeysProxy, state_id: str
+    proxy: tuple[str, UnprocessedKeysProxy],
+    steer: UnprocessedKeysProxy,
+    state_id: str,
+    dynamodb_path: ClientKind,
 ) -> None:
     """Every call answers half its keys: the last key of each call is never read, and is unprocessed."""
     steer.leave_unprocessed(None)
     requested = [f"{state_id}/{n}" for n in range(150)]
-    async with DynamoDBStore.open(TABLE, proxy[0], deadline=DEADLINE_SECONDS) as store:
+    async with DynamoDBStore.open(TABLE, proxy[0], deadline=DEADLINE_SECONDS, client=dynamodb_path) as store:
         read = await store.get_many(requested)  # an answer, not the deadline's 503: it gave up in time
     assert read.found == []
     assert read.unprocessed, "the proxy never lets a call's last key through"
@@ -68,11 +73,14 @@ async def test_keys_still_unprocessed_after_half_the_deadline_go_back_to_the_cli
 
 
 async def test_an_answer_in_which_nothing_could_be_read_is_503(
-    proxy: tuple[str, UnprocessedKeysProxy], steer: UnprocessedKeysProxy, state_id: str
+    proxy: tuple[str, UnprocessedKeysProxy],
+    steer: UnprocessedKeysProxy,
+    state_id: str,
+    dynamodb_path: ClientKind,
 ) -> None:
     """One key per call, never read: backoff only, then a 503 rather than an answer all unprocessed."""
     steer.leave_unprocessed(None)
-    async with DynamoDBStore.open(TABLE, proxy[0], deadline=DEADLINE_SECONDS) as store:
+    async with DynamoDBStore.open(TABLE, proxy[0], deadline=DEADLINE_SECONDS, client=dynamodb_path) as store:
         with pytest.raises(BackendUnavailable) as refused:
             await store.get_many([state_id])
     # The batch read's own refusal, before the deadline: not the deadline's "did not answer within".

@@ -252,3 +252,11 @@ def test_an_offer_to_upgrade_is_ignored_and_the_body_arrives(served: Served, spl
         answer = read_kept_alive_response(sock)
     assert answer.status == 200, answer
     assert json.loads(answer.body)["version_number"] == "7"
+
+
+def test_a_422s_status_line_and_title_both_say_rfc_9110s_name(served: Served) -> None:
+    response = httpx.put(
+        f"{served.url}/states/unprocessable", content=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.reason_phrase == response.json()["title"] == "Unprocessable Content"

@@ -153,9 +153,11 @@ async def test_a_transaction_pins_a_compressed_state_it_finds_done(
     """The repeated put is refused, finds its own state and is pinned to it (`StatePayload` compared in its
     stored, compressed form) while the new put is written."""
     large, other = compressible(500 * KB), f"{state_id}-other"
-    first = await transact(client, put_op(state_id, 1, large, if_none_match=True))
+    first = await transact(client, put_op(state_id, 1, large, if_none_match=True), key=state_id)
     assert first.status_code == 200, first.text
-    again = await transact(client, put_op(state_id, 1, large, if_none_match=True), put_op(other, 1))
+    again = await transact(
+        client, put_op(state_id, 1, large, if_none_match=True), put_op(other, 1), key=state_id
+    )
     assert again.status_code == 200, again.text
     assert (await client.get(state_path(other))).status_code == 200
 

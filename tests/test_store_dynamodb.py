@@ -22,8 +22,10 @@ from app.errors import CorruptItem, PreconditionFailed, TableKeyMismatch
 from app.states.model import DeleteOperation, Precondition, PutOperation, StateRecord
 from app.store.dynamodb import DynamoDBStore
 from app.store.dynamodb.codec import from_item, to_item
+from app.store.dynamodb.store import ClientKind
 from scripts.servers import free_port, service_command
-from support.api import assert_problem, state_body, state_path
+from support import dynamodb_only
+from support.api import assert_problem, keyed, state_body, state_path
 from support.differences import (
     DYNALITE_ANSWERS_1_MB_OF_A_BATCH,
     DYNALITE_HAS_NO_TRANSACTIONS,
@@ -31,19 +33,10 @@ from support.differences import (
     DYNALITE_RETURNS_NO_OLD_ITEM,
     MOTO_GETS_ANY_KEY_SIZE,
 )
-from support.services import DYNAMODB_SERVERS, TABLE, ServiceFactory, server_endpoint
+from support.services import TABLE, ServiceFactory
 
-
-@pytest.fixture(scope="module", params=list(DYNAMODB_SERVERS))
-def backend(request: pytest.FixtureRequest) -> str:
-    """This module's tests are about DynamoDB alone: they run on each DynamoDB-compatible server."""
-    name: str = request.param
-    return name
-
-
-@pytest.fixture(scope="module")
-def endpoint(backend: str, request: pytest.FixtureRequest) -> str:
-    return server_endpoint(backend, request)
+backend = dynamodb_only.backend
+endpoint = dynamodb_only.endpoint
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +45,8 @@ def raw_table(endpoint: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def dynamodb_url(backend: str, start_service: ServiceFactory) -> Iterator[str]:
-    with start_service(backend) as url:
+def dynamodb_url(backend: str, dynamodb_path: str, start_service: ServiceFactory) -> Iterator[str]:
+    with start_service(backend, dynamodb_client=dynamodb_path) as url:
         yield url
 
 
@@ -100,9 +93,10 @@ async def test_a_put_writes_the_go_stores_exact_layout(
 ) -> None:
     item, payload = go_item(state_id)
     body = state_body(7, payload, manifest="google.protobuf.Any", timestamp=1764115200123456789, shard=3)
-    assert (await dynamodb_client.put(state_path(state_id), json=body)).status_code == 200
+    written = await dynamodb_client.put(state_path(state_id), json=body, headers=keyed(state_id))
+    assert written.status_code == 200
     stored = raw_table.get_item(TableName=TABLE, Key={"PersistenceID": {"S": state_id}}, ConsistentRead=True)
-    assert stored["Item"] == item
+    assert stored["Item"] == {**item, "WriteKey": {"S": state_id}}  # the one attribute of our own
 
 
 async def test_a_go_actors_negative_timestamp_is_a_negative_number_both_ways(
@@ -202,10 +196,10 @@ async def test_a_missing_version_attribute_counts_as_zero_in_conditions(
 
 
 async def test_a_missing_table_is_a_503_that_says_what_to_do(
-    backend: str, start_service: ServiceFactory, state_id: str
+    backend: str, dynamodb_path: str, start_service: ServiceFactory, state_id: str
 ) -> None:
     table = f"missing-{uuid.uuid4().hex[:8]}"
-    with start_service(backend, dynamodb_table=table) as url:
+    with start_service(backend, dynamodb_table=table, dynamodb_client=dynamodb_path) as url:
         async with httpx.AsyncClient(base_url=url) as http:
             for response in (
                 await http.get(state_path(state_id)),
@@ -297,6 +291,18 @@ def test_start_up_warns_when_dynamodb_will_not_delete_expired_states(
     [warning] = [record.getMessage() for record in caplog.records if "expired states" in record.getMessage()]
     assert f"table {table!r}" in warning
     assert "time to live is DISABLED" in warning
+
+
+def test_the_start_up_line_names_the_client_that_makes_the_hot_calls(
+    backend: str, dynamodb_path: str, start_service: ServiceFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="statestore"),
+        start_service(backend, dynamodb_client=dynamodb_path),
+    ):
+        pass
+    [ready] = [record.getMessage() for record in caplog.records if "statestore ready" in record.getMessage()]
+    assert ready.endswith(f"({dynamodb_path} client)")
 
 
 def test_create_table_without_a_backend_fails_in_one_line() -> None:
@@ -467,7 +473,7 @@ def test_a_batch_read_of_items_within_16_mb_is_answered_whole(raw_table: Any) ->
 
 @DYNALITE_HAS_NO_TRANSACTIONS
 async def test_a_transaction_is_settled_on_every_state_it_reads_beyond_one_answer(
-    raw_table: Any, endpoint: str
+    raw_table: Any, endpoint: str, dynamodb_path: ClientKind
 ) -> None:
     """A conditional delete of nothing makes the service read the transaction's puts back, to tell a resent
     transaction from a conflict; 45 stored states of 390 KB are more than one 16 MiB answer. They are read
@@ -481,7 +487,7 @@ async def test_a_transaction_is_settled_on_every_state_it_reads_beyond_one_answe
     puts = [PutOperation(StateRecord(persistence_id, 2, "m", b"new", 2, 0)) for persistence_id in ids]
     delete = DeleteOperation("never-stored", Precondition(match=frozenset({1})))
 
-    async with DynamoDBStore.open(table, endpoint) as store:
+    async with DynamoDBStore.open(table, endpoint, client=dynamodb_path) as store:
         with pytest.raises(PreconditionFailed) as refused:
             await store.transact([*puts, delete])
         assert refused.value.extensions["operation_index"] == len(puts)

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, cast
 
+from app.errors import BackendUnavailable
 from app.states.answers import BatchRead
 from app.states.model import StateRecord
 from app.states.watches import Watches
@@ -98,3 +99,35 @@ async def test_a_read_begun_after_another_is_the_one_that_stays() -> None:
         older.release.set()
         assert await first == record(1)
         assert watch.latest == record(2)
+
+
+class ToldOnceStore:
+    """A store that tells of a change once, as SQLite's `data_version` does, whose first batch read fails
+    (the backend busy) and whose second leaves the id unread; only the third reads it."""
+
+    def __init__(self) -> None:
+        self.told = False
+        self.reads = 0
+
+    async def changed_since_last_check(self) -> bool:
+        told, self.told = self.told, True
+        return not told
+
+    async def get_many(self, persistence_ids: Any) -> BatchRead:
+        self.reads += 1
+        if self.reads == 1:
+            raise BackendUnavailable("the SQLite file is busy or unavailable")
+        if self.reads == 2:
+            return BatchRead([], list(persistence_ids))
+        return BatchRead([record(2)], [])
+
+
+async def test_a_change_told_once_is_read_even_when_the_first_polls_fail_or_leave_it_unread() -> None:
+    """The poller learns of a change once; a round that fails, or reads only some ids, leaves it owed."""
+    store = ToldOnceStore()
+    watches = Watches(cast(StateStore, store), poll_seconds=0.01, max_waiters=10, meter=Meter())
+    async with watches.running(), watches.watching(ID) as watch:
+        watch.observe(record(1), 0)
+        changed = await watches.wait(watch, lambda latest: latest != record(1), seconds=10)
+    assert changed == record(2)
+    assert store.reads == 3

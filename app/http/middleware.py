@@ -14,11 +14,10 @@ Each is plain ASGI: `BaseHTTPMiddleware` would add a task and a body copy to eve
   costs no body read.
 - `ConcurrencyLimit` answers `503` with `Retry-After` once too many requests are in progress, instead of
   queueing them: under overload a queue only makes every answer late, and a quick `503` lets clients back
-  off. The probes and `/metrics` are never refused: a busy process is neither dead nor unready. Nor are
-  requests that wait for a change (`wait=` on a GET or HEAD): they hold no worker, and
-  `STATESTORE_MAX_WAITERS` bounds them instead. Counting them would refuse the usual herd: every client
-  of a state waiting again at the same moment, straight after a change answered them all.
-  A request waiting for its body is not in progress: clients that send slowly cannot use up the slots.
+  off. The probes and `/metrics` are never refused: a busy process is neither dead nor unready. A request
+  is in progress from its head until its answer is sent, except while it waits: for its body (clients
+  that send slowly cannot use up the slots), or for a change (`waiting`, once the route really waits;
+  `STATESTORE_MAX_WAITERS` bounds those). A `wait=` that finds nothing to wait for is a plain read.
 """
 
 from __future__ import annotations
@@ -28,8 +27,8 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Iterable, Sequence
-from urllib.parse import parse_qsl
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,6 +42,9 @@ from app.observability.metrics import Metrics
 UNMATCHED = "<unmatched>"
 PERSISTENCE_ID_KEY = "statestore.persistence_id"
 """Where a handler leaves, in the request's scope, the one persistence id it decoded and acted on."""
+ROUTE_KEY = "statestore.route"
+"""Where the request observer leaves, in the request's scope, the route template it counted the request
+under, for the middleware outside it (`app.http.tracing`)."""
 MAX_LOGGED_ID_CHARACTERS = 2048
 """A refused persistence id can be far longer than a valid one; the log line stays bounded."""
 REQUEST_ID_HEADER = b"x-request-id"
@@ -51,7 +53,7 @@ PROTECTED_PREFIX = "/states"
 RETRY_AFTER_SECONDS = 1
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:=+/@-]{1,%d}" % MAX_REQUEST_ID_LENGTH)
 _NEVER_REFUSED = frozenset({"/healthz", "/readyz", "/metrics"})
-_ONE_STATE = "/states/"
+_LIMIT_KEY = "statestore.concurrency_limit"
 
 access_logger = logging.getLogger("statestore.access")
 error_logger = logging.getLogger("statestore.errors")
@@ -109,10 +111,11 @@ class RequestObserver:
             await self.app(scope, receive, send_with_id)
         finally:
             client = scope.get("client")
+            route = scope[ROUTE_KEY] = self._route_of(scope)
             record_request(
                 self.metrics,
                 scope["method"],
-                self._route_of(scope),
+                route,
                 status,
                 time.perf_counter() - started,
                 persistence_id=scope.get(PERSISTENCE_ID_KEY),
@@ -217,18 +220,6 @@ class ApiKeyGuard:
         )
 
 
-def _waits(scope: Scope) -> bool:
-    """A request that waits for a change: a read of one state with a `wait` query parameter. Any other
-    route ignores `wait`, so the parameter must not exempt it from the limit."""
-    query: bytes = scope["query_string"]
-    return (
-        b"wait" in query
-        and scope["method"] in ("GET", "HEAD")
-        and scope["path"].startswith(_ONE_STATE)
-        and any(name == "wait" for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True))
-    )
-
-
 class ConcurrencyLimit:
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -236,7 +227,7 @@ class ConcurrencyLimit:
         self.in_progress = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or route_path(scope) in _NEVER_REFUSED or _waits(scope):
+        if scope["type"] != "http" or route_path(scope) in _NEVER_REFUSED:
             await self.app(scope, receive, send)
         elif self.in_progress >= self.limit:
             await problem_response(
@@ -246,17 +237,40 @@ class ConcurrencyLimit:
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )(scope, receive, send)
         else:
+            body_read = False
 
             async def receive_uncounted() -> Message:
-                # A request waiting for its body holds no slot: slow senders must not lock out the rest.
+                # A request waiting for its body holds no slot: slow senders must not lock out the rest. Once
+                # the body is in, a receive is a wait for the client to leave (a streamed answer's listener):
+                # the request keeps its slot until its answer is sent.
+                nonlocal body_read
+                if body_read:
+                    return await receive()
                 self.in_progress -= 1
                 try:
-                    return await receive()
+                    message = await receive()
                 finally:
                     self.in_progress += 1
+                body_read = message["type"] != "http.request" or not message.get("more_body", False)
+                return message
 
             self.in_progress += 1
+            scope[_LIMIT_KEY] = self
             try:
                 await self.app(scope, receive_uncounted, send)
             finally:
                 self.in_progress -= 1
+
+
+@contextmanager
+def waiting(scope: Scope) -> Iterator[None]:
+    """While the block runs, the request waits for a change and holds no slot of the concurrency limit."""
+    limit: ConcurrencyLimit | None = scope.get(_LIMIT_KEY)
+    if limit is None:
+        yield
+        return
+    limit.in_progress -= 1
+    try:
+        yield
+    finally:
+        limit.in_progress += 1

@@ -14,13 +14,14 @@ from pydantic_core import core_schema
 
 from app.http.middleware import is_protected
 from app.http.problems import problem_responses
+from app.http.server import HEAD_TIMEOUT_SECONDS, MAX_HEAD_BYTES
 from app.states.model import MAX_INT64, MAX_UINT64
 
 SECURITY_SCHEME = "HTTPBearer"
 DECIMAL_PATTERNS = {"uint64": "^(0|[1-9][0-9]*)$", "int64": "^(0|-?[1-9][0-9]*)$"}
 """64-bit integers as JSON strings of decimal digits, as protobuf's JSON mapping writes them."""
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Keeps the latest durable state of each persistence id, the way eGo's durable state store does:
 a protobuf message (base64 `payload` plus its `manifest`, the message's full name) with a version number.
 
@@ -34,6 +35,13 @@ to 100 puts and deletes atomically, each with the same conditions as a single wr
 When the server is configured with API keys, every `/states` call needs `Authorization: Bearer <key>`.
 Every response carries an `X-Request-ID` header: the client's own when it sent a safe one (1-128 of
 `A-Z a-z 0-9 . _ : = + / @ -`), else a fresh one; the server's log lines carry the same id.
+
+Every operation can answer `431` (a request line and headers beyond {MAX_HEAD_BYTES // 1024} KiB) and
+`408` (a head that takes longer than {HEAD_TIMEOUT_SECONDS:g} s to arrive, or a body late or too slow):
+the server answers them before any route sees the request. A client that hangs up before its body has
+arrived, or while its request waits for a change, gets no answer: the access log and the metrics count
+the request as `499` (nginx's "Client Closed Request"), the client's doing rather than the server's,
+so no operation lists it.
 """
 
 _EXACT_BOUNDS = {float(bound): bound for bound in (MAX_UINT64, MAX_INT64)}
@@ -137,13 +145,11 @@ def _declare_bearer_keys(document: dict[str, Any]) -> None:
 
 
 def _declare_head_refusals(document: dict[str, Any]) -> None:
-    """`BoundedHttpToolsProtocol` refuses a request head that is too large before any route sees it, and a
-    body that is late or too slow is a 408."""
+    """`BoundedHttpToolsProtocol` refuses a request head that is too large or too slow before any route
+    sees it; a body that is late or too slow is a 408 too."""
     for operations in document["paths"].values():
         for operation in operations.values():
-            _add_problems(operation, 431)
-            if "requestBody" in operation:
-                _add_problems(operation, 408)
+            _add_problems(operation, 408, 431)
 
 
 def _add_problems(operation: dict[str, Any], *statuses: int) -> None:

@@ -18,11 +18,19 @@ from app.errors import InvalidState, ProblemError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TYPE_PREFIX = "urn:statestore:problem:"
+RENAMED_STATUSES = {413: "Content Too Large", 422: "Unprocessable Content"}
+"""RFC 9110's names of the statuses the service answers with whose `HTTPStatus` phrase (in Python 3.11)
+is still RFC 7231's ("Request Entity Too Large", "Unprocessable Entity")."""
 _DESCRIPTIONS = {
     502: "Bad Gateway: the call read a stored item that the service cannot read (on DynamoDB, an item it did"
     " not write: a number out of range, a missing key, an attribute of another type); `detail` names the"
     " attribute. A write or delete reads the stored item only when its condition fails.",
 }
+
+
+def reason_phrase(status: int) -> str:
+    """A status's name, in a status line and as a problem's default title: RFC 9110's."""
+    return RENAMED_STATUSES.get(status) or HTTPStatus(status).phrase
 
 
 def problem_response(
@@ -36,7 +44,7 @@ def problem_response(
 ) -> Response:
     body = {
         "type": f"{_TYPE_PREFIX}{slug}" if slug else "about:blank",
-        "title": title or HTTPStatus(status).phrase,
+        "title": title or reason_phrase(status),
         "status": status,
         "detail": detail,
         **{name: value for name, value in extensions.items() if value is not None},
@@ -123,7 +131,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for the problems an operation can answer with."""
     return {
         status: {
-            "description": _DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
+            "description": _DESCRIPTIONS.get(status, reason_phrase(status)),
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
         for status in statuses

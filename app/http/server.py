@@ -14,15 +14,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import re
-from http import HTTPStatus
 from itertools import chain
 from typing import Any
 
 import httptools
+from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.http.middleware import UNMATCHED, new_request_id, record_request
-from app.http.problems import problem_response
+from app.http.problems import RENAMED_STATUSES, problem_response, reason_phrase
 from app.observability.logging import current_request_id
 
 MAX_HEAD_BYTES = 64 * 1024
@@ -48,6 +48,13 @@ UVICORN_OPTIONS: dict[str, Any] = {
     # Requests in progress get this long to finish on SIGTERM, within a 30 s Kubernetes grace period.
     "timeout_graceful_shutdown": 20,
 }
+
+
+# uvicorn writes each status line from its table of `HTTPStatus` phrases, some still RFC 7231's in Python
+# 3.11: a 422 would say "Unprocessable Entity" in its status line and "Unprocessable Content" in its title.
+httptools_impl.STATUS_LINE.update(
+    {status: f"HTTP/1.1 {status} {reason_phrase(status)}\r\n".encode() for status in RENAMED_STATUSES}
+)
 
 
 # httptools tells its parser that a request asking to upgrade the connection (`Connection: Upgrade` and an
@@ -250,7 +257,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         response = problem_response(
             status, detail, headers={"Connection": "close", "X-Request-ID": request_id}
         )
-        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()]
+        lines = [f"HTTP/1.1 {status} {reason_phrase(status)}".encode()]
         lines += [name + b": " + value for name, value in response.raw_headers]
         self.transport.write(b"\r\n".join([*lines, b"", bytes(response.body)]))
         self.close_lingering()

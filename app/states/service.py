@@ -30,6 +30,7 @@ from app.states.model import (
     PutOperation,
     StateRecord,
     item_size,
+    new_write_key,
 )
 from app.states.watches import Watches
 from app.store import StateStore
@@ -89,10 +90,15 @@ class StatesService:
         return await self.store.list_page(limit, after, shard, payloads=payloads)
 
     async def put(
-        self, persistence_id: str, request: WriteRequest, precondition: Precondition
+        self,
+        persistence_id: str,
+        request: WriteRequest,
+        precondition: Precondition,
+        write_key: str | None = None,
     ) -> StateRecord:
-        """Store the request's state if `precondition` holds: what is stored, or 412/409/413/422."""
-        record = await self._record_to_write(persistence_id, request)
+        """Store the request's state if `precondition` holds: what is stored, or 412/409/413/422.
+        `write_key` is the client's Idempotency-Key; without one, the write gets a key of its own."""
+        record = await self._record_to_write(persistence_id, request, write_key or new_write_key())
         stored = await self.store.put(record, self._with_guard(precondition, record))
         self.watches.written(stored)
         return stored
@@ -101,15 +107,19 @@ class StatesService:
         await self.store.delete(persistence_id, precondition)
         self.watches.deleted(persistence_id)
 
-    async def transact(self, planned: Sequence[PlannedPut | DeleteOperation]) -> list[StateRecord | None]:
-        """Apply every operation or none; each put is validated first, as `put` validates one."""
+    async def transact(
+        self, planned: Sequence[PlannedPut | DeleteOperation], write_key: str | None = None
+    ) -> list[StateRecord | None]:
+        """Apply every operation or none; each put is validated first, as `put` validates one, and carries
+        the transaction's one key (the client's Idempotency-Key, else one of its own)."""
+        write_key = write_key or new_write_key()
         operations: list[Operation] = []
         for index, operation in enumerate(planned):
             if isinstance(operation, DeleteOperation):
                 operations.append(operation)
                 continue
             try:
-                record = await self._record_to_write(operation.persistence_id, operation.request)
+                record = await self._record_to_write(operation.persistence_id, operation.request, write_key)
             except ProblemError as error:
                 raise _within_operation(error, index).for_operation(index, operation.persistence_id) from None
             operations.append(PutOperation(record, self._with_guard(operation.precondition, record)))
@@ -129,7 +139,9 @@ class StatesService:
                 self.watches.written(result)
         return results
 
-    async def _record_to_write(self, persistence_id: str, request: WriteRequest) -> StateRecord:
+    async def _record_to_write(
+        self, persistence_id: str, request: WriteRequest, write_key: str
+    ) -> StateRecord:
         payload = await self._payload_to_store(request)
         now = self.clock()
         timestamp = request.timestamp
@@ -143,6 +155,7 @@ class StatesService:
             timestamp=timestamp,
             shard=request.shard,
             expires_at=None if request.ttl_seconds is None else _expiry(now, request.ttl_seconds),
+            write_key=write_key,
         )
         size, limit = item_size(record), self.store.item_limit
         if limit is not None and size > limit:

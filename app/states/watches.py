@@ -88,6 +88,9 @@ class Watches:
         self._watches: dict[str, Watch] = {}
         self._waiters = 0
         self._tickets = itertools.count(1)
+        # A change the poller was told of but has not read in full yet (a failed round, or ids the store
+        # left unread): the store tells of a change once (SQLite's `data_version`), so it is owed until read.
+        self._poll_owed = False
         self.closing = False
 
     @asynccontextmanager
@@ -166,27 +169,40 @@ class Watches:
             await asyncio.sleep(self._poll_seconds)
             self._forget_idle()
             try:
-                if self._watches and await self._store.changed_since_last_check():
-                    await self.poll()
+                await self.poll_round()
             except ProblemError as exc:  # the backend is down or throttling: the next round tries again
                 logger.warning("a poll of the watched states failed: %s", exc.detail)
             except Exception:
                 logger.exception("a poll of the watched states failed unexpectedly")
 
-    async def poll(self) -> None:
-        """Read every watched id once, in batches, and move the watches on."""
+    async def poll_round(self) -> None:
+        """One round of the poller: read the watched ids if anything may have changed since the last
+        round, or if the last round did not read them all."""
+        if not self._watches:
+            return
+        if await self._store.changed_since_last_check():
+            self._poll_owed = True
+        if self._poll_owed:
+            self._poll_owed = await self.poll()
+
+    async def poll(self) -> bool:
+        """Read every watched id once, in batches, and move the watches on; whether some ids were left
+        unread (for the next round)."""
         watched = list(self._watches)
+        left_unread = False
         for start in range(0, len(watched), IDS_PER_POLL_READ):
             batch = watched[start : start + IDS_PER_POLL_READ]
             ticket = next(self._tickets)
             read = await self._store.get_many(batch)
             found = {record.persistence_id: record for record in read.found}
             unread = set(read.unprocessed)  # left for the next round, not taken for deleted
+            left_unread = left_unread or bool(unread)
             self._meter.ids_polled(len(batch))
             for persistence_id in batch:
                 watch = self._watches.get(persistence_id)
                 if persistence_id not in unread and watch is not None:
                     watch.observe(found.get(persistence_id), ticket)
+        return left_unread
 
     def _forget_idle(self) -> None:
         forget_before = asyncio.get_running_loop().time() - LINGER_SECONDS

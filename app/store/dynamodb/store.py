@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import aioboto3
 from botocore.config import Config
@@ -45,16 +45,18 @@ from app.states.model import (
     settle_refused_write,
     transaction_results,
 )
-from app.store import CallObserver, ObservedCall, StoreConfigurationError, ignore_call
+from app.store import CallObserver, Expiry, ObservedCall, StoreConfigurationError, ignore_call
 from app.store.dynamodb import _large_states
+from app.store.dynamodb._details import note_call_details
 from app.store.dynamodb.batch_get import batch_get
 from app.store.dynamodb.codec import condition_arguments, from_item, key_of, to_item
 from app.store.dynamodb.errors import error_code, map_dynamodb_errors
+from app.store.dynamodb.lean import LeanClient
 from app.store.dynamodb.scan import scan_page
 from app.store.dynamodb.table import (
     check_table,
     enable_time_to_live,
-    expiry_warning,
+    expiry,
     request_table,
     wait_for_table,
 )
@@ -84,6 +86,8 @@ CLIENT_CONFIG = Config(
     tcp_keepalive=True,
     parameter_validation=False,
 )
+ClientKind = Literal["lean", "aioboto3"]
+"""What makes the hot calls (`STATESTORE_DYNAMODB_CLIENT`): the lean client (`lean.py`), or aioboto3's."""
 
 
 class DynamoDBStore:
@@ -94,9 +98,11 @@ class DynamoDBStore:
         deadline: float = CALL_DEADLINE_SECONDS,
         observer: CallObserver = ignore_call,
         clock: Clock = time.time_ns,
+        client_kind: ClientKind = "aioboto3",
         compression: Compression = "off",
     ) -> None:
         self._client = client
+        self._client_kind = client_kind
         self._table = table
         self._deadline = deadline
         self._observer = observer
@@ -114,17 +120,30 @@ class DynamoDBStore:
         deadline: float = CALL_DEADLINE_SECONDS,
         observer: CallObserver = ignore_call,
         clock: Clock = time.time_ns,
+        client: ClientKind = "lean",
+        *,
+        call_details: bool = False,
         compression: Compression = "off",
     ) -> AsyncIterator[DynamoDBStore]:
-        """`deadline` bounds each call in seconds, SDK retries and a batch read's own retries included."""
+        """`deadline` bounds each call in seconds, SDK retries and a batch read's own retries included;
+        `client` names what makes the hot calls, the control plane being aioboto3's either way;
+        `call_details` notes each request's consumed capacity and retries (`app.store.call_details`)."""
         # botocore reads only AWS_DEFAULT_REGION; AWS_REGION is what the other AWS SDKs and Lambda set.
         session = aioboto3.Session(region_name=os.environ.get("AWS_REGION") or None)
         if session.region_name is None:
             raise StoreConfigurationError(
                 "no AWS region is configured: set AWS_REGION (or a profile with a region)"
             )
-        async with session.client("dynamodb", endpoint_url=endpoint_url, config=CLIENT_CONFIG) as client:
-            yield cls(client, table, deadline, observer, clock, compression)
+        async with session.client("dynamodb", endpoint_url=endpoint_url, config=CLIENT_CONFIG) as sdk:
+            if call_details:
+                note_call_details(sdk)
+            if client == "aioboto3":
+                yield cls(sdk, table, deadline, observer, clock, client, compression)
+                return
+            credentials = await session.get_credentials()
+            async with LeanClient.open(sdk, credentials, CLIENT_CONFIG, call_details=call_details) as lean:
+                # The lean client answers the hot calls as the SDK's client does, and hands it the rest.
+                yield cls(cast("DynamoDBClient", lean), table, deadline, observer, clock, client, compression)
 
     @property
     def item_limit(self) -> int | None:
@@ -132,7 +151,8 @@ class DynamoDBStore:
 
     @property
     def description(self) -> str:
-        return f"dynamodb table {self._table} at {self._client.meta.endpoint_url}"
+        endpoint = self._client.meta.endpoint_url
+        return f"dynamodb table {self._table} at {endpoint} ({self._client_kind} client)"
 
     @asynccontextmanager
     async def _call(self, operation: str) -> AsyncIterator[None]:
@@ -304,9 +324,9 @@ class DynamoDBStore:
             response = await self._client.describe_table(TableName=self._table)
         check_table(self._table, response["Table"])
 
-    async def expiry_warning(self) -> str | None:
+    async def expiry(self) -> Expiry:
         async with self._call("DescribeTimeToLive"):
-            return await expiry_warning(self._client, self._table)
+            return await expiry(self._client, self._table)
 
     async def enable_time_to_live(self) -> str | None:
         """Have DynamoDB delete expired states (`create-table`); a warning when the endpoint will not."""
