@@ -24,8 +24,8 @@ from app.api.schemas import BatchGetRequest, PutStateRequest, TransactRequest
 from app.api.startup import StartupFacts, TimeToLive
 from app.clock import Clock
 from app.errors import BackendUnavailable
+from app.http import docs
 from app.http.api_keys import KeyRing
-from app.http.docs import docs_routes
 from app.http.middleware import ApiKeyGuard, ConcurrencyLimit, RequestObserver, UnexpectedErrorLog
 from app.http.openapi import build_openapi
 from app.http.problems import install_problem_handlers
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("statestore")
 
-_ROUTERS = (states.router, listing.router, batch.router, probes.router)
+_ROUTERS = (states.router, listing.router, batch.router, probes.router, docs.router)
 _BODIES = (PutStateRequest, BatchGetRequest, TransactRequest)
 
 
@@ -261,8 +261,8 @@ def create_app(
             yield LifespanState(services=services)
         logger.info("statestore stopped: backend closed", extra={FIELDS: {"backend": settings.backend}})
 
-    docs = docs_routes()
-    routes = [*(route for router in _ROUTERS for route in router.routes), *docs]
+    # The routes as their routers hold them: FastAPI keeps an included router whole, as one entry of its own.
+    routes = [route for router in _ROUTERS for route in router.routes]
     app = _ObservedFastAPI(
         app_metrics,
         routes,
@@ -278,7 +278,6 @@ def create_app(
     )
     for router in _ROUTERS:
         app.include_router(router)
-    app.router.routes.extend(docs)
     install_problem_handlers(app, routes)
     app.state.body_pace = BodyPace(settings.body_timeout_seconds, settings.min_body_bytes_per_second)
     app.add_middleware(ConcurrencyLimit, limit=settings.max_concurrent_requests)
