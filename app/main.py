@@ -26,10 +26,10 @@ from app.clock import Clock
 from app.errors import BackendUnavailable
 from app.http import docs
 from app.http.api_keys import KeyRing
+from app.http.bodies import BodyPace
 from app.http.middleware import ApiKeyGuard, ConcurrencyLimit, RequestObserver, UnexpectedErrorLog
 from app.http.openapi import build_openapi
 from app.http.problems import install_problem_handlers
-from app.http.routing import BodyPace
 from app.http.server import settle_heap
 from app.http.stopping import on_stop_signal
 from app.observability.logging import FIELDS

@@ -36,7 +36,7 @@ ZSTD = "zstd"
 # Level 3, zstd's default: 8 MiB of JSON-like protobuf compress in tens of milliseconds; higher levels
 # cost several times that for a few percent (docs/large-states.md).
 _LEVEL = 3
-# No state is larger than the request body that carried it (app.http.routing.MAX_BODY_BYTES).
+# No state is larger than the request body that carried it (app.http.bodies.MAX_BODY_BYTES).
 MAX_STATE_BYTES = 8 * 1024 * 1024
 _ENCODING_BYTES = len(STATE_ENCODING) + len(ZSTD)
 _compressor = zstandard.ZstdCompressor(level=_LEVEL, write_content_size=True, write_checksum=False)
