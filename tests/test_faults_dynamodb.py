@@ -119,6 +119,14 @@ FAULTS: dict[str, Fault] = {
 
 
 @contextmanager
+def broken_checksums(proxy: FaultProxy, count: int | None) -> Iterator[None]:
+    """The next `count` answers (None: all) damaged on the way: their `x-amz-crc32` not their body's."""
+    proxy.checksums_to_break = count
+    with proxy_fault(proxy, "bad_checksum"):
+        yield
+
+
+@contextmanager
 def reads_throttled(proxy: FaultProxy, persistence_id: str) -> Iterator[None]:
     """Each BatchGetItem call that asks for `persistence_id` throttled, the SDK's retries too (in the
     proxy's modes `throttle_reads` and `drop_old_items`)."""
@@ -485,3 +493,23 @@ async def test_a_transaction_conflict_is_a_503_and_applies_nothing(
     assert proxy.conflicts - conflicts_before == 1
     assert await stored_versions(client, [created, updated]) == {created: None, updated: "1"}
     assert (await transact(client, *operations)).status_code == 200
+
+
+async def test_an_answer_whose_crc32_fails_is_retried_and_never_taken(
+    client: httpx.AsyncClient, proxy: FaultProxy, dynamodb_path: str
+) -> None:
+    """DynamoDB's `x-amz-crc32` is checked on both paths: a damaged answer is sent again (botocore's
+    standard retries), so the read gets the stored state. Once every attempt is damaged, the lean path
+    answers a 503; botocore's standard mode parses the last answer all the same (docs/operations.md)."""
+    persistence_id = new_id()
+    assert (await client.put(state_path(persistence_id), json=state_body(3))).status_code == 200
+    broken_before = proxy.checksums_broken
+    with broken_checksums(proxy, 1):
+        read = await client.get(state_path(persistence_id))
+    assert read.status_code == 200, read.text
+    assert read.json()["version_number"] == "3"
+    assert proxy.checksums_broken == broken_before + 1
+    if dynamodb_path == "lean":
+        with broken_checksums(proxy, None):
+            assert_problem(await client.get(state_path(persistence_id)), 503)
+        assert proxy.checksums_broken == broken_before + 4  # the first attempt and the SDK's two retries
