@@ -40,7 +40,7 @@ async def clients(endpoint: str) -> AsyncIterator[tuple[Any, Any]]:
     session = aioboto3.Session()
     async with (
         session.client("dynamodb", endpoint_url=endpoint, config=CLIENT_CONFIG) as sdk,
-        LeanClient.open(sdk, await session.get_credentials(), CLIENT_CONFIG, call_details=False) as lean,
+        LeanClient.open(sdk, await session.get_credentials(), CLIENT_CONFIG) as lean,
     ):
         yield sdk, lean
 

@@ -118,7 +118,12 @@ class LeanClient:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, sdk: DynamoDBClient, credentials: AioCredentials | None, config: Config, *, call_details: bool
+        cls,
+        sdk: DynamoDBClient,
+        credentials: AioCredentials | None,
+        config: Config,
+        *,
+        call_details: bool = False,
     ) -> AsyncIterator[LeanClient]:
         """One pooled HTTP session for the process, with the connect and read timeouts, the pool size and
         the attempts of `config` (the aioboto3 client's); `call_details` asks each call for its consumed
