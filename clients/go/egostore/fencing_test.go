@@ -1,6 +1,7 @@
 package egostore_test
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"testing"
@@ -10,19 +11,26 @@ import (
 	"github.com/durable-state-store/durable-state-store/clients/go/internal/livetest"
 )
 
+// twoCopies starts two copies of one entity on backend, each with a fencing store of its own: the first
+// credits 100, the second recovers that state, then the first credits 10 more (version 2, 110).
+func twoCopies(t *testing.T, backend string) (context.Context, string, string, *entity, *entity) {
+	t.Helper()
+	url := livetest.URL(t, backend)
+	ctx := t.Context()
+	id := storetest.EntityID(t)
+	first := startEntity(t, storetest.Connected(t, url, egostore.WithFencing()), id)
+	storetest.Must(t, first.credit(ctx, 100))
+	second := startEntity(t, storetest.Connected(t, url, egostore.WithFencing()), id)
+	storetest.Must(t, first.credit(ctx, 10))
+	return ctx, url, id, first, second
+}
+
 // Two copies of one entity, as on both sides of a split brain, each with its own store: with fencing, the
 // copy that fell behind fails loudly and the newer state stays.
 func TestFencingStopsASecondCopyOfAnEntity(t *testing.T) {
 	for _, backend := range livetest.Backends {
 		t.Run(backend, func(t *testing.T) {
-			url := livetest.URL(t, backend)
-			ctx := t.Context()
-			id := storetest.EntityID(t)
-			first := startEntity(t, storetest.Connected(t, url, egostore.WithFencing()), id)
-			storetest.Must(t, first.credit(ctx, 100))
-			second := startEntity(t, storetest.Connected(t, url, egostore.WithFencing()), id)
-			storetest.Must(t, first.credit(ctx, 10))
-
+			ctx, url, id, _, second := twoCopies(t, backend)
 			for name, err := range map[string]error{"command": second.credit(ctx, -30), "stop": second.stop(ctx)} {
 				var problem *egostore.ProblemError
 				if !errors.Is(err, egostore.ErrFenced) || !errors.As(err, &problem) {
@@ -41,14 +49,7 @@ func TestFencingStopsASecondCopyOfAnEntity(t *testing.T) {
 func TestFencingStopsASecondCopyThatWritesTheSameState(t *testing.T) {
 	for _, backend := range livetest.Backends {
 		t.Run(backend, func(t *testing.T) {
-			url := livetest.URL(t, backend)
-			ctx := t.Context()
-			id := storetest.EntityID(t)
-			first := startEntity(t, storetest.Connected(t, url, egostore.WithFencing()), id)
-			storetest.Must(t, first.credit(ctx, 100))
-			second := startEntity(t, storetest.Connected(t, url, egostore.WithFencing()), id)
-			storetest.Must(t, first.credit(ctx, 10))
-
+			ctx, url, id, first, second := twoCopies(t, backend)
 			if err := second.credit(ctx, 10); !errors.Is(err, egostore.ErrFenced) {
 				t.Fatalf("the second copy's identical write was not fenced: %v", err)
 			}
