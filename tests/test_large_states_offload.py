@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import random
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -22,6 +24,7 @@ import pytest
 
 from app.states.model import Precondition, StateRecord
 from app.store.dynamodb import DynamoDBStore
+from scripts.servers import service_command
 from support.api import assert_problem, batch_get, keyed, put_op, state_body, state_path, transact
 from support.differences import DYNALITE_HAS_NO_TRANSACTIONS
 from support.services import DYNAMODB_SERVERS, TABLE, ServiceFactory, server_endpoint
@@ -127,7 +130,7 @@ async def test_a_state_that_fits_compressed_is_not_offloaded(
 
 
 async def test_a_state_as_large_as_the_store_takes_round_trips(
-    backend: str, request: pytest.FixtureRequest, moto_endpoint: str, s3: Any, state_id: str
+    backend: str, request: pytest.FixtureRequest, moto_endpoint: str, s3: Any, raw_table: Any, state_id: str
 ) -> None:
     """8 MiB, more than an HTTP body can carry as JSON: the store itself takes it, with compression off."""
     record = StateRecord(state_id, 1, "m", incompressible(8 * MB), 1, 0, write_key="k")
@@ -299,3 +302,56 @@ async def test_with_compression_off_a_large_state_is_offloaded(
             assert put.status_code == 200, put.text
             assert payload_of(await offloading.get(state_path(state_id))) == payload
     assert "StatePayloadRef" in stored_item(raw_table, state_id)
+
+
+async def test_the_sweep_deletes_only_old_objects_no_item_points_to(
+    backend: str, request: pytest.FixtureRequest, moto_endpoint: str, s3: Any, raw_table: Any, state_id: str
+) -> None:
+    """What no clean-up after a write could delete (a transaction's replaced state, an expired one, a write
+    whose answer was lost) goes at the next sweep, once older than the grace."""
+    prefix = f"sweep-{state_id}/"
+    record = StateRecord(state_id, 1, "m", incompressible(500 * KB, 50), 1, 0, write_key="k")
+    async with DynamoDBStore.open(
+        TABLE,
+        server_endpoint(backend, request),
+        large_states_bucket=BUCKET,
+        large_states_prefix=prefix,
+        s3_endpoint_url=moto_endpoint,
+    ) as store:
+        await store.put(record, Precondition())
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}orphan", Body=b"left behind")
+        young = await store.sweep_large_states(grace_seconds=3600)
+        assert (young.listed, young.referenced, young.deleted, young.young) == (2, 1, 0, 1)
+        swept = await store.sweep_large_states(grace_seconds=0)
+        assert (swept.listed, swept.referenced, swept.deleted, swept.young) == (2, 1, 1, 0)
+        assert await store.get(state_id) == record
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]
+    assert len(listed) == 1
+    assert listed[0]["Key"] != f"{prefix}orphan"
+
+
+def test_the_sweep_command_reports_what_it_did(
+    backend: str, request: pytest.FixtureRequest, moto_endpoint: str, s3: Any, state_id: str
+) -> None:
+    prefix = f"sweep-{state_id}/"
+    s3.put_object(Bucket=BUCKET, Key=f"{prefix}orphan", Body=b"left behind")
+    env = {
+        **os.environ,
+        "STATESTORE_BACKEND": "dynamodb",
+        "STATESTORE_DYNAMODB_ENDPOINT_URL": server_endpoint(backend, request),
+        "STATESTORE_DYNAMODB_TABLE": TABLE,
+        "STATESTORE_LARGE_STATES_BUCKET": BUCKET,
+        "STATESTORE_LARGE_STATES_PREFIX": prefix,
+        "AWS_ENDPOINT_URL_S3": moto_endpoint,  # the SDK's own variable, read by botocore
+    }
+    result = subprocess.run(
+        service_command("sweep-large-states", "--grace-seconds", "0"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 objects, 0 pointed to, 1 deleted" in result.stdout
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)

@@ -26,6 +26,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import aioboto3
@@ -216,6 +217,19 @@ class LargeStates:
         if len(payload) != ref.size or await asyncio.to_thread(digest, payload) != ref.sha256:
             raise corrupt(item, f"names the object {ref.key}, whose bytes are not the state's")
         return payload
+
+    async def listed(self) -> dict[str, datetime]:
+        """Every object under the prefix, by key, with when it was last written."""
+        assert self.bucket is not None
+        found: dict[str, datetime] = {}
+        token: dict[str, str] = {}
+        while True:
+            async with self._call("ListObjectsV2"):
+                page = await self._client.list_objects_v2(Bucket=self.bucket, Prefix=self._prefix, **token)
+            found.update((entry["Key"], entry["LastModified"]) for entry in page.get("Contents", []))
+            if not page.get("IsTruncated"):
+                return found
+            token = {"ContinuationToken": page["NextContinuationToken"]}
 
     async def discard(self, ref: PayloadRef) -> None:
         """Delete an object no item points to any more; a failure is logged, not raised: the write it

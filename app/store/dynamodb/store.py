@@ -21,7 +21,9 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import aioboto3
@@ -49,7 +51,14 @@ from app.states.model import (
 from app.store import CallObserver, Expiry, ObservedCall, StoreConfigurationError, ignore_call
 from app.store.dynamodb import _large_states
 from app.store.dynamodb._details import note_call_details
-from app.store.dynamodb._offload import LargeStates, PayloadRef, corrupt, payload_ref, pointer_item
+from app.store.dynamodb._offload import (
+    PAYLOAD_REF,
+    LargeStates,
+    PayloadRef,
+    corrupt,
+    payload_ref,
+    pointer_item,
+)
 from app.store.dynamodb.batch_get import Pointing, batch_get
 from app.store.dynamodb.codec import condition_arguments, from_item, key_of, to_item
 from app.store.dynamodb.errors import error_code, map_dynamodb_errors
@@ -92,6 +101,17 @@ CLIENT_CONFIG = Config(
 )
 ClientKind = Literal["lean", "aioboto3"]
 """What makes the hot calls (`STATESTORE_DYNAMODB_CLIENT`): the lean client (`lean.py`), or aioboto3's."""
+
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    """What a sweep of the large states' bucket found and did (`DynamoDBStore.sweep_large_states`)."""
+
+    listed: int
+    referenced: int
+    deleted: int
+    young: int
+    """Objects no item points to, kept because they are younger than the grace: a write may still commit."""
 
 
 class DynamoDBStore:
@@ -459,6 +479,47 @@ class DynamoDBStore:
         if self._returns_old_items:
             return None, False
         return await self._read(persistence_id, now), True
+
+    async def sweep_large_states(self, grace_seconds: float) -> Swept:
+        """Delete the objects under the prefix that no item points to and that were written more than
+        `grace_seconds` ago (docs/large-states.md, "Clean-up"). The objects are listed before the table is
+        scanned, so an object the scan finds no item for was either replaced, or PUT by a write whose item
+        never came (within the grace, it is left for the next sweep: that write may still commit)."""
+        if self._large_states is None or self._large_states.bucket is None:
+            raise StoreConfigurationError(
+                "no bucket to sweep: set STATESTORE_LARGE_STATES_BUCKET", setting="large_states_bucket"
+            )
+        large, bucket = self._large_states, self._large_states.bucket
+        listed = await large.listed()
+        started = datetime.now(UTC)
+        referenced: set[str] = set()
+        arguments: dict[str, Any] = {
+            "TableName": self._table,
+            "ConsistentRead": True,
+            "ProjectionExpression": "#r",
+            "ExpressionAttributeNames": {"#r": PAYLOAD_REF},
+        }
+        while True:
+            async with self._call("Scan"):
+                page: Any = await self._client.scan(**arguments)
+            for item in page.get("Items", []):
+                with suppress(CorruptItem):
+                    ref = payload_ref(item)
+                    if ref is not None and ref.bucket == bucket:
+                        referenced.add(ref.key)
+            if "LastEvaluatedKey" not in page:
+                break
+            arguments["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        deleted = young = 0
+        for key, written in listed.items():
+            if key in referenced:
+                continue
+            if (started - written).total_seconds() < grace_seconds:
+                young += 1
+                continue
+            await large.discard(PayloadRef(bucket, key, 0, ""))
+            deleted += 1
+        return Swept(len(listed), len(referenced & listed.keys()), deleted, young)
 
     async def ping(self) -> None:
         async with self._call("DescribeTable"):
