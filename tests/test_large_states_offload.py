@@ -9,6 +9,7 @@ back raw to check their stored form.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -27,6 +28,7 @@ from app.store.dynamodb import DynamoDBStore
 from scripts.servers import service_command
 from support.api import assert_problem, batch_get, keyed, put_op, state_body, state_path, transact
 from support.differences import DYNALITE_HAS_NO_TRANSACTIONS
+from support.metrics import sample_value
 from support.services import DYNAMODB_SERVERS, TABLE, ServiceFactory, server_endpoint
 
 KB = 1024
@@ -220,14 +222,33 @@ async def test_a_missing_or_altered_object_is_a_502_naming_the_id(
         assert "StatePayloadRef" in problem["detail"]
 
 
+async def test_a_waiting_read_answers_the_offloaded_state_written_by_another_replica(
+    client: httpx.AsyncClient, backend: str, start_service: ServiceFactory, state_id: str
+) -> None:
+    """The waiter's process finds the change by polling (the write went through another replica), and
+    answers the new state, its payload read from S3."""
+    path, first, second = state_path(state_id), incompressible(450 * KB, 60), incompressible(450 * KB, 61)
+    assert (await client.put(path, json=state_body(1, first))).status_code == 200
+    with start_service(backend, compression="zstd", large_states_bucket=BUCKET) as other_url:
+        async with httpx.AsyncClient(base_url=other_url, timeout=60) as other:
+            waiting = asyncio.create_task(
+                client.get(path, params={"wait": "20"}, headers={"If-None-Match": '"1"'})
+            )
+            await asyncio.sleep(0.5)
+            assert (await other.put(path, json=state_body(2, second))).status_code == 200
+            assert payload_of(await waiting) == second
+
+
 async def test_batch_get_counts_the_offloaded_bytes_in_its_answer(
     client: httpx.AsyncClient, state_id: str
 ) -> None:
-    """Three 6 MiB states do not fit one 16 MiB answer: two come back, the third is unprocessed."""
+    """Three 6 MiB states do not fit one 16 MiB answer: two come back, the third is unprocessed, and only
+    the two are read from S3 (so memory is bounded by the answer, as for states in items)."""
     ids = [f"{state_id}-{n}" for n in range(3)]
     for n, persistence_id in enumerate(ids):
         body = state_body(1, incompressible(LARGEST_JSON_PAYLOAD, 20 + n))
         assert (await client.put(state_path(persistence_id), json=body)).status_code == 200
+    reads_before = await object_reads(client)
     read = await batch_get(client, ids)
     assert read.status_code == 200, read.text
     answer = read.json()
@@ -235,6 +256,13 @@ async def test_batch_get_counts_the_offloaded_bytes_in_its_answer(
     assert len(answer["unprocessed"]) == 1
     got = {state["persistence_id"] for state in answer["states"]} | set(answer["unprocessed"])
     assert got == set(ids)
+    assert await object_reads(client) == reads_before + 2, "the state left out is never read from S3"
+
+
+async def object_reads(client: httpx.AsyncClient) -> float:
+    exposition = (await client.get("/metrics")).text
+    name = "statestore_backend_call_duration_seconds_count"
+    return sample_value(exposition, name, backend="dynamodb", operation="GetObject")
 
 
 async def test_listing_with_payloads_reads_offloaded_states(client: httpx.AsyncClient, state_id: str) -> None:
