@@ -170,6 +170,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_ON_DYNAMODB = {
+    "create-table": "creates the DynamoDB table; STATESTORE_BACKEND is {backend}, which needs none"
+    " (set STATESTORE_BACKEND=dynamodb to create it)",
+    "sweep-large-states": "sweeps the bucket of a DynamoDB table's large states;"
+    " STATESTORE_BACKEND is {backend}",
+}
+"""The commands for the DynamoDB backend alone, and what each says on another."""
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = _parser().parse_args(argv)
     overrides = {name: value for name in _FLAGS if (value := getattr(arguments, name, None)) is not None}
@@ -179,22 +188,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = load_settings()
         if arguments.command == "serve":
             _serve(settings, arguments.workers)
-        elif arguments.command == "sweep-large-states":
+        elif arguments.command in _ON_DYNAMODB:
             if settings.backend != "dynamodb":
-                sys.exit(
-                    "statestore: sweep-large-states sweeps the bucket of a DynamoDB table's large states;"
-                    f" STATESTORE_BACKEND is {settings.backend}"
-                )
-            logging.basicConfig(level=logging.WARNING, format="statestore: %(message)s")
-            print(asyncio.run(_sweep_large_states(settings, arguments.grace_seconds)))
-        elif arguments.command == "create-table":
-            if settings.backend != "dynamodb":
-                sys.exit(
-                    "statestore: create-table creates the DynamoDB table; STATESTORE_BACKEND is"
-                    f" {settings.backend}, which needs none (set STATESTORE_BACKEND=dynamodb to create it)"
-                )
-            logging.basicConfig(level=logging.ERROR, format="statestore: %(message)s")
-            print(asyncio.run(_create_table(settings)))
+                refusal = _ON_DYNAMODB[arguments.command].format(backend=settings.backend)
+                sys.exit(f"statestore: {arguments.command} {refusal}")
+            if arguments.command == "create-table":
+                logging.basicConfig(level=logging.ERROR, format="statestore: %(message)s")
+                print(asyncio.run(_create_table(settings)))
+            else:
+                logging.basicConfig(level=logging.WARNING, format="statestore: %(message)s")
+                print(asyncio.run(_sweep_large_states(settings, arguments.grace_seconds)))
         else:
             sys.stdout.write(_openapi(settings))
     except SettingsError as exc:

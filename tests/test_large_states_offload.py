@@ -26,10 +26,16 @@ import pytest
 from app.states.model import Precondition, StateRecord
 from app.store.dynamodb import DynamoDBStore
 from scripts.servers import service_command
+from support import dynamodb_only
 from support.api import assert_problem, batch_get, keyed, put_op, state_body, state_path, transact
 from support.differences import DYNALITE_HAS_NO_TRANSACTIONS
+from support.dynamodb_only import assert_round_trip, stored_item
 from support.metrics import sample_value
-from support.services import DYNAMODB_SERVERS, TABLE, ServiceFactory, server_endpoint
+from support.services import TABLE, ServiceFactory
+
+backend = dynamodb_only.backend
+endpoint = dynamodb_only.endpoint
+raw_table = dynamodb_only.raw_table
 
 KB = 1024
 MB = 1024 * KB
@@ -41,17 +47,6 @@ PREFIX = "states/"
 
 def incompressible(size: int, seed: int = 0) -> bytes:
     return random.Random(seed).randbytes(size)
-
-
-@pytest.fixture(scope="module", params=list(DYNAMODB_SERVERS))
-def backend(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-@pytest.fixture(scope="module")
-def raw_table(backend: str, request: pytest.FixtureRequest) -> Any:
-    return boto3.client("dynamodb", endpoint_url=server_endpoint(backend, request), region_name="us-east-1")
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +66,6 @@ def service_url(backend: str, s3: Any, start_service: ServiceFactory) -> Iterato
 async def client(service_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=service_url, timeout=60) as http:
         yield http
-
-
-def stored_item(raw_table: Any, persistence_id: str) -> dict[str, Any]:
-    item: dict[str, Any] = raw_table.get_item(
-        TableName=TABLE, Key={"PersistenceID": {"S": persistence_id}}, ConsistentRead=True
-    ).get("Item", {})
-    return item
 
 
 def object_key(item: dict[str, Any]) -> str:
@@ -100,13 +88,7 @@ async def test_states_round_trip_through_s3(
     client: httpx.AsyncClient, raw_table: Any, s3: Any, state_id: str, size: int
 ) -> None:
     payload = incompressible(size)
-    put = await client.put(state_path(state_id), json=state_body(1, payload))
-    assert put.status_code == 200, put.text
-    got = await client.get(state_path(state_id))
-    assert payload_of(got) == payload
-    assert (await client.head(state_path(state_id))).headers["etag"] == got.headers["etag"]
-    read = (await batch_get(client, [state_id])).json()
-    assert [base64.b64decode(state["payload"]) for state in read["states"]] == [payload]
+    await assert_round_trip(client, state_id, payload)
     item = stored_item(raw_table, state_id)
     assert "StatePayload" not in item
     assert "StateEncoding" not in item
@@ -132,12 +114,12 @@ async def test_a_state_that_fits_compressed_is_not_offloaded(
 
 
 async def test_a_state_as_large_as_the_store_takes_round_trips(
-    backend: str, request: pytest.FixtureRequest, moto_endpoint: str, s3: Any, raw_table: Any, state_id: str
+    endpoint: str, moto_endpoint: str, s3: Any, state_id: str
 ) -> None:
     """8 MiB, more than an HTTP body can carry as JSON: the store itself takes it, with compression off."""
     record = StateRecord(state_id, 1, "m", incompressible(8 * MB), 1, 0, write_key="k")
     async with DynamoDBStore.open(
-        TABLE, server_endpoint(backend, request), large_states_bucket=BUCKET, s3_endpoint_url=moto_endpoint
+        TABLE, endpoint, large_states_bucket=BUCKET, s3_endpoint_url=moto_endpoint
     ) as store:
         await store.put(record, Precondition())
         assert await store.get(state_id) == record
@@ -240,23 +222,26 @@ async def test_a_waiting_read_answers_the_offloaded_state_written_by_another_rep
 
 
 async def test_batch_get_counts_the_offloaded_bytes_in_its_answer(
-    client: httpx.AsyncClient, state_id: str
+    client: httpx.AsyncClient, backend: str, start_service: ServiceFactory, state_id: str
 ) -> None:
     """Three 6 MiB states do not fit one 16 MiB answer: two come back, the third is unprocessed, and only
-    the two are read from S3 (so memory is bounded by the answer, as for states in items)."""
+    the two are read from S3 (so memory is bounded by the answer, as for states in items). The read goes
+    through a service of its own, whose metrics count its S3 reads alone."""
     ids = [f"{state_id}-{n}" for n in range(3)]
     for n, persistence_id in enumerate(ids):
         body = state_body(1, incompressible(LARGEST_JSON_PAYLOAD, 20 + n))
         assert (await client.put(state_path(persistence_id), json=body)).status_code == 200
-    reads_before = await object_reads(client)
-    read = await batch_get(client, ids)
-    assert read.status_code == 200, read.text
+    with start_service(backend, large_states_bucket=BUCKET) as reader_url:
+        async with httpx.AsyncClient(base_url=reader_url, timeout=60) as reader:
+            read = await batch_get(reader, ids)
+            assert read.status_code == 200, read.text
+            reads = await object_reads(reader)
     answer = read.json()
     assert len(answer["states"]) == 2
     assert len(answer["unprocessed"]) == 1
     got = {state["persistence_id"] for state in answer["states"]} | set(answer["unprocessed"])
     assert got == set(ids)
-    assert await object_reads(client) == reads_before + 2, "the state left out is never read from S3"
+    assert reads == 2, "the state left out is never read from S3"
 
 
 async def object_reads(client: httpx.AsyncClient) -> float:
@@ -333,7 +318,7 @@ async def test_with_compression_off_a_large_state_is_offloaded(
 
 
 async def test_the_sweep_deletes_only_old_objects_no_item_points_to(
-    backend: str, request: pytest.FixtureRequest, moto_endpoint: str, s3: Any, raw_table: Any, state_id: str
+    endpoint: str, moto_endpoint: str, s3: Any, state_id: str
 ) -> None:
     """What no clean-up after a write could delete (a transaction's replaced state, an expired one, a write
     whose answer was lost) goes at the next sweep, once older than the grace."""
@@ -341,7 +326,7 @@ async def test_the_sweep_deletes_only_old_objects_no_item_points_to(
     record = StateRecord(state_id, 1, "m", incompressible(500 * KB, 50), 1, 0, write_key="k")
     async with DynamoDBStore.open(
         TABLE,
-        server_endpoint(backend, request),
+        endpoint,
         large_states_bucket=BUCKET,
         large_states_prefix=prefix,
         s3_endpoint_url=moto_endpoint,
@@ -359,14 +344,14 @@ async def test_the_sweep_deletes_only_old_objects_no_item_points_to(
 
 
 def test_the_sweep_command_reports_what_it_did(
-    backend: str, request: pytest.FixtureRequest, moto_endpoint: str, s3: Any, state_id: str
+    endpoint: str, moto_endpoint: str, s3: Any, state_id: str
 ) -> None:
     prefix = f"sweep-{state_id}/"
     s3.put_object(Bucket=BUCKET, Key=f"{prefix}orphan", Body=b"left behind")
     env = {
         **os.environ,
         "STATESTORE_BACKEND": "dynamodb",
-        "STATESTORE_DYNAMODB_ENDPOINT_URL": server_endpoint(backend, request),
+        "STATESTORE_DYNAMODB_ENDPOINT_URL": endpoint,
         "STATESTORE_DYNAMODB_TABLE": TABLE,
         "STATESTORE_LARGE_STATES_BUCKET": BUCKET,
         "STATESTORE_LARGE_STATES_PREFIX": prefix,

@@ -118,14 +118,19 @@ def decoded_size(item: Mapping[str, Any]) -> int:
 
 
 def _corrupt(item: Mapping[str, Any], problem: str) -> CorruptItem:
+    return unreadable(item, Attribute.PAYLOAD, problem)
+
+
+def unreadable(item: Mapping[str, Any], attribute: str, problem: str) -> CorruptItem:
+    """The 502 for a state whose payload `attribute` cannot be read, naming its id; logged once."""
     key = item.get(Attribute.PERSISTENCE_ID)
     persistence_id = key.get("S") if isinstance(key, Mapping) else None
     logger.error(
         "a stored item cannot be read: its %s %s",
-        Attribute.PAYLOAD,
+        attribute,
         problem,
-        extra={FIELDS: {"persistence_id": persistence_id, "attribute": Attribute.PAYLOAD}},
+        extra={FIELDS: {"persistence_id": persistence_id, "attribute": attribute}},
     )
     return CorruptItem(
-        f"the stored state {persistence_id} cannot be read: its attribute {Attribute.PAYLOAD} {problem}"
+        f"the stored state {persistence_id} cannot be read: its attribute {attribute} {problem}"
     )

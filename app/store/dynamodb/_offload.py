@@ -37,7 +37,7 @@ from app.errors import BackendUnavailable, CorruptItem, PayloadTooLarge
 from app.observability.logging import FIELDS
 from app.states.model import MAX_ITEM_BYTES, Attribute, StateRecord
 from app.store import CallObserver, ObservedCall
-from app.store.dynamodb._large_states import MAX_STATE_BYTES, STATE_ENCODING, stored_size
+from app.store.dynamodb._large_states import MAX_STATE_BYTES, STATE_ENCODING, stored_size, unreadable
 from app.store.dynamodb.errors import error_code, map_s3_errors
 
 if TYPE_CHECKING:
@@ -130,15 +130,7 @@ def object_key(prefix: str, record: StateRecord, payload_sha256: str) -> str:
 
 
 def corrupt(item: Mapping[str, Any], problem: str) -> CorruptItem:
-    key = item.get(Attribute.PERSISTENCE_ID)
-    persistence_id = key.get("S") if isinstance(key, Mapping) else None
-    logger.error(
-        "a stored item cannot be read: its %s %s",
-        PAYLOAD_REF,
-        problem,
-        extra={FIELDS: {"persistence_id": persistence_id, "attribute": PAYLOAD_REF}},
-    )
-    return CorruptItem(f"the stored state {persistence_id} cannot be read: its {PAYLOAD_REF} {problem}")
+    return unreadable(item, PAYLOAD_REF, problem)
 
 
 class LargeStates:
