@@ -296,6 +296,16 @@ async def test_a_transaction_pins_an_offloaded_state_it_finds_done(
     assert payload_of(await client.get(state_path(state_id))) == large
 
 
+@DYNALITE_HAS_NO_TRANSACTIONS
+async def test_a_refused_transaction_leaves_no_object_behind(
+    client: httpx.AsyncClient, s3: Any, state_id: str
+) -> None:
+    before = objects(s3)
+    refused = await transact(client, put_op(state_id, 1, incompressible(500 * KB, 70), if_match=3))
+    assert_problem(refused, 412)
+    assert objects(s3) == before
+
+
 async def test_without_a_bucket_or_compression_a_large_state_is_413(
     start_service: ServiceFactory, backend: str, state_id: str
 ) -> None:
