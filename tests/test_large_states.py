@@ -18,9 +18,9 @@ import pytest
 from app.states.model import Precondition, StateRecord
 from app.store.dynamodb import DynamoDBStore
 from support import dynamodb_only
-from support.api import assert_problem, put_op, state_body, state_path, transact
+from support.api import assert_problem, state_body, state_path
 from support.differences import DYNALITE_HAS_NO_TRANSACTIONS, MOTO_ITEM_LIMIT_IS_LOWER
-from support.dynamodb_only import assert_round_trip, stored_item
+from support.dynamodb_only import assert_a_transaction_pins_it_when_found_done, assert_round_trip, stored_item
 from support.services import TABLE, ServiceFactory
 
 backend = dynamodb_only.backend
@@ -128,14 +128,7 @@ async def test_a_transaction_pins_a_compressed_state_it_finds_done(
 ) -> None:
     """The repeated put is refused, finds its own state and is pinned to it (`StatePayload` compared in its
     stored, compressed form) while the new put is written."""
-    large, other = compressible(500 * KB), f"{state_id}-other"
-    first = await transact(client, put_op(state_id, 1, large, if_none_match=True), key=state_id)
-    assert first.status_code == 200, first.text
-    again = await transact(
-        client, put_op(state_id, 1, large, if_none_match=True), put_op(other, 1), key=state_id
-    )
-    assert again.status_code == 200, again.text
-    assert (await client.get(state_path(other))).status_code == 200
+    await assert_a_transaction_pins_it_when_found_done(client, state_id, compressible(500 * KB))
 
 
 @pytest.mark.parametrize(

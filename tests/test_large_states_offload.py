@@ -29,7 +29,7 @@ from scripts.servers import service_command
 from support import dynamodb_only
 from support.api import assert_problem, batch_get, keyed, put_op, state_body, state_path, transact
 from support.differences import DYNALITE_HAS_NO_TRANSACTIONS
-from support.dynamodb_only import assert_round_trip, stored_item
+from support.dynamodb_only import assert_a_transaction_pins_it_when_found_done, assert_round_trip, stored_item
 from support.metrics import sample_value
 from support.services import TABLE, ServiceFactory
 
@@ -285,14 +285,8 @@ async def test_a_transaction_pins_an_offloaded_state_it_finds_done(
 ) -> None:
     """The repeated put is refused, finds its own state (read from S3) and is pinned to it
     (`StatePayloadRef.SHA256`) while the new put is written."""
-    large, other = incompressible(500 * KB, 40), f"{state_id}-other"
-    first = await transact(client, put_op(state_id, 1, large, if_none_match=True), key=state_id)
-    assert first.status_code == 200, first.text
-    again = await transact(
-        client, put_op(state_id, 1, large, if_none_match=True), put_op(other, 1), key=state_id
-    )
-    assert again.status_code == 200, again.text
-    assert (await client.get(state_path(other))).status_code == 200
+    large = incompressible(500 * KB, 40)
+    await assert_a_transaction_pins_it_when_found_done(client, state_id, large)
     assert payload_of(await client.get(state_path(state_id))) == large
 
 

@@ -10,7 +10,7 @@ import boto3
 import httpx
 import pytest
 
-from support.api import batch_get, state_body, state_path
+from support.api import batch_get, put_op, state_body, state_path, transact
 from support.services import DYNAMODB_SERVERS, TABLE, server_endpoint
 
 
@@ -51,3 +51,18 @@ async def assert_round_trip(client: httpx.AsyncClient, persistence_id: str, payl
     assert (await client.head(state_path(persistence_id))).headers["etag"] == got.headers["etag"]
     read = (await batch_get(client, [persistence_id])).json()
     assert [base64.b64decode(state["payload"]) for state in read["states"]] == [payload]
+
+
+async def assert_a_transaction_pins_it_when_found_done(
+    client: httpx.AsyncClient, persistence_id: str, payload: bytes
+) -> None:
+    """A transaction's put of `payload`, repeated with its key beside a new put: the repeated put is
+    refused, finds its own state and is pinned to it while the new put is written."""
+    other = f"{persistence_id}-other"
+    first = await transact(client, put_op(persistence_id, 1, payload, if_none_match=True), key=persistence_id)
+    assert first.status_code == 200, first.text
+    again = await transact(
+        client, put_op(persistence_id, 1, payload, if_none_match=True), put_op(other, 1), key=persistence_id
+    )
+    assert again.status_code == 200, again.text
+    assert (await client.get(state_path(other))).status_code == 200
