@@ -1,4 +1,5 @@
-"""`statestore`: serve the API, create the DynamoDB table, print the OpenAPI document."""
+"""`statestore`: serve the API, create the DynamoDB table, sweep the large states' bucket, print the OpenAPI
+document."""
 
 from __future__ import annotations
 
@@ -106,6 +107,30 @@ async def _create_table(settings: Settings) -> str:
     )
 
 
+async def _sweep_large_states(settings: Settings, grace_seconds: float) -> str:
+    from app.main import unusable_setting
+    from app.store import StoreConfigurationError
+    from app.store.dynamodb import DynamoDBStore
+
+    try:
+        async with DynamoDBStore.open(
+            settings.dynamodb_table,
+            settings.endpoint_url,
+            client=settings.dynamodb_client,
+            large_states_bucket=settings.large_states_bucket,
+            large_states_prefix=settings.large_states_prefix,
+            s3_endpoint_url=settings.s3_endpoint,
+        ) as store:
+            swept = await store.sweep_large_states(grace_seconds)
+    except StoreConfigurationError as exc:
+        raise unusable_setting(exc) from None
+    where = f"bucket {settings.large_states_bucket}, prefix {settings.large_states_prefix!r}"
+    return (
+        f"{where}: {swept.listed} objects, {swept.referenced} pointed to, {swept.deleted} deleted,"
+        f" {swept.young} unreferenced but younger than {grace_seconds:g} s kept"
+    )
+
+
 def _openapi(settings: Settings) -> str:
     from app.main import create_app
 
@@ -132,7 +157,26 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     commands.add_parser("create-table", help="create the DynamoDB table and wait until it is ACTIVE")
     commands.add_parser("openapi", help="print the OpenAPI document")
+    sweep = commands.add_parser(
+        "sweep-large-states",
+        help="delete the S3 objects of large states that no item points to any more",
+    )
+    sweep.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=3600.0,
+        help="keep unreferenced objects younger than this: their write may still commit (default 3600)",
+    )
     return parser
+
+
+_ON_DYNAMODB = {
+    "create-table": "creates the DynamoDB table; STATESTORE_BACKEND is {backend}, which needs none"
+    " (set STATESTORE_BACKEND=dynamodb to create it)",
+    "sweep-large-states": "sweeps the bucket of a DynamoDB table's large states;"
+    " STATESTORE_BACKEND is {backend}",
+}
+"""The commands for the DynamoDB backend alone, and what each says on another."""
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -144,14 +188,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = load_settings()
         if arguments.command == "serve":
             _serve(settings, arguments.workers)
-        elif arguments.command == "create-table":
+        elif arguments.command in _ON_DYNAMODB:
             if settings.backend != "dynamodb":
-                sys.exit(
-                    "statestore: create-table creates the DynamoDB table; STATESTORE_BACKEND is"
-                    f" {settings.backend}, which needs none (set STATESTORE_BACKEND=dynamodb to create it)"
-                )
-            logging.basicConfig(level=logging.ERROR, format="statestore: %(message)s")
-            print(asyncio.run(_create_table(settings)))
+                refusal = _ON_DYNAMODB[arguments.command].format(backend=settings.backend)
+                sys.exit(f"statestore: {arguments.command} {refusal}")
+            if arguments.command == "create-table":
+                logging.basicConfig(level=logging.ERROR, format="statestore: %(message)s")
+                print(asyncio.run(_create_table(settings)))
+            else:
+                logging.basicConfig(level=logging.WARNING, format="statestore: %(message)s")
+                print(asyncio.run(_sweep_large_states(settings, arguments.grace_seconds)))
         else:
             sys.stdout.write(_openapi(settings))
     except SettingsError as exc:

@@ -21,7 +21,7 @@ from app import __version__
 from app.api import LifespanState, Services, batch, listing, probes, states
 from app.api.page_tokens import PageTokens
 from app.api.schemas import BatchGetRequest, PutStateRequest, TransactRequest
-from app.api.startup import StartupFacts, TimeToLive
+from app.api.startup import LargeStatesFacts, StartupFacts, TimeToLive
 from app.clock import Clock
 from app.errors import BackendUnavailable
 from app.http import docs
@@ -140,6 +140,9 @@ async def open_backend(
             dynamodb_table=settings.dynamodb_table,
             dynamodb_endpoint_url=settings.endpoint_url,
             compression=settings.compression,
+            large_states_bucket=settings.large_states_bucket,
+            large_states_prefix=settings.large_states_prefix,
+            s3_endpoint_url=settings.s3_endpoint,
             dynamodb_client=settings.dynamodb_client,
             observer=observer,
             clock=clock,
@@ -200,6 +203,11 @@ def startup_facts(settings: Settings, expiry: Expiry) -> StartupFacts:
         ttl=TimeToLive(status=expiry.status, attribute=expiry.attribute),
         version_guard=settings.version_guard,
         compression=settings.compression if dynamodb else None,
+        large_states=LargeStatesFacts(
+            bucket=settings.large_states_bucket, prefix=settings.large_states_prefix
+        )
+        if dynamodb
+        else None,
     )
 
 

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     watch_poll_ms: int = Field(500, ge=10, le=60_000)
     max_waiters: int = Field(10_000, ge=1)
     compression: Compression = "off"
+    large_states_bucket: str | None = Field(
+        None, min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"
+    )
+    large_states_prefix: str = Field("states/", max_length=512)
+    s3_endpoint_url: HttpUrl | None = None
 
     @field_validator("descriptor_sets", mode="before")
     @classmethod
@@ -116,6 +121,11 @@ class Settings(BaseSettings):
     @property
     def endpoint_url(self) -> str | None:
         return None if self.dynamodb_endpoint_url is None else str(self.dynamodb_endpoint_url).rstrip("/")
+
+    @property
+    def s3_endpoint(self) -> str | None:
+        """`STATESTORE_S3_ENDPOINT_URL`; None leaves it to botocore, which reads `AWS_ENDPOINT_URL_S3`."""
+        return None if self.s3_endpoint_url is None else str(self.s3_endpoint_url).rstrip("/")
 
 
 def parse_api_keys(text: str) -> tuple[str, ...]:

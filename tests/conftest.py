@@ -103,6 +103,8 @@ def settings_for(
             return Settings(backend="sqlite", **overrides)
         endpoint = server_endpoint(backend, request)
         overrides = {"dynamodb_endpoint_url": endpoint, "dynamodb_table": TABLE, **overrides}
+        if "large_states_bucket" in overrides:  # moto's S3, whichever server holds the table
+            overrides = {"s3_endpoint_url": request.getfixturevalue("moto_endpoint"), **overrides}
         return Settings(backend="dynamodb", **overrides)
 
     return settings

@@ -12,15 +12,20 @@ import random
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 
 from app.states.model import Precondition, StateRecord
 from app.store.dynamodb import DynamoDBStore
-from support.api import assert_problem, batch_get, put_op, state_body, state_path, transact
+from support import dynamodb_only
+from support.api import assert_problem, state_body, state_path
 from support.differences import DYNALITE_HAS_NO_TRANSACTIONS, MOTO_ITEM_LIMIT_IS_LOWER
-from support.services import DYNAMODB_SERVERS, TABLE, ServiceFactory, server_endpoint
+from support.dynamodb_only import assert_a_transaction_pins_it_when_found_done, assert_round_trip, stored_item
+from support.services import TABLE, ServiceFactory
+
+backend = dynamodb_only.backend
+endpoint = dynamodb_only.endpoint
+raw_table = dynamodb_only.raw_table
 
 KB = 1024
 # The largest payload an 8 MiB JSON body carries as base64, with room for the other fields.
@@ -36,22 +41,6 @@ def compressible(size: int, seed: int = 0) -> bytes:
     return b"".join(entries)[:size]
 
 
-@pytest.fixture(scope="module", params=list(DYNAMODB_SERVERS))
-def backend(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-@pytest.fixture(scope="module")
-def endpoint(backend: str, request: pytest.FixtureRequest) -> str:
-    return server_endpoint(backend, request)
-
-
-@pytest.fixture(scope="module")
-def raw_table(endpoint: str) -> Any:
-    return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
-
-
 @pytest.fixture(scope="module")
 def service_url(backend: str, start_service: ServiceFactory) -> Iterator[str]:
     with start_service(backend, compression="zstd") as url:
@@ -62,13 +51,6 @@ def service_url(backend: str, start_service: ServiceFactory) -> Iterator[str]:
 async def client(service_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=service_url, timeout=60) as http:
         yield http
-
-
-def stored_item(raw_table: Any, persistence_id: str) -> dict[str, Any]:
-    item: dict[str, Any] = raw_table.get_item(
-        TableName=TABLE, Key={"PersistenceID": {"S": persistence_id}}, ConsistentRead=True
-    )["Item"]
-    return item
 
 
 @pytest.mark.parametrize(
@@ -85,13 +67,7 @@ async def test_states_round_trip_across_the_item_limit(
     client: httpx.AsyncClient, raw_table: Any, state_id: str, size: int, compressed: bool
 ) -> None:
     payload = compressible(size)
-    put = await client.put(state_path(state_id), json=state_body(1, payload))
-    assert put.status_code == 200, put.text
-    got = await client.get(state_path(state_id))
-    assert base64.b64decode(got.json()["payload"]) == payload
-    assert (await client.head(state_path(state_id))).headers["etag"] == got.headers["etag"]
-    read = (await batch_get(client, [state_id])).json()
-    assert [base64.b64decode(state["payload"]) for state in read["states"]] == [payload]
+    await assert_round_trip(client, state_id, payload)
     item = stored_item(raw_table, state_id)
     assert ("StateEncoding" in item) is compressed
     assert (len(item["StatePayload"]["B"]) < size) is compressed
@@ -152,14 +128,7 @@ async def test_a_transaction_pins_a_compressed_state_it_finds_done(
 ) -> None:
     """The repeated put is refused, finds its own state and is pinned to it (`StatePayload` compared in its
     stored, compressed form) while the new put is written."""
-    large, other = compressible(500 * KB), f"{state_id}-other"
-    first = await transact(client, put_op(state_id, 1, large, if_none_match=True), key=state_id)
-    assert first.status_code == 200, first.text
-    again = await transact(
-        client, put_op(state_id, 1, large, if_none_match=True), put_op(other, 1), key=state_id
-    )
-    assert again.status_code == 200, again.text
-    assert (await client.get(state_path(other))).status_code == 200
+    await assert_a_transaction_pins_it_when_found_done(client, state_id, compressible(500 * KB))
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """`/readyz` tells what start-up chose and learned: the backend, its table or file, its time to live and the
-version guard, and on DynamoDB the compression; a probe reads nothing more of the backend than whether it
-answers."""
+version guard, and on DynamoDB the compression and where large states go; a probe reads nothing more of the
+backend than whether it answers."""
 
 from __future__ import annotations
 
@@ -33,4 +33,11 @@ def test_on_dynamodb_it_names_the_table_its_time_to_live_and_the_compression(
         "ttl": {"status": "disabled"},
         "version_guard": "off",
         "compression": "zstd",
+        "large_states": {"prefix": "states/"},
     }
+
+
+def test_on_dynamodb_it_names_the_bucket_for_large_states(start_service: ServiceFactory) -> None:
+    with start_service("moto", large_states_bucket="large-states", large_states_prefix="p/") as url:
+        body = httpx.get(f"{url}/readyz").json()
+    assert body["large_states"] == {"bucket": "large-states", "prefix": "p/"}

@@ -19,6 +19,14 @@ class TimeToLive(BaseModel):
     )
 
 
+class LargeStatesFacts(BaseModel):
+    bucket: str | None = Field(
+        description="`STATESTORE_LARGE_STATES_BUCKET`: the S3 bucket that states too large for a DynamoDB"
+        " item even compressed go to; null: such a state is a `413`."
+    )
+    prefix: str = Field(description="`STATESTORE_LARGE_STATES_PREFIX`: the key prefix in that bucket.")
+
+
 class StartupFacts(BaseModel):
     backend: Literal["sqlite", "dynamodb"]
     table: str | None = Field(None, description="The DynamoDB table (backend `dynamodb` only).")
@@ -30,4 +38,6 @@ class StartupFacts(BaseModel):
         description="`STATESTORE_COMPRESSION` (backend `dynamodb` only: SQLite has no item limit): `zstd`"
         " stores a state whose item would pass 400 KB compressed.",
     )
-    # The S3 offload settings (STATESTORE_LARGE_STATES_BUCKET, _PREFIX) join here, from `Settings`.
+    large_states: LargeStatesFacts | None = Field(
+        None, description="Where states too large for an item go (backend `dynamodb` only)."
+    )

@@ -33,9 +33,10 @@ class AnswerBudget:
     full: bool = False
     found: list[StateRecord] = field(default_factory=list)
 
-    def admit(self, record: StateRecord) -> bool:
-        """Add the record to the answer, unless it no longer fits (the answer is then full)."""
-        size = item_size(record)
+    def admit(self, record: StateRecord, size: int | None = None) -> bool:
+        """Add the record to the answer, unless it no longer fits (the answer is then full); `size`, when
+        given, is what its state takes in the answer (a payload still to be read from S3 included)."""
+        size = item_size(record) if size is None else size
         self.largest = max(self.largest, size)
         if self.full or size > self.left:
             self.full = True
@@ -43,10 +44,6 @@ class AnswerBudget:
         self.left -= size
         self.found.append(record)
         return True
-
-    def admit_all(self, records: Iterable[StateRecord]) -> list[str]:
-        """Add the records in turn; the ids of those that did not fit."""
-        return [record.persistence_id for record in records if not self.admit(record)]
 
     def answer(self, requested: Sequence[str], unread: Iterable[str]) -> BatchRead:
         """The answer for `requested`; `unread` (ids not asked, or left by the backend) are unprocessed."""

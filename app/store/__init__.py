@@ -85,8 +85,8 @@ class StateStore(Protocol):
     @property
     def item_limit(self) -> int | None:
         """The largest item (`item_size`) the backend stores, or None when it takes larger states and
-        refuses, itself, those it cannot store (SQLite: none; DynamoDB with compression: a state that does
-        not fit an item even compressed)."""
+        refuses, itself, those it cannot store (SQLite: none; DynamoDB with compression or an S3 bucket
+        for large states: a state that does not fit an item even compressed, or even offloaded)."""
         ...
 
     @property
@@ -146,13 +146,17 @@ async def open_store(
     dynamodb_endpoint_url: str | None,
     dynamodb_client: ClientKind = "lean",
     compression: Compression = "off",
+    large_states_bucket: str | None = None,
+    large_states_prefix: str = "states/",
+    s3_endpoint_url: str | None = None,
     observer: CallObserver = ignore_call,
     clock: Clock = time.time_ns,
     call_details: bool = False,
 ) -> AsyncIterator[StateStore]:
     """The backend named, open for the life of the process, reporting its calls to `observer`, telling
     expired states by `clock`, noting what each call cost when asked (`app.store.call_details`); on
-    DynamoDB, `dynamodb_client` makes the hot calls."""
+    DynamoDB, `dynamodb_client` makes the hot calls, and states too large for an item go to the bucket
+    `large_states_bucket` when one is named."""
     if backend == "dynamodb":
         from app.store.dynamodb import DynamoDBStore
 
@@ -164,6 +168,9 @@ async def open_store(
             client=dynamodb_client,
             call_details=call_details,
             compression=compression,
+            large_states_bucket=large_states_bucket,
+            large_states_prefix=large_states_prefix,
+            s3_endpoint_url=s3_endpoint_url,
         ) as dynamodb:
             yield dynamodb
     else:

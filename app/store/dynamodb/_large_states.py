@@ -56,7 +56,7 @@ def compressed(payload: bytes) -> bytes:
 def encode(item: Item, record: StateRecord, packed: bytes) -> Item:
     """`item`, the plain item of a record that `needs_encoding`, with `packed`, its payload compressed;
     a 413 when even that does not fit."""
-    size = item_size(record) - len(record.payload) + len(packed) + _ENCODING_BYTES
+    size = encoded_size(record, packed)
     if size > MAX_ITEM_BYTES:
         raise PayloadTooLarge(
             f"the state would take {size} bytes as a DynamoDB item even compressed; the limit is"
@@ -65,14 +65,14 @@ def encode(item: Item, record: StateRecord, packed: bytes) -> Item:
     return {**item, Attribute.PAYLOAD: {"B": packed}, STATE_ENCODING: {"S": ZSTD}}
 
 
-def stored_payload(record: StateRecord) -> bytes:
-    """`StatePayload` as the item of `record` holds it (compressed when the item needs it)."""
-    return compressed(record.payload) if needs_encoding(record) else record.payload
+def encoded_size(record: StateRecord, packed: bytes) -> int:
+    """The bytes of the record's item with `packed`, its payload compressed, and the mark."""
+    return item_size(record) - len(record.payload) + len(packed) + _ENCODING_BYTES
 
 
 def check_transaction(items: list[Item]) -> None:
     """A 413 when the encoded items together pass DynamoDB's 4 MB per transaction."""
-    size = sum(_stored_size(item) for item in items)
+    size = sum(stored_size(item) for item in items)
     if size > MAX_TRANSACTION_BYTES:
         raise PayloadTooLarge(
             f"the transaction's states would take {size} bytes as DynamoDB items;"
@@ -80,7 +80,8 @@ def check_transaction(items: list[Item]) -> None:
         )
 
 
-def _stored_size(item: Item) -> int:
+def stored_size(item: Mapping[str, Any]) -> int:
+    """An item's bytes as DynamoDB counts them, near enough: names plus values (maps not looked into)."""
     size = 0
     for name, value in item.items():
         size += len(name)
@@ -117,14 +118,19 @@ def decoded_size(item: Mapping[str, Any]) -> int:
 
 
 def _corrupt(item: Mapping[str, Any], problem: str) -> CorruptItem:
+    return unreadable(item, Attribute.PAYLOAD, problem)
+
+
+def unreadable(item: Mapping[str, Any], attribute: str, problem: str) -> CorruptItem:
+    """The 502 for a state whose payload `attribute` cannot be read, naming its id; logged once."""
     key = item.get(Attribute.PERSISTENCE_ID)
     persistence_id = key.get("S") if isinstance(key, Mapping) else None
     logger.error(
         "a stored item cannot be read: its %s %s",
-        Attribute.PAYLOAD,
+        attribute,
         problem,
-        extra={FIELDS: {"persistence_id": persistence_id, "attribute": Attribute.PAYLOAD}},
+        extra={FIELDS: {"persistence_id": persistence_id, "attribute": attribute}},
     )
     return CorruptItem(
-        f"the stored state {persistence_id} cannot be read: its attribute {Attribute.PAYLOAD} {problem}"
+        f"the stored state {persistence_id} cannot be read: its attribute {attribute} {problem}"
     )

@@ -23,20 +23,23 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from app.errors import BackendUnavailable
 from app.states.answers import AnswerBudget, BatchRead
-from app.states.model import MAX_ITEM_BYTES, item_size
+from app.states.model import MAX_ITEM_BYTES, StateRecord, item_size
+from app.store.dynamodb._offload import payload_ref
 from app.store.dynamodb.codec import HASH_KEY, from_item, key_of
 from app.store.dynamodb.errors import retry_may_cure
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
+Pointing = dict[str, Mapping[str, Any]]
+"""The items, by id, of states read without their payload, which lies in S3 (`_offload.payload_ref`)."""
 Answer = tuple[list[Any], list[str], bool]
 """What one call answered: its items, the ids it left unprocessed, and whether it was throttled."""
 
@@ -57,8 +60,12 @@ MAX_BACKOFF_SECONDS = 1.0
 
 async def batch_get(
     client: DynamoDBClient, table: str, persistence_ids: Sequence[str], deadline: float
-) -> BatchRead:
-    """The stored states of distinct ids, as many as fit in one answer; raises 503 when none could be read."""
+) -> tuple[BatchRead, Pointing]:
+    """The stored states of distinct ids, as many as fit in one answer; raises 503 when none could be read.
+
+    A state whose item points to S3 counts in the answer with the size its pointer gives, and comes back
+    without its payload, its item in `Pointing` for the caller to read the payload of: only the states that
+    fit in the answer are ever read from S3."""
     loop = asyncio.get_running_loop()
     last_start = loop.time() + deadline / 2
     answer_by = loop.time() + deadline * ANSWER_BY_FRACTION
@@ -67,6 +74,7 @@ async def batch_get(
     unread: list[str] = []
     idle_rounds = 0
     call_bytes = MAX_CALL_ANSWER_BYTES
+    pointing: Pointing = {}
     while pending and not budget.full:
         calls = _next_calls(pending, budget, call_bytes)
         asked = sum(len(keys) for keys in calls)
@@ -75,8 +83,7 @@ async def batch_get(
         left_over: list[str] = []
         throttled = False
         for items, unprocessed, call_throttled in answers:
-            records = [from_item(item) for item in items]
-            unread += budget.admit_all(records)
+            records = [_admit(budget, item, pointing, unread) for item in items]
             left_over += unprocessed
             throttled = throttled or call_throttled
             answered = sum(item_size(record) for record in records)
@@ -101,7 +108,22 @@ async def batch_get(
             f"DynamoDB left all {len(unread)} requested states unread (throttled or slow); retry later",
             retry_after=1,
         )
-    return budget.answer(persistence_ids, unread)
+    return budget.answer(persistence_ids, unread), pointing
+
+
+def _admit(
+    budget: AnswerBudget, item: Mapping[str, Any], pointing: Pointing, unread: list[str]
+) -> StateRecord:
+    """The item's state, admitted to the answer if it fits (else its id is unread); an offloaded one counts
+    with its payload's size and is noted in `pointing`."""
+    ref = payload_ref(item)
+    record = from_item(item, None if ref is None else b"")
+    if budget.admit(record, item_size(record) + (0 if ref is None else ref.size)):
+        if ref is not None:
+            pointing[record.persistence_id] = item
+    else:
+        unread.append(record.persistence_id)
+    return record
 
 
 def _next_calls(pending: Sequence[str], budget: AnswerBudget, call_bytes: int) -> list[Sequence[str]]:

@@ -15,8 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 from app.errors import CorruptItem
 from app.observability.logging import FIELDS
-from app.states.model import Attribute, Precondition, StateRecord
-from app.store.dynamodb._large_states import STATE_ENCODING, ZSTD, decoded, needs_encoding, stored_payload
+from app.states.model import MAX_ITEM_BYTES, Attribute, Precondition, StateRecord
+from app.store.dynamodb._large_states import (
+    STATE_ENCODING,
+    ZSTD,
+    compressed,
+    decoded,
+    encoded_size,
+    needs_encoding,
+)
+from app.store.dynamodb._offload import PAYLOAD_REF, SHA256, digest
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.type_defs import AttributeValueTypeDef
@@ -104,9 +112,10 @@ def _corrupt(item: Mapping[str, Any], name: str, problem: str) -> CorruptItem:
     return CorruptItem(f"the stored item cannot be read: its attribute {name} {problem}")
 
 
-def from_item(item: Mapping[str, Any]) -> StateRecord:
+def from_item(item: Mapping[str, Any], offloaded: bytes | None = None) -> StateRecord:
     """Read an item as the Go store writes it; tolerate extra attributes and missing numbers, and answer a
-    502 naming the attribute, logged once, for anything else the service did not write."""
+    502 naming the attribute, logged once, for anything else the service did not write. `offloaded` is the
+    payload of an item that points to it (`_offload.payload_ref`), read and checked already."""
     persistence_id: Any = _attribute(item, HASH_KEY, "S")
     if not isinstance(persistence_id, str):
         raise _corrupt(item, HASH_KEY, "is missing")
@@ -123,7 +132,7 @@ def from_item(item: Mapping[str, Any]) -> StateRecord:
         persistence_id=persistence_id,
         version_number=_number(item, Attribute.VERSION_NUMBER),
         manifest=manifest or "",
-        payload=decoded(item, bytes(payload or b"")),
+        payload=decoded(item, bytes(payload or b"")) if offloaded is None else offloaded,
         timestamp=_number(item, Attribute.TIMESTAMP),
         shard=_number(item, Attribute.SHARD),
         expires_at=_optional_number(item, Attribute.EXPIRES_AT),
@@ -139,6 +148,8 @@ _NAMES = {
     "#e": Attribute.EXPIRES_AT,
     "#n": STATE_ENCODING,
     "#w": Attribute.WRITE_KEY,
+    "#r": PAYLOAD_REF,
+    "#h": SHA256,
 }
 
 
@@ -206,7 +217,7 @@ class ConditionBuilder:
 
     def build_pin(self, stored: StateRecord | None) -> str:
         """Holds while exactly `stored` (same write key, version, manifest and payload) is stored; None:
-        nothing is. The payload is compared in its stored form, compressed or not (`_large_states`)."""
+        nothing is. The payload is compared in any form its item may take (`_stored_payload`)."""
         if stored is None:
             return self._gone()
         written_by = (
@@ -214,8 +225,6 @@ class ConditionBuilder:
             if stored.write_key is None
             else self._equals("#w", {"S": stored.write_key}, read_when_missing=False)
         )
-        encoded = needs_encoding(stored)
-        encoding = f"#n = {self._value({'S': ZSTD})}" if encoded else "attribute_not_exists(#n)"
         return " AND ".join(
             [
                 self._live(),
@@ -224,10 +233,23 @@ class ConditionBuilder:
                     "#v", {"N": str(stored.version_number)}, read_when_missing=stored.version_number == 0
                 ),
                 self._equals("#m", {"S": stored.manifest}, read_when_missing=not stored.manifest),
-                self._equals("#p", {"B": stored_payload(stored)}, read_when_missing=not stored.payload),
-                encoding,
+                self._stored_payload(stored),
             ]
         )
+
+    def _stored_payload(self, stored: StateRecord) -> str:
+        """The payload as an item holds it: inline as written when it fits; else compressed (when the
+        compressed item fits: the writer had compression on) or offloaded (`StatePayloadRef.SHA256`, the
+        writer having had compression off, or the compressed item not fitting)."""
+        if not needs_encoding(stored):
+            inline = self._equals("#p", {"B": stored.payload}, read_when_missing=not stored.payload)
+            return f"{inline} AND attribute_not_exists(#n) AND attribute_not_exists(#r)"
+        offloaded = f"(#r.#h = {self._value({'S': digest(stored.payload)})} AND attribute_not_exists(#p))"
+        packed = compressed(stored.payload)
+        if encoded_size(stored, packed) > MAX_ITEM_BYTES:
+            return offloaded
+        inline = f"#p = {self._value({'B': packed})} AND #n = {self._value({'S': ZSTD})}"
+        return f"(({inline}) OR {offloaded})"
 
     def arguments(self, expression: str) -> dict[str, Any]:
         """Keyword arguments for a conditional write or check of `expression`; empty when there is none."""

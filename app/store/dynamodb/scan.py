@@ -7,6 +7,8 @@ which DynamoDB counts from the whole item.
 
 An item the service cannot read (written by some other program) is left out of the page, and logged
 with its id and the attribute at fault: failing the page instead would stop every walk of the table there.
+So is, with payloads, an offloaded state whose S3 object is missing or altered (`DynamoDBStore.list_page`
+reads those payloads once the page is known).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from app.errors import CorruptItem
 from app.states.model import MAX_PAGE_READ_BYTES, Attribute, Page, StateRecord
 from app.store.dynamodb._large_states import STATE_ENCODING, decoded_size
+from app.store.dynamodb._offload import PAYLOAD_REF, payload_ref
+from app.store.dynamodb.batch_get import Pointing
 from app.store.dynamodb.codec import HASH_KEY, from_item, key_of
 
 if TYPE_CHECKING:
@@ -30,7 +34,7 @@ _NAMES = {
     "#s": Attribute.SHARD,
     "#e": Attribute.EXPIRES_AT,
 }
-_PAYLOAD_NAME = {"#p": Attribute.PAYLOAD, "#n": STATE_ENCODING}
+_PAYLOAD_NAME = {"#p": Attribute.PAYLOAD, "#n": STATE_ENCODING, "#r": PAYLOAD_REF}
 
 
 def _scan_arguments(
@@ -63,8 +67,9 @@ async def scan_page(
     *,
     payloads: bool,
     now: int,
-) -> Page:
-    """The page, without the states expired at `now` (which DynamoDB may keep for a while)."""
+) -> tuple[Page, Pointing]:
+    """The page, without the states expired at `now` (which DynamoDB may keep for a while); with payloads,
+    the offloaded states come without theirs, their items in `Pointing`."""
     response: Any = await client.scan(**_scan_arguments(table, limit, after, shard, payloads=payloads))
     last_key = response.get("LastEvaluatedKey")
     items = response.get("Items", [])
@@ -72,28 +77,42 @@ async def scan_page(
         kept = _within_page_read(items)
         if len(kept) < len(items):
             items, last_key = kept, key_of(kept[-1][HASH_KEY]["S"])
-    records = _readable(items)
-    return Page(
-        [record for record in records if not record.expired(now)],
-        None if last_key is None else last_key[HASH_KEY]["S"],
-    )
+    pointing: Pointing = {}
+    records = [record for record in _readable(items, pointing) if not record.expired(now)]
+    return Page(records, None if last_key is None else last_key[HASH_KEY]["S"]), {
+        record.persistence_id: pointing[record.persistence_id]
+        for record in records
+        if record.persistence_id in pointing
+    }
 
 
 def _within_page_read(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The first items whose payloads, decoded, take at most a page's read (at least one item): Scan's
-    1 MB counts compressed payloads as stored, which may decode to many times that."""
+    1 MB counts compressed payloads as stored, which may decode to many times that, and offloaded ones
+    as the pointer."""
     total = 0
     for count, item in enumerate(items):
-        total += decoded_size(item)
+        total += _payload_size(item)
         if total > MAX_PAGE_READ_BYTES and count > 0:
             return items[:count]
     return items
 
 
-def _readable(items: Iterable[dict[str, Any]]) -> Iterator[StateRecord]:
+def _payload_size(item: dict[str, Any]) -> int:
+    try:
+        ref = payload_ref(item)
+    except CorruptItem:
+        return 0
+    return decoded_size(item) if ref is None else ref.size
+
+
+def _readable(items: Iterable[dict[str, Any]], pointing: Pointing) -> Iterator[StateRecord]:
     for item in items:
-        try:
-            record = from_item(item)  # logs what it cannot read
+        try:  # both log what they cannot read
+            pointed = payload_ref(item) is not None
+            record = from_item(item, b"" if pointed else None)
         except CorruptItem:
             continue
+        if pointed:
+            pointing[record.persistence_id] = item
         yield record

@@ -67,9 +67,14 @@ class Cancellation:
 
 
 def cancellation(
-    table: str, operations: Sequence[Operation], reasons: Sequence[Mapping[str, Any]], now: int
+    table: str,
+    operations: Sequence[Operation],
+    reasons: Sequence[Mapping[str, Any]],
+    now: int,
+    offloaded: Mapping[int, bytes],
 ) -> Cancellation:
-    """The cancellation reasons read at `now`: a refused operation that found an expired state found none."""
+    """The cancellation reasons read at `now`: a refused operation that found an expired state found none.
+    `offloaded`: the payloads, read from S3, of the items that came with the reasons and point there."""
     refused: dict[int, StateRecord | None] = {}
     problems: list[ProblemError] = []
     came_with_items = False
@@ -78,7 +83,7 @@ def cancellation(
         if code == "ConditionalCheckFailed":
             item = reason.get("Item")
             came_with_items = came_with_items or item is not None
-            refused[index] = None if item is None else present(from_item(item), now)
+            refused[index] = None if item is None else present(from_item(item, offloaded.get(index)), now)
         elif code != "None":
             problem = problem_for(code, str(reason.get("Message", "")), table, OPERATION)
             problems.append(problem.for_operation(index, operations[index].persistence_id))

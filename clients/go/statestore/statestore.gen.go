@@ -176,6 +176,15 @@ type Health struct {
 // JsonValue defines model for JsonValue.
 type JsonValue = interface{}
 
+// LargeStatesFacts defines model for LargeStatesFacts.
+type LargeStatesFacts struct {
+	// Bucket `STATESTORE_LARGE_STATES_BUCKET`: the S3 bucket that states too large for a DynamoDB item even compressed go to; null: such a state is a `413`.
+	Bucket *string `json:"bucket"`
+
+	// Prefix `STATESTORE_LARGE_STATES_PREFIX`: the key prefix in that bucket.
+	Prefix string `json:"prefix"`
+}
+
 // ListedState A stored state, without its payload.
 type ListedState struct {
 	// DecodeError Only with `decode=true`, and only when the state could not be rendered: why (its payload does not parse as its type, holds more values than one rendering may take, or has no JSON form). `state` is then null; the payload is stored unchanged and can be read.
@@ -280,8 +289,11 @@ type Readiness struct {
 	Compression *ReadinessCompression `json:"compression,omitempty"`
 
 	// File The SQLite file, resolved (backend `sqlite` only).
-	File   *string         `json:"file,omitempty"`
-	Status ReadinessStatus `json:"status"`
+	File *string `json:"file,omitempty"`
+
+	// LargeStates Where states too large for an item go (backend `dynamodb` only).
+	LargeStates *LargeStatesFacts `json:"large_states,omitempty"`
+	Status      ReadinessStatus   `json:"status"`
 
 	// Table The DynamoDB table (backend `dynamodb` only).
 	Table *string    `json:"table,omitempty"`
