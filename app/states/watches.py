@@ -76,7 +76,7 @@ class _Change:
         self.version: Version = None
 
     def latest(self) -> _Change:
-        """The last change that happened, from this one (which has)."""
+        """The latest change that has happened, this one's or a later one's (this one has happened)."""
         change = self
         while change.newer is not None and change.newer.newer is not None:
             change = change.newer
@@ -122,6 +122,10 @@ class Watch:
 
     def shows(self, wanted: Wanted) -> bool:
         return self.known and wanted(self.version)
+
+    @property
+    def next_change(self) -> _Change:
+        return self._next
 
     def unchanged(self) -> Unchanged:
         assert self.version is not None  # a waiter waits only on a state it has
@@ -206,7 +210,7 @@ class Watches:
         if wanted(version_of(record)):
             return record
         assert record is not None  # not wanted: the version the waiter has
-        return Unchanged(record.version_number, watch.unchanged().awaiting)
+        return Unchanged(record.version_number, watch.next_change)
 
     async def wait(self, watch: Watch, wanted: Wanted, since: Unchanged, seconds: float) -> Look:
         """The state once the watch shows it `wanted`, from `since` (what `look` answered), or after
