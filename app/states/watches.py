@@ -120,9 +120,6 @@ class Watch:
         self.reading: asyncio.Future[StateRecord | None] | None = None  # the read its waiters share
         self._next = _Change()
 
-    def shows(self, wanted: Wanted) -> bool:
-        return self.known and wanted(self.version)
-
     @property
     def next_change(self) -> _Change:
         return self._next
