@@ -134,6 +134,13 @@ class InvalidState(ProblemError):
     slug = "invalid"
 
 
+class IdempotencyKeyReused(InvalidState):
+    """A write whose `Idempotency-Key` is the stored item's, with other content: the key names another
+    write."""
+
+    slug = "idempotency-key-reused"
+
+
 class CorruptItem(ProblemError):
     """A stored item the service cannot read: named by its attribute, never by its value (maybe a secret)."""
 

@@ -21,6 +21,7 @@ ManifestPolicy = Literal["permissive", "strict"]
 VersionGuard = Literal["off", "monotonic"]
 TimestampUnit = Literal["s", "ms", "ns"]
 UnknownFields = Literal["keep", "reject"]
+Compression = Literal["off", "zstd"]
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750 b64token: what `Bearer <key>` can carry
 MIN_API_KEY_LENGTH = 16
 
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
     min_body_bytes_per_second: int = Field(1024, ge=0)
     watch_poll_ms: int = Field(500, ge=10, le=60_000)
     max_waiters: int = Field(10_000, ge=1)
+    compression: Compression = "off"
 
     @field_validator("descriptor_sets", mode="before")
     @classmethod
@@ -104,6 +106,7 @@ class Settings(BaseSettings):
         "version_guard",
         "timestamp_unit",
         "unknown_fields",
+        "compression",
         mode="before",
     )
     @classmethod

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.api.bodies import QUICK_BODY_ITEMS, json_items_at_most
-from app.http.routing import MAX_REPORTED_ERRORS
+from app.http.bodies import MAX_REPORTED_ERRORS
 from support.api import assert_problem, state_path
 from support.messages import ACCOUNT_STATE
 from support.processes import serving_sqlite

@@ -24,7 +24,7 @@ from support.api import (
     stored_versions,
     transact,
 )
-from support.differences import DYNALITE_HAS_NO_TRANSACTIONS
+from support.differences import DYNALITE_HAS_NO_TRANSACTIONS, SQLITE_HAS_NO_ITEM_LIMIT
 from support.services import ServiceFactory, own_table
 
 TABLE = "batch_states"
@@ -249,12 +249,12 @@ async def test_if_match_on_a_missing_state_is_412_without_a_version(
 
 @DYNALITE_HAS_NO_TRANSACTIONS
 async def test_a_retried_transaction_succeeds(client: httpx.AsyncClient, state_id: str) -> None:
-    """The same transaction sent again after a lost response answers as the first time."""
+    """The same transaction sent again with its key after a lost response answers as the first time."""
     updated, created, deleted = ids_of(state_id, 3)
     await put_all(client, [updated, deleted])
     operations = one_of_each_operation(updated, created, deleted)
-    first = await transact(client, *operations)
-    retried = await transact(client, *operations)
+    first = await transact(client, *operations, key=state_id)
+    retried = await transact(client, *operations, key=state_id)
     assert (first.status_code, retried.status_code) == (200, 200)
     assert retried.json() == first.json()
     assert await stored_versions(client, [updated, created, deleted]) == {
@@ -268,14 +268,16 @@ async def test_a_retried_transaction_succeeds(client: httpx.AsyncClient, state_i
 async def test_a_repeated_unconditional_put_shows_a_retry_for_a_delete_of_nothing(
     client: httpx.AsyncClient, state_id: str
 ) -> None:
-    """The put finds its own state stored, so the delete that finds nothing is already done, not a 412."""
+    """The put finds its own write (its key) stored, so the delete that finds nothing is already done; the
+    same transaction without its key proves nothing, and is the delete's 412."""
     written, deleted = ids_of(state_id, 2)
     await put_all(client, [deleted])
     operations = [put_op(written, 1), delete_op(deleted, if_match=1)]
-    first = await transact(client, *operations)
-    retried = await transact(client, *operations)
+    first = await transact(client, *operations, key=state_id)
+    retried = await transact(client, *operations, key=state_id)
     assert (first.status_code, retried.status_code) == (200, 200), retried.text
     assert retried.json() == first.json()
+    assert assert_problem(await transact(client, *operations), 412)["operation_index"] == 1
 
 
 @DYNALITE_HAS_NO_TRANSACTIONS
@@ -288,12 +290,29 @@ async def test_a_conditional_delete_of_nothing_alone_is_412(client: httpx.AsyncC
 
 
 @DYNALITE_HAS_NO_TRANSACTIONS
-async def test_a_put_found_done_lets_the_rest_apply(client: httpx.AsyncClient, state_id: str) -> None:
-    """Another writer already stored exactly this put's state: the other operations still apply."""
+async def test_a_put_of_another_writers_identical_state_is_412_and_nothing_applies(
+    client: httpx.AsyncClient, state_id: str
+) -> None:
+    """Another writer already stored exactly this put's state: that is no retry of this transaction."""
     done, pending = ids_of(state_id, 2)
     await put_all(client, [done, pending])
     await transact(client, put_op(done, 2, b"same", if_match=1))
     response = await transact(client, put_op(done, 2, b"same", if_match=1), put_op(pending, 2, if_match=1))
+    assert assert_problem(response, 412)["operation_index"] == 0
+    assert await stored_versions(client, [done, pending]) == {done: "2", pending: "1"}
+
+
+@DYNALITE_HAS_NO_TRANSACTIONS
+async def test_a_put_found_done_by_its_own_key_lets_the_rest_apply(
+    client: httpx.AsyncClient, state_id: str
+) -> None:
+    """A retry whose put was applied (alone, by an earlier transaction of the same key) applies the rest."""
+    done, pending = ids_of(state_id, 2)
+    await put_all(client, [done, pending])
+    await transact(client, put_op(done, 2, b"same", if_match=1), key=state_id)
+    response = await transact(
+        client, put_op(done, 2, b"same", if_match=1), put_op(pending, 2, if_match=1), key=state_id
+    )
     assert response.status_code == 200, response.text
     assert await stored_versions(client, [done, pending]) == {done: "2", pending: "2"}
 
@@ -462,6 +481,7 @@ async def test_transact_checks_each_id_like_the_path(
     assert await stored_versions(client, [state_id]) == {state_id: None}
 
 
+@SQLITE_HAS_NO_ITEM_LIMIT
 async def test_an_item_over_the_size_limit_is_413_naming_the_operation(
     client: httpx.AsyncClient, state_id: str
 ) -> None:
@@ -472,6 +492,7 @@ async def test_an_item_over_the_size_limit_is_413_naming_the_operation(
     assert await stored_versions(client, [state_id, other]) == {state_id: None, other: None}
 
 
+@SQLITE_HAS_NO_ITEM_LIMIT
 async def test_a_transaction_over_4_mb_is_413(client: httpx.AsyncClient, state_id: str) -> None:
     ids = ids_of(state_id, 11)
     response = await transact(client, *(put_op(i, 1, b"x" * 390 * 1024) for i in ids))

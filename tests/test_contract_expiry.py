@@ -13,7 +13,7 @@ from app.settings import Settings
 from app.states.model import MAX_TTL_SECONDS
 from support.api import assert_problem, batch_get, delete_op, put_op, state_body, state_path, transact
 from support.clock import MovableClock
-from support.differences import DYNALITE_HAS_NO_TRANSACTIONS
+from support.differences import DYNALITE_HAS_NO_TRANSACTIONS, SQLITE_HAS_NO_ITEM_LIMIT
 from support.uvicorn_thread import serving
 
 TTL = 60
@@ -185,6 +185,7 @@ def number_bytes(value: int) -> int:
     return (len(str(value).strip("0")) + 1) // 2 + 1
 
 
+@SQLITE_HAS_NO_ITEM_LIMIT
 async def test_the_expiry_attribute_counts_toward_the_item_size(
     client: httpx.AsyncClient, clock: MovableClock, state_id: str
 ) -> None:

@@ -7,7 +7,16 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from support.api import assert_problem, delete_op, put_op, state_body, state_path, stored_versions, transact
+from support.api import (
+    assert_problem,
+    delete_op,
+    keyed,
+    put_op,
+    state_body,
+    state_path,
+    stored_versions,
+    transact,
+)
 from support.differences import DYNALITE_HAS_NO_TRANSACTIONS
 from support.services import ServiceFactory
 
@@ -24,8 +33,10 @@ async def guarded(guarded_url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-async def put(client: httpx.AsyncClient, persistence_id: str, version: int, payload: bytes) -> httpx.Response:
-    return await client.put(state_path(persistence_id), json=state_body(version, payload))
+async def put(
+    client: httpx.AsyncClient, persistence_id: str, version: int, payload: bytes, key: str | None = None
+) -> httpx.Response:
+    return await client.put(state_path(persistence_id), json=state_body(version, payload), headers=keyed(key))
 
 
 @pytest.mark.parametrize("version", [4, 5])
@@ -44,10 +55,18 @@ async def test_put_that_moves_the_version_forward_succeeds(guarded: httpx.AsyncC
 
 
 async def test_a_retried_put_of_the_stored_state_succeeds(guarded: httpx.AsyncClient, state_id: str) -> None:
-    first = await put(guarded, state_id, 5, b"five")
-    retried = await put(guarded, state_id, 5, b"five")
+    first = await put(guarded, state_id, 5, b"five", key=state_id)
+    retried = await put(guarded, state_id, 5, b"five", key=state_id)
     assert (first.status_code, retried.status_code) == (200, 200)
     assert retried.headers["etag"] == '"5"'
+
+
+async def test_a_repeated_put_of_the_stored_state_without_its_key_is_409(
+    guarded: httpx.AsyncClient, state_id: str
+) -> None:
+    """eGo's stop-time re-write of the version already stored: egostore reads it back and calls it done."""
+    assert (await put(guarded, state_id, 5, b"five")).status_code == 200
+    assert assert_problem(await put(guarded, state_id, 5, b"five"), 409)["current_version"] == "5"
 
 
 async def test_if_match_is_checked_before_the_guard(guarded: httpx.AsyncClient, state_id: str) -> None:
@@ -78,10 +97,11 @@ async def test_transact_retry_carrying_the_stored_state_succeeds(
 ) -> None:
     first, second = f"{state_id}-1", f"{state_id}-2"
     operations = [put_op(first, 2, b"a"), put_op(second, 7, b"b")]
-    assert (await transact(guarded, *operations)).status_code == 200
-    retried = await transact(guarded, *operations)
+    assert (await transact(guarded, *operations, key=state_id)).status_code == 200
+    retried = await transact(guarded, *operations, key=state_id)
     assert retried.status_code == 200, retried.text
     assert [result["version_number"] for result in retried.json()["results"]] == ["2", "7"]
+    assert assert_problem(await transact(guarded, *operations), 409)["current_version"] == "2"
 
 
 @DYNALITE_HAS_NO_TRANSACTIONS

@@ -70,8 +70,8 @@ async def increment(
 ) -> None:
     """Compare-and-set the counter one version forward, reading on one server and writing on the other.
 
-    The payload names the writer: two writers racing with the same state would both succeed (a retry
-    is harmless), and count one increment twice."""
+    The payload names the writer, so that a lost update shows in the payloads too; two writers racing with
+    the same state and no Idempotency-Key are refused all the same (tests/test_contract_idempotency.py)."""
     while True:
         read = await read_from.get(state_path(key))
         statuses[read.status_code] += 1

@@ -9,13 +9,17 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from app.api import batch, listing, probes, states
+from app.http import docs
 from app.http.docs import ASSETS, ASSETS_PATH
+from app.main import create_app
+from app.settings import Settings
 from support.processes import REPO, serving_sqlite
 from support.tools import require
 
@@ -94,3 +98,28 @@ def test_a_page_lists_the_operations_in_a_browser_without_internet(
     assert rendered.returncode == 0, rendered.stderr[-2000:]
     missing = [summary for summary in SUMMARIES if summary not in rendered.stdout]
     assert not missing, f"{page} rendered without {missing}"
+
+
+def test_an_asset_answers_its_etag_with_a_304_and_an_unknown_one_is_a_404_problem(url: str) -> None:
+    asset = f"{url}{ASSETS_PATH}/swagger-ui.css"
+    etag = httpx.get(asset).headers["etag"]
+    assert httpx.get(asset, headers={"If-None-Match": etag}).status_code == 304
+    missing = httpx.get(f"{url}{ASSETS_PATH}/absent.js")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert httpx.get(f"{url}{ASSETS_PATH}/../pyproject.toml").status_code == 404
+
+
+def test_every_route_is_registered_once_through_a_router(settings_for: Callable[..., Settings]) -> None:
+    """The pages join as the API's routes do (`include_router`): nothing is appended to the app's routes,
+    which hold FastAPI's own document and one entry for each router."""
+    app = create_app(settings_for("sqlite"))
+    routers = (states.router, listing.router, batch.router, probes.router, docs.router)
+    included = [route for route in app.router.routes if getattr(route, "path", None) != app.openapi_url]
+    assert [getattr(route, "original_router", None) for route in included] == list(routers)
+    paths = [
+        (getattr(route, "path", ""), sorted(getattr(route, "methods", None) or ()))
+        for r in routers
+        for route in r.routes
+    ]
+    assert len(paths) == len({(path, tuple(methods)) for path, methods in paths}), paths

@@ -13,8 +13,12 @@ from botocore.exceptions import ClientError
 
 from app.store.dynamodb import CLIENT_CONFIG
 from app.store.dynamodb.lean import LeanClient
+from support import dynamodb_only
 from support.differences import DYNALITE_HAS_NO_TRANSACTIONS
-from support.services import DYNAMODB_SERVERS, TABLE, server_endpoint
+from support.services import TABLE
+
+backend = dynamodb_only.backend
+endpoint = dynamodb_only.endpoint
 
 EVERY_TYPE: dict[str, Any] = {
     "S": {"S": "text é"},
@@ -28,17 +32,6 @@ EVERY_TYPE: dict[str, Any] = {
     "L": {"L": [{"B": b"in a list"}, {"N": "3"}, {"L": [{"S": "nested"}]}]},
     "M": {"M": {"ref": {"M": {"sha": {"B": b"\x10" * 32}, "key": {"S": "k"}}}, "size": {"N": "7"}}},
 }
-
-
-@pytest.fixture(scope="module", params=list(DYNAMODB_SERVERS))
-def backend(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-@pytest.fixture(scope="module")
-def endpoint(backend: str, request: pytest.FixtureRequest) -> str:
-    return server_endpoint(backend, request)
 
 
 @pytest.fixture

@@ -105,6 +105,35 @@ def test_the_typed_client_is_generated_from_the_document_and_vetted(go: str) -> 
     run([go, "tool", "-modfile=tools/go.mod", "staticcheck", "./..."], GO_CLIENT)
 
 
+_OUTSIDE_PROGRAM = """package main
+
+import (
+	"fmt"
+
+	"github.com/durable-state-store/durable-state-store/clients/go/statestore"
+)
+
+func main() {
+	client, err := statestore.NewClientWithResponses("http://127.0.0.1:8080")
+	fmt.Println(client != nil, err, statestore.NewIdempotencyKey() != "")
+}
+"""
+
+
+def test_a_program_outside_the_repository_builds_on_the_readmes_import_path(go: str, tmp_path: Path) -> None:
+    """The import path and the `replace` set-up that clients/go/README.md gives a user before a tag."""
+    module_path = (GO_CLIENT / "go.mod").read_text().splitlines()[0].removeprefix("module ")
+    readme = (GO_CLIENT / "README.md").read_text()
+    assert f"go mod edit -replace {module_path}=/src/durable-state-store/clients/go" in readme
+    assert f"go get {module_path}@vX.Y.Z" in readme
+    (tmp_path / "main.go").write_text(_OUTSIDE_PROGRAM)
+    run([go, "mod", "init", "example.com/outside"], tmp_path)
+    run([go, "mod", "edit", f"-replace={module_path}={GO_CLIENT}"], tmp_path)
+    run([go, "mod", "tidy"], tmp_path)
+    run([go, "build", "-o", str(tmp_path / "outside"), "."], tmp_path)
+    assert run([str(tmp_path / "outside")], tmp_path).split() == ["true", "<nil>", "true"]
+
+
 @pytest.mark.parametrize("module", [EGOSTORE, CONTRIBTEST], ids=["egostore", "contribtest"])
 def test_egostore_passes_against_the_live_service(
     egostore_module: Path, live_env: dict[str, str], module: Path

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from app.http.routing import MAX_BODY_BYTES
+from app.http.bodies import MAX_BODY_BYTES
 from app.main import create_app
 from app.settings import Settings
 from support.api import assert_problem

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.http.routing import MAX_BODY_BYTES
+from app.http.bodies import MAX_BODY_BYTES
 from app.main import create_app
 from app.settings import Settings
 from support.api import assert_problem, state_body, state_path

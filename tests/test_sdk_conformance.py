@@ -1,9 +1,12 @@
 """Clients generated from the committed openapi/openapi.json in TypeScript, Go, Java and Python drive the
 service over HTTP on each backend. Each language's program (tests/sdk/<language>/) writes, reads,
 compares-and-sets, batch-reads, transacts, lists (page by page, in shard 2^53+1) and waits on states with
-64-bit values that a JSON number in JavaScript would round, and names the first value that differs. The
-clients are generated into a temp dir on every run, with generators pinned by each language's own files;
-downloads stay in ~/.npm, Go's module cache and ~/.m2."""
+64-bit values that a JSON number in JavaScript would round, and names the first value that differs. Each
+PUT and transaction carries a new Idempotency-Key, set through the generated header parameter; the
+conditional create and the transaction are sent again with their key (answered as the first time: a 201
+with the same ETag, the same results) and with a new one (a 412 with current_version). The clients are
+generated into a temp dir on every run, with generators pinned by each language's own files; downloads
+stay in ~/.npm, Go's module cache and ~/.m2."""
 
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ async def test_a_file_from_before_expiry_gains_the_column_and_its_states_never_e
             assert written.json()["expires_at"] == str(clock.seconds + 5)
     with sqlite3.connect(path) as connection:
         columns = [row[1] for row in connection.execute("PRAGMA table_info(states)")]
-        assert columns[-1] == "expires_at"
+        assert columns[-2:] == ["expires_at", "write_key"]
         assert connection.execute(
             "SELECT expires_at FROM states WHERE persistence_id = 'old'"
         ).fetchone() == (None,)

@@ -24,7 +24,8 @@ from app.store.dynamodb import DynamoDBStore
 from app.store.dynamodb.codec import from_item, to_item
 from app.store.dynamodb.store import ClientKind
 from scripts.servers import free_port, service_command
-from support.api import assert_problem, state_body, state_path
+from support import dynamodb_only
+from support.api import assert_problem, keyed, state_body, state_path
 from support.differences import (
     DYNALITE_ANSWERS_1_MB_OF_A_BATCH,
     DYNALITE_HAS_NO_TRANSACTIONS,
@@ -32,19 +33,10 @@ from support.differences import (
     DYNALITE_RETURNS_NO_OLD_ITEM,
     MOTO_GETS_ANY_KEY_SIZE,
 )
-from support.services import DYNAMODB_SERVERS, TABLE, ServiceFactory, server_endpoint
+from support.services import TABLE, ServiceFactory
 
-
-@pytest.fixture(scope="module", params=list(DYNAMODB_SERVERS))
-def backend(request: pytest.FixtureRequest) -> str:
-    """This module's tests are about DynamoDB alone: they run on each DynamoDB-compatible server."""
-    name: str = request.param
-    return name
-
-
-@pytest.fixture(scope="module")
-def endpoint(backend: str, request: pytest.FixtureRequest) -> str:
-    return server_endpoint(backend, request)
+backend = dynamodb_only.backend
+endpoint = dynamodb_only.endpoint
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +93,10 @@ async def test_a_put_writes_the_go_stores_exact_layout(
 ) -> None:
     item, payload = go_item(state_id)
     body = state_body(7, payload, manifest="google.protobuf.Any", timestamp=1764115200123456789, shard=3)
-    assert (await dynamodb_client.put(state_path(state_id), json=body)).status_code == 200
+    written = await dynamodb_client.put(state_path(state_id), json=body, headers=keyed(state_id))
+    assert written.status_code == 200
     stored = raw_table.get_item(TableName=TABLE, Key={"PersistenceID": {"S": state_id}}, ConsistentRead=True)
-    assert stored["Item"] == item
+    assert stored["Item"] == {**item, "WriteKey": {"S": state_id}}  # the one attribute of our own
 
 
 async def test_a_go_actors_negative_timestamp_is_a_negative_number_both_ways(

@@ -8,6 +8,7 @@ from typing import TypedDict
 from starlette.requests import Request
 
 from app.api.page_tokens import PageTokens
+from app.api.startup import StartupFacts
 from app.observability.metrics import Metrics
 from app.states.service import StatesService
 
@@ -19,6 +20,7 @@ class Services:
     states: StatesService
     metrics: Metrics
     page_tokens: PageTokens
+    startup: StartupFacts
 
 
 class LifespanState(TypedDict):

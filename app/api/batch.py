@@ -14,6 +14,7 @@ from starlette.responses import Response
 from app.api import services_of
 from app.api.bodies import parsed_body
 from app.api.conditions import etag
+from app.api.idempotency import IDEMPOTENCY_KEY, idempotency_key
 from app.api.ids import check_persistence_id
 from app.api.resources import (
     DECODE,
@@ -82,15 +83,17 @@ async def batch_get_states(request: Request) -> Response:
     summary="Write and delete up to 100 states atomically",
     description="All operations are applied or none. A failing condition answers 412 (`if_match`,"
     " `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the"
-    " operation that failed, and `current_version` where a state is stored.",
+    " operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the"
+    " whole transaction: a retry with it after a lost answer is answered as the first attempt was.",
     response_model=TransactResponse,
-    responses=problem_responses(409, 412, 413, 415, 422, 502, 503),
-    openapi_extra=documented(body=TransactRequest),
+    responses=problem_responses(400, 409, 412, 413, 415, 422, 502, 503),
+    openapi_extra=documented(IDEMPOTENCY_KEY, body=TransactRequest),
 )
 async def transact_states(request: Request) -> Response:
     body = await parsed_body(request, TransactRequest)
+    key = idempotency_key(request)
     operations = _planned_operations(body.operations)
-    stored = await services_of(request).states.transact(operations)
+    stored = await services_of(request).states.transact(operations, key)
     return json_response(
         {
             "results": [

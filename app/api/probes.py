@@ -5,11 +5,14 @@ Each answers HEAD as GET without a body: load balancers and uptime checkers prob
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
 from app.api import services_of
+from app.api.startup import StartupFacts
 from app.http.problems import problem_responses
 
 router = APIRouter()
@@ -37,25 +40,39 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
+class Readiness(StartupFacts):
+    """`ready`, with what start-up chose and learned; only `status` is read by orchestrators."""
+
+    status: Literal["ready"]
+
+
+_READINESS: dict[str, Any] = {
+    "tags": ["health"],
+    "response_model": Readiness,
+    "response_model_exclude_none": True,
+    "responses": problem_responses(503),
+    "description": "Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds "
+    "the table with the service's key). The body also tells the backend, its table or file, its time to "
+    "live and the version guard, as start-up found them: a probe makes no other backend call.",
+}
+
+
 @router.get(
     "/readyz",
-    tags=["health"],
     operation_id="get_readiness",
     summary="Readiness: the backend answers and its table exists",
-    response_model=Health,
-    responses=problem_responses(503),
+    **_READINESS,
 )
 @router.head(
     "/readyz",
-    tags=["health"],
     operation_id="head_readiness",
     summary="Readiness, as GET without a body",
-    response_model=Health,
-    responses=problem_responses(503),
+    **_READINESS,
 )
-async def readyz(request: Request) -> Health:
-    await services_of(request).states.ping()
-    return Health(status="ready")
+async def readyz(request: Request) -> Readiness:
+    services = services_of(request)
+    await services.states.ping()
+    return Readiness(status="ready", **services.startup.model_dump())
 
 
 @router.get(

@@ -21,6 +21,7 @@ from app.api.conditions import (
     if_none_match,
     precondition_from_headers,
 )
+from app.api.idempotency import IDEMPOTENCY_KEY, idempotency_key
 from app.api.ids import PERSISTENCE_ID, path_persistence_id
 from app.api.resources import DECODE, decode_requested, json_response, render_states, state_resource
 from app.api.schemas import PutStateRequest, State, StateWritten
@@ -153,7 +154,7 @@ async def _until_modified(
         201: {"model": StateWritten, "headers": _ETAG_HEADER, "description": "Created (`If-None-Match: *`)."},
         **problem_responses(400, 409, 412, 413, 415, 422, 502, 503),
     },
-    openapi_extra=documented(PERSISTENCE_ID, IF_MATCH, IF_NONE_MATCH, body=PutStateRequest),
+    openapi_extra=documented(PERSISTENCE_ID, IF_MATCH, IF_NONE_MATCH, IDEMPOTENCY_KEY, body=PutStateRequest),
 )
 async def put_state(request: Request) -> Response:
     persistence_id = path_persistence_id(request)
@@ -164,7 +165,8 @@ async def put_state(request: Request) -> Response:
             errors=[{"loc": ["body", "persistence_id"], "msg": "must equal the persistence id in the path"}],
         )
     written_if = precondition_from_headers(if_match(request), if_none_match(request))
-    stored = await services_of(request).states.put(persistence_id, body, written_if)
+    key = idempotency_key(request)
+    stored = await services_of(request).states.put(persistence_id, body, written_if, key)
     created = written_if.absent  # the one precondition that a success proves created the state
     headers = {"ETag": etag(stored.version_number)}
     if created:

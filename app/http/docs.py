@@ -10,14 +10,18 @@ from __future__ import annotations
 
 from importlib.resources import files
 
+from fastapi import APIRouter
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
 ASSETS_PATH = "/docs-assets"
 ASSETS = files("fastapi_offline") / "static"
+# Starlette's static files answer conditional requests (ETag, 304) and refuse paths out of the folder.
+_STATIC = StaticFiles(directory=str(ASSETS))
+
+router = APIRouter(include_in_schema=False)
 
 
 def _prefix(request: Request) -> str:
@@ -48,10 +52,13 @@ async def _redoc(request: Request) -> HTMLResponse:
     )
 
 
-def docs_routes() -> list[BaseRoute]:
-    """The two pages, and the assets they load."""
-    return [
-        Route("/docs", _swagger_ui),
-        Route("/redoc", _redoc),
-        Mount(ASSETS_PATH, StaticFiles(directory=str(ASSETS)), name="docs-assets"),
-    ]
+async def _asset(request: Request) -> Response:
+    """A script, style or icon of the pages: one file of the folder, by name."""
+    return await _STATIC.get_response(request.path_params["name"], request.scope)
+
+
+router.add_route("/docs", _swagger_ui, methods=["GET"], include_in_schema=False)
+router.add_route("/redoc", _redoc, methods=["GET"], include_in_schema=False)
+router.add_route(
+    f"{ASSETS_PATH}/{{name}}", _asset, methods=["GET"], include_in_schema=False, name="docs-assets"
+)

@@ -42,6 +42,9 @@ from app.observability.metrics import Metrics
 UNMATCHED = "<unmatched>"
 PERSISTENCE_ID_KEY = "statestore.persistence_id"
 """Where a handler leaves, in the request's scope, the one persistence id it decoded and acted on."""
+ROUTE_KEY = "statestore.route"
+"""Where the request observer leaves, in the request's scope, the route template it counted the request
+under, for the middleware outside it (`app.http.tracing`)."""
 MAX_LOGGED_ID_CHARACTERS = 2048
 """A refused persistence id can be far longer than a valid one; the log line stays bounded."""
 REQUEST_ID_HEADER = b"x-request-id"
@@ -108,10 +111,11 @@ class RequestObserver:
             await self.app(scope, receive, send_with_id)
         finally:
             client = scope.get("client")
+            route = scope[ROUTE_KEY] = self._route_of(scope)
             record_request(
                 self.metrics,
                 scope["method"],
-                self._route_of(scope),
+                route,
                 status,
                 time.perf_counter() - started,
                 persistence_id=scope.get(PERSISTENCE_ID_KEY),

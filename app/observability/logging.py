@@ -1,11 +1,12 @@
 """One JSON object per log line on stderr: the service's own lines, uvicorn's, and libraries' warnings,
-each with the id of the request being served when it was written."""
+each with the id of the request being served when it was written (and its trace's ids, when traced)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -14,6 +15,9 @@ FIELDS = "fields"
 
 current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 """The id of the request being served, for every log line written while serving it."""
+
+trace_ids_of: Callable[[], dict[str, str]] | None = None
+"""While the process traces (`app.observability.traces`): the current span's `trace_id` and `span_id`."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,6 +32,8 @@ class JsonFormatter(logging.Formatter):
         request_id = current_request_id.get()
         if request_id is not None:
             entry["request_id"] = request_id
+        if trace_ids_of is not None:
+            entry.update(trace_ids_of())
         entry.update(getattr(record, FIELDS, {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

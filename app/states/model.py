@@ -2,17 +2,25 @@
 
 A state is a `StateRecord`; a write carries a `Precondition`, checked by the backend in the same atomic
 step as the write. When it fails, the backend hands the stored record to `settle_refused_write`, which
-tells a retry of what is already stored (a success) from a refusal: 412 for the client's own condition,
+tells a retry of a write already stored (a success) from a refusal: 412 for the client's own condition,
 409 for the monotonic version guard.
+
+A retry is told by the write's own identity, never by equal content: every record written carries a
+`write_key`, the client's `Idempotency-Key` or, without one, a key the service draws for that request
+(`new_write_key`), so that the service's own re-sends of one request (the SDK's, the adapter's) are
+recognised too. A refused write is already done only when the stored item carries its key and its
+content (version, manifest, payload); its key with other content is a 422 (`IdempotencyKeyReused`).
+Two writers racing with identical next states thus never both succeed.
 
 Transactions follow the same rule operation by operation (`settle_refused`):
 
-- a put whose condition fails but which finds its own state stored (version, manifest and payload)
-  is already done;
+- a put whose condition fails but which finds its own write stored (its key and content) is already
+  done;
 - a conditional delete that finds nothing stored is already done only inside a retry of its
   transaction, and a retry shows itself by a put of the same transaction that finds its own state
   stored: a refused put, or a put whose condition held (an unconditional one too), read back for
-  the purpose (`puts_to_read`). Without such a put, the delete is refused as `DELETE` with
+  the purpose (`puts_to_read`); every put of a transaction carries the transaction's one key. Without
+  such a put, the delete is refused as `DELETE` with
   `If-Match` on a missing state is (412), since a missing state proves nothing about the version
   the client expected;
 - any other refused operation fails the whole transaction: 412 for its `if_match`/`if_none_match`,
@@ -21,8 +29,8 @@ Transactions follow the same rule operation by operation (`settle_refused`):
 Backends then apply the transaction with the operations already done pinned to what they found, in
 the same atomic step, so "applied" always describes one instant at which every outcome held at once.
 
-Every backend refuses a state that would not fit in a DynamoDB item (`item_size`), so that a state
-stored on one backend can be stored on any.
+A state is counted as DynamoDB counts its item (`item_size`): the backends refuse what they cannot store
+(`app.store.StateStore.item_limit`), and answers are bounded by that count.
 
 A state may expire (`expires_at`, Unix epoch seconds): from that second on it is absent for every read
 and every condition (`present`), whether or not the backend has deleted it yet.
@@ -30,10 +38,11 @@ and every condition (`present`), whether or not the backend has deleted it yet.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from app.errors import PreconditionFailed, VersionConflict
+from app.errors import IdempotencyKeyReused, PreconditionFailed, VersionConflict
 
 MAX_UINT64 = 2**64 - 1
 """Versions and shards are unsigned 64-bit, as in eGo."""
@@ -54,6 +63,17 @@ class Attribute:
     SHARD = "ShardNumber"
     EXPIRES_AT = "ExpiresAt"
     """Only on states that expire, in DynamoDB's TTL format; ego-contrib's Go store never writes it."""
+    WRITE_KEY = "WriteKey"
+    """The identity of the write that stored the item (`write_key`); ego-contrib's Go store ignores it."""
+
+
+MAX_WRITE_KEY_LENGTH = 255
+"""Characters of an `Idempotency-Key`, at most; the service's own keys are far shorter."""
+
+
+def new_write_key() -> str:
+    """The identity the service gives a write whose client sent no key: 128 random bits, never guessed."""
+    return secrets.token_urlsafe(16)
 
 
 _NAMES_BYTES = sum(
@@ -78,6 +98,8 @@ class StateRecord:
     timestamp: int
     shard: int
     expires_at: int | None = None
+    write_key: str | None = None
+    """Who wrote it: None on items written by others (ego-contrib's Go store), which no retry can match."""
 
     def expired(self, now: int) -> bool:
         return self.expires_at is not None and self.expires_at <= now
@@ -163,11 +185,25 @@ def refusal(precondition: Precondition, stored: StateRecord | None) -> Precondit
     )
 
 
+def already_written(record: StateRecord, stored: StateRecord | None) -> bool:
+    """Whether `stored` is `record`'s own write, done before: its key and its content. Its key with other
+    content is a 422: the client reused a key for another write."""
+    if stored is None or record.write_key is None or stored.write_key != record.write_key:
+        return False
+    if not stored.same_state_as(record):
+        raise IdempotencyKeyReused(
+            "the Idempotency-Key is that of the stored state, written with other content;"
+            " a key names one write: use a new key for a new write",
+            errors=[{"loc": ["header", "idempotency-key"], "msg": "was already used for other content"}],
+        )
+    return True
+
+
 def settle_refused_write(
     precondition: Precondition, record: StateRecord, stored: StateRecord | None
 ) -> StateRecord:
-    """A write whose condition failed is still a success when it finds its own state stored."""
-    if stored is not None and stored.same_state_as(record):
+    """A write whose condition failed is still a success when it finds its own write stored (a retry)."""
+    if stored is not None and already_written(record, stored):
         return stored
     raise refusal(precondition, stored)
 
@@ -212,6 +248,7 @@ def item_size(record: StateRecord) -> int:
         + _number_bytes(record.timestamp)
         + _number_bytes(record.shard)
         + (0 if record.expires_at is None else len(Attribute.EXPIRES_AT) + _number_bytes(record.expires_at))
+        + (0 if record.write_key is None else len(Attribute.WRITE_KEY) + len(record.write_key.encode()))
     )
 
 
@@ -299,7 +336,7 @@ def settle_refused(
 
 
 def _put_found_done(operation: Operation, found: StateRecord | None) -> bool:
-    return isinstance(operation, PutOperation) and found is not None and found.same_state_as(operation.record)
+    return isinstance(operation, PutOperation) and already_written(operation.record, found)
 
 
 def transaction_results(operations: Sequence[Operation], settled: Settled) -> list[StateRecord | None]:

@@ -2,9 +2,11 @@
 
 A write's payload is checked against its type (or its JSON state serialized), it gets the server's time
 when it has none and an expiry when it asks for one (`ttl_seconds`), the version guard joins the
-client's precondition, and a state that would not fit in a DynamoDB item is refused, on every backend
-alike. A transaction's puts get the same treatment, and the transaction as a whole must fit DynamoDB's
-rules (at most 4 MB of items), so a transaction that works on one backend works on the other.
+client's precondition, and a state larger than the configured backend can store is refused
+(`StateStore.item_limit`): on DynamoDB without compression, one whose item would pass 400 KB, and a
+transaction whose items would pass 4 MB. SQLite, and DynamoDB with compression, take larger states; the
+request cap bounds them, and DynamoDB with compression refuses, itself, a state that does not fit
+compressed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from app.protobuf_worker import ProtobufWorker, SerializedState
 from app.settings import ManifestPolicy, TimestampUnit, UnknownFields, VersionGuard
 from app.states.answers import BatchRead
 from app.states.model import (
-    MAX_ITEM_BYTES,
     MAX_TRANSACTION_BYTES,
     DeleteOperation,
     Operation,
@@ -29,6 +30,7 @@ from app.states.model import (
     PutOperation,
     StateRecord,
     item_size,
+    new_write_key,
 )
 from app.states.watches import Watches
 from app.store import StateStore
@@ -88,10 +90,15 @@ class StatesService:
         return await self.store.list_page(limit, after, shard, payloads=payloads)
 
     async def put(
-        self, persistence_id: str, request: WriteRequest, precondition: Precondition
+        self,
+        persistence_id: str,
+        request: WriteRequest,
+        precondition: Precondition,
+        write_key: str | None = None,
     ) -> StateRecord:
-        """Store the request's state if `precondition` holds: what is stored, or 412/409/413/422."""
-        record = await self._record_to_write(persistence_id, request)
+        """Store the request's state if `precondition` holds: what is stored, or 412/409/413/422.
+        `write_key` is the client's Idempotency-Key; without one, the write gets a key of its own."""
+        record = await self._record_to_write(persistence_id, request, write_key or new_write_key())
         began = self.watches.ticket()
         stored = await self.store.put(record, self._with_guard(precondition, record))
         self.watches.written(stored, began)
@@ -102,22 +109,26 @@ class StatesService:
         await self.store.delete(persistence_id, precondition)
         self.watches.deleted(persistence_id, began)
 
-    async def transact(self, planned: Sequence[PlannedPut | DeleteOperation]) -> list[StateRecord | None]:
-        """Apply every operation or none; each put is validated first, as `put` validates one."""
+    async def transact(
+        self, planned: Sequence[PlannedPut | DeleteOperation], write_key: str | None = None
+    ) -> list[StateRecord | None]:
+        """Apply every operation or none; each put is validated first, as `put` validates one, and carries
+        the transaction's one key (the client's Idempotency-Key, else one of its own)."""
+        write_key = write_key or new_write_key()
         operations: list[Operation] = []
         for index, operation in enumerate(planned):
             if isinstance(operation, DeleteOperation):
                 operations.append(operation)
                 continue
             try:
-                record = await self._record_to_write(operation.persistence_id, operation.request)
+                record = await self._record_to_write(operation.persistence_id, operation.request, write_key)
             except ProblemError as error:
                 raise _within_operation(error, index).for_operation(index, operation.persistence_id) from None
             operations.append(PutOperation(record, self._with_guard(operation.precondition, record)))
         size = sum(
             item_size(operation.record) for operation in operations if isinstance(operation, PutOperation)
         )
-        if size > MAX_TRANSACTION_BYTES:
+        if self.store.item_limit is not None and size > MAX_TRANSACTION_BYTES:
             raise PayloadTooLarge(
                 f"the transaction's states would take {size} bytes as DynamoDB items;"
                 f" the limit for one transaction is {MAX_TRANSACTION_BYTES}"
@@ -131,7 +142,9 @@ class StatesService:
                 self.watches.written(result, began)
         return results
 
-    async def _record_to_write(self, persistence_id: str, request: WriteRequest) -> StateRecord:
+    async def _record_to_write(
+        self, persistence_id: str, request: WriteRequest, write_key: str
+    ) -> StateRecord:
         payload = await self._payload_to_store(request)
         now = self.clock()
         timestamp = request.timestamp
@@ -145,11 +158,12 @@ class StatesService:
             timestamp=timestamp,
             shard=request.shard,
             expires_at=None if request.ttl_seconds is None else _expiry(now, request.ttl_seconds),
+            write_key=write_key,
         )
-        size = item_size(record)
-        if size > MAX_ITEM_BYTES:
+        size, limit = item_size(record), self.store.item_limit
+        if limit is not None and size > limit:
             raise PayloadTooLarge(
-                f"the state would take {size} bytes as a DynamoDB item; the limit is {MAX_ITEM_BYTES}"
+                f"the state would take {size} bytes as a DynamoDB item; the limit is {limit}"
             )
         return record
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
 from app.clock import Clock
+from app.settings import Compression
 from app.states.answers import BatchRead
 from app.states.model import Operation, Page, Precondition, StateRecord
 
@@ -53,6 +55,21 @@ class ObservedCall:
         self._observer(self._operation, time.perf_counter() - self._started, raised)
 
 
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """How a backend deletes expired states: `status` is DynamoDB's time-to-live status in lower case
+    (`enabled`, `enabling`, `disabled`, `disabling`), or `unknown` when the endpoint would not say;
+    `attribute` is the attribute (column) it reads; `warning` says why expired states would stay stored."""
+
+    status: str
+    attribute: str | None
+    warning: str | None
+
+
+UNKNOWN_EXPIRY = Expiry("unknown", None, None)
+"""What start-up knows of expiry when the backend did not answer."""
+
+
 class StoreConfigurationError(Exception):
     """A backend cannot be used as configured; `setting` names the setting at fault (a `Settings` field),
     or is None when the fault lies outside the service's settings (the AWS SDK's own chain)."""
@@ -64,6 +81,13 @@ class StoreConfigurationError(Exception):
 
 class StateStore(Protocol):
     """One backend. Adapters are async context managers that own their connections."""
+
+    @property
+    def item_limit(self) -> int | None:
+        """The largest item (`item_size`) the backend stores, or None when it takes larger states and
+        refuses, itself, those it cannot store (SQLite: none; DynamoDB with compression: a state that does
+        not fit an item even compressed)."""
+        ...
 
     @property
     def description(self) -> str:
@@ -108,8 +132,8 @@ class StateStore(Protocol):
         """Raise `BackendUnavailable` unless the backend answers and its table exists."""
         ...
 
-    async def expiry_warning(self) -> str | None:
-        """Why expired states would stay in storage for good, or None when the backend deletes them."""
+    async def expiry(self) -> Expiry:
+        """How the backend deletes expired states, and a warning when they would stay in storage for good."""
         ...
 
 
@@ -121,16 +145,25 @@ async def open_store(
     dynamodb_table: str,
     dynamodb_endpoint_url: str | None,
     dynamodb_client: ClientKind = "lean",
+    compression: Compression = "off",
     observer: CallObserver = ignore_call,
     clock: Clock = time.time_ns,
+    call_details: bool = False,
 ) -> AsyncIterator[StateStore]:
     """The backend named, open for the life of the process, reporting its calls to `observer`, telling
-    expired states by `clock`; on DynamoDB, `dynamodb_client` makes the hot calls."""
+    expired states by `clock`, noting what each call cost when asked (`app.store.call_details`); on
+    DynamoDB, `dynamodb_client` makes the hot calls."""
     if backend == "dynamodb":
         from app.store.dynamodb import DynamoDBStore
 
         async with DynamoDBStore.open(
-            dynamodb_table, dynamodb_endpoint_url, observer=observer, clock=clock, client=dynamodb_client
+            dynamodb_table,
+            dynamodb_endpoint_url,
+            observer=observer,
+            clock=clock,
+            client=dynamodb_client,
+            call_details=call_details,
+            compression=compression,
         ) as dynamodb:
             yield dynamodb
     else:

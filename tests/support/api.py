@@ -59,8 +59,15 @@ def one_of_each_operation(updated: str, created: str, deleted: str) -> list[dict
     ]
 
 
-async def transact(client: httpx.AsyncClient, *operations: dict[str, Any]) -> httpx.Response:
-    return await client.post("/states:transact", json={"operations": list(operations)})
+def keyed(key: str | None) -> dict[str, str]:
+    """The headers of a write that names itself with `key` (an `Idempotency-Key`), none for None."""
+    return {} if key is None else {"Idempotency-Key": f'"{key}"'}
+
+
+async def transact(
+    client: httpx.AsyncClient, *operations: dict[str, Any], key: str | None = None
+) -> httpx.Response:
+    return await client.post("/states:transact", json={"operations": list(operations)}, headers=keyed(key))
 
 
 async def batch_get(client: httpx.AsyncClient, persistence_ids: list[str], **params: str) -> httpx.Response:

@@ -24,6 +24,9 @@ MOTO_GETS_ANY_KEY_SIZE = pytest.mark.differs_on(
 DYNALITE_HAS_NO_TTL = pytest.mark.differs_on(
     dynalite="dynalite has no UpdateTimeToLive (UnknownOperationException); DescribeTimeToLive says DISABLED"
 )
+SQLITE_HAS_NO_ITEM_LIMIT = pytest.mark.differs_on(
+    sqlite="SQLite has no item limit: it stores any state the 8 MiB request cap lets in"
+)
 DYNALITE_ANSWERS_1_MB_OF_A_BATCH = pytest.mark.differs_on(
     dynalite="dynalite's BatchGetItem answers about 1 MB and leaves the rest in UnprocessedKeys"
 )

@@ -18,6 +18,8 @@ Modes, read per chunk so that they also hit connections opened before the switch
   ReturnValuesOnConditionCheckFailure=ALL_OLD answer; `on_refusal`, when set, runs before such an answer
   is passed on (to change the state in between). A BatchGetItem that asks for one of `throttled_ids` is
   throttled as in `throttle_reads` (to fail the read that settles a refusal).
+- `bad_checksum`: forward, but send each answer with an `x-amz-crc32` that its body does not have (an
+  answer damaged on the way), as long as `checksums_to_break` is above 0 (it counts down; None: all).
 Besides the mode, `lose_answers(n)` forwards the next n requests but resets instead of answering: the
 backend acted, the client never heard.
 """
@@ -35,7 +37,16 @@ from contextlib import contextmanager, suppress
 from typing import Literal
 
 Mode = Literal[
-    "pass", "hang", "refuse", "reset", "slow", "throttle", "conflict", "throttle_reads", "drop_old_items"
+    "pass",
+    "hang",
+    "refuse",
+    "reset",
+    "slow",
+    "throttle",
+    "conflict",
+    "throttle_reads",
+    "drop_old_items",
+    "bad_checksum",
 ]
 
 _CHUNK = 65536
@@ -92,14 +103,16 @@ def _header(head: bytes, wanted: bytes) -> bytes | None:
     return None
 
 
-def _with_body_headers(head: bytes, body: bytes) -> bytes:
-    """An answer's head for a rewritten body: its length, and the CRC32 botocore checks against it."""
+def _with_body_headers(head: bytes, body: bytes, crc32: int | None = None) -> bytes:
+    """An answer's head for a rewritten body: its length, and the CRC32 botocore checks against it (the
+    body's own unless `crc32` is given)."""
     lines = [
         line
         for line in head.rstrip(b"\r\n").split(b"\r\n")
         if line.partition(b":")[0].strip().lower() not in (b"content-length", b"x-amz-crc32")
     ]
-    lines += [b"Content-Length: %d" % len(body), b"x-amz-crc32: %d" % zlib.crc32(body)]
+    checksum = zlib.crc32(body) if crc32 is None else crc32
+    lines += [b"Content-Length: %d" % len(body), b"x-amz-crc32: %d" % checksum]
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
@@ -126,6 +139,8 @@ class FaultProxy:
         self.on_refusal: Callable[[], None] | None = None
         self.answers_lost = 0
         self._answers_to_lose = 0
+        self.checksums_to_break: int | None = None
+        self.checksums_broken = 0
         self._upstream_port = upstream_port
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -189,6 +204,8 @@ class FaultProxy:
                 await self._throttle_reads(reader, writer)
             elif self.mode == "drop_old_items":
                 await self._drop_old_items(reader, writer)
+            elif self.mode == "bad_checksum":
+                await self._break_checksums(reader, writer)
             else:
                 await self._misbehave(reader, writer)
         except (ConnectionError, OSError):
@@ -249,13 +266,7 @@ class FaultProxy:
         request = await _read_request(reader)
         if request is None or await self._throttled(*request, writer):
             return
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
-        try:
-            upstream_writer.write(b"".join(request))
-            await upstream_writer.drain()
-            answer = await _read_request(upstream_reader)  # an answer is framed as a request is
-        finally:
-            upstream_writer.transport.abort()
+        answer = await self._exchange(request)
         if answer is None:
             return
         head, body = answer
@@ -271,6 +282,32 @@ class FaultProxy:
                 head = _with_body_headers(head, body)
         writer.write(head + body)
         await writer.drain()
+
+    async def _break_checksums(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await _read_request(reader)
+        if request is None:
+            return
+        answer = await self._exchange(request)
+        if answer is None:
+            return
+        head, body = answer
+        if self.checksums_to_break is None or self.checksums_to_break > 0:
+            if self.checksums_to_break is not None:
+                self.checksums_to_break -= 1
+            self.checksums_broken += 1
+            head = _with_body_headers(head, body, crc32=(zlib.crc32(body) + 1) & 0xFFFFFFFF)
+        writer.write(head + body)
+        await writer.drain()
+
+    async def _exchange(self, request: tuple[bytes, bytes]) -> tuple[bytes, bytes] | None:
+        """One request sent upstream on a connection of its own, and its whole answer."""
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self._upstream_port)
+        try:
+            upstream_writer.write(b"".join(request))
+            await upstream_writer.drain()
+            return await _read_request(upstream_reader)  # an answer is framed as a request is
+        finally:
+            upstream_writer.transport.abort()
 
     async def _forward(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, already_read: bytes = b""

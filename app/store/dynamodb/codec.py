@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from app.errors import CorruptItem
 from app.observability.logging import FIELDS
 from app.states.model import Attribute, Precondition, StateRecord
+from app.store.dynamodb._large_states import STATE_ENCODING, ZSTD, decoded, needs_encoding, stored_payload
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.type_defs import AttributeValueTypeDef
@@ -42,6 +43,8 @@ def to_item(record: StateRecord) -> Item:
     }
     if record.expires_at is not None:
         item[Attribute.EXPIRES_AT] = {"N": str(record.expires_at)}
+    if record.write_key is not None:
+        item[Attribute.WRITE_KEY] = {"S": record.write_key}
     return item
 
 
@@ -113,14 +116,18 @@ def from_item(item: Mapping[str, Any]) -> StateRecord:
     manifest: Any = _attribute(item, Attribute.MANIFEST, "S")
     if not isinstance(manifest, str | None):
         raise _corrupt(item, Attribute.MANIFEST, "is not a string")
+    write_key: Any = _attribute(item, Attribute.WRITE_KEY, "S")
+    if not isinstance(write_key, str | None):
+        raise _corrupt(item, Attribute.WRITE_KEY, "is not a string")
     return StateRecord(
         persistence_id=persistence_id,
         version_number=_number(item, Attribute.VERSION_NUMBER),
         manifest=manifest or "",
-        payload=bytes(payload or b""),
+        payload=decoded(item, bytes(payload or b"")),
         timestamp=_number(item, Attribute.TIMESTAMP),
         shard=_number(item, Attribute.SHARD),
         expires_at=_optional_number(item, Attribute.EXPIRES_AT),
+        write_key=write_key,
     )
 
 
@@ -130,6 +137,8 @@ _NAMES = {
     "#m": Attribute.MANIFEST,
     "#p": Attribute.PAYLOAD,
     "#e": Attribute.EXPIRES_AT,
+    "#n": STATE_ENCODING,
+    "#w": Attribute.WRITE_KEY,
 }
 
 
@@ -196,17 +205,27 @@ class ConditionBuilder:
         return " AND ".join(clauses)
 
     def build_pin(self, stored: StateRecord | None) -> str:
-        """Holds while exactly `stored` (same version, manifest and payload) is stored; None: nothing is."""
+        """Holds while exactly `stored` (same write key, version, manifest and payload) is stored; None:
+        nothing is. The payload is compared in its stored form, compressed or not (`_large_states`)."""
         if stored is None:
             return self._gone()
+        written_by = (
+            "attribute_not_exists(#w)"
+            if stored.write_key is None
+            else self._equals("#w", {"S": stored.write_key}, read_when_missing=False)
+        )
+        encoded = needs_encoding(stored)
+        encoding = f"#n = {self._value({'S': ZSTD})}" if encoded else "attribute_not_exists(#n)"
         return " AND ".join(
             [
                 self._live(),
+                written_by,
                 self._equals(
                     "#v", {"N": str(stored.version_number)}, read_when_missing=stored.version_number == 0
                 ),
                 self._equals("#m", {"S": stored.manifest}, read_when_missing=not stored.manifest),
-                self._equals("#p", {"B": stored.payload}, read_when_missing=not stored.payload),
+                self._equals("#p", {"B": stored_payload(stored)}, read_when_missing=not stored.payload),
+                encoding,
             ]
         )
 

@@ -45,6 +45,7 @@ from botocore.retries import quota, standard
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from app.store.dynamodb._details import note_answer
 from app.store.dynamodb._json_protocol import decode_answer, error_response, parsed_body, request_body
 
 if TYPE_CHECKING:
@@ -87,8 +88,10 @@ class LeanClient:
         http: aiohttp.ClientSession,
         credentials: AioCredentials | None,
         max_attempts: int,
+        call_details: bool,
     ) -> None:
         self._sdk = sdk
+        self._call_details = call_details
         self._http = http
         self._credentials = credentials
         self._endpoint = sdk.meta.endpoint_url
@@ -115,10 +118,17 @@ class LeanClient:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, sdk: DynamoDBClient, credentials: AioCredentials | None, config: Config
+        cls,
+        sdk: DynamoDBClient,
+        credentials: AioCredentials | None,
+        config: Config,
+        *,
+        call_details: bool = False,
     ) -> AsyncIterator[LeanClient]:
         """One pooled HTTP session for the process, with the connect and read timeouts, the pool size and
-        the attempts of `config` (the aioboto3 client's)."""
+        the attempts of `config` (the aioboto3 client's); `call_details` asks each call for its consumed
+        capacity and notes it with the retries (`app.store.call_details`), as `_details.py` does for the
+        SDK's client."""
         options: Any = config  # botocore's stubs do not declare Config's options
         connector = aiohttp.TCPConnector(limit=options.max_pool_connections)
         timeout = aiohttp.ClientTimeout(sock_connect=options.connect_timeout, sock_read=options.read_timeout)
@@ -130,7 +140,8 @@ class LeanClient:
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=("User-Agent",),
         ) as http:
-            yield cls(sdk, http, credentials, int(retries.get("max_attempts", standard.DEFAULT_MAX_ATTEMPTS)))
+            max_attempts = int(retries.get("max_attempts", standard.DEFAULT_MAX_ATTEMPTS))
+            yield cls(sdk, http, credentials, max_attempts, call_details)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sdk, name)
@@ -152,6 +163,8 @@ class LeanClient:
 
     async def _call(self, operation: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
         """One call, botocore's standard retries included: each attempt signed anew, as botocore signs."""
+        if self._call_details:
+            parameters = {"ReturnConsumedCapacity": "TOTAL", **parameters}
         body = request_body(parameters)
         request_context: dict[str, Any] = {}
         attempts = 0
@@ -170,6 +183,8 @@ class LeanClient:
                     self._quota.release_retry_quota(request_context, answer)  # type: ignore[arg-type]
                     response = decode_answer(parsed_body(answer.content))
                     response["ResponseMetadata"] = answer.metadata(attempts)
+                    if self._call_details:
+                        note_answer(response)
                     return response
                 if not ok:
                     parsed = error_response(
@@ -186,6 +201,8 @@ class LeanClient:
                 request_dict={"context": request_context},
             )
             if delay is None:
+                if self._call_details and parsed:
+                    note_answer(parsed)
                 raise _failure(operation, answer, parsed, caught)
             await asyncio.sleep(delay)
 

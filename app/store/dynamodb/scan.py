@@ -15,7 +15,8 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from app.errors import CorruptItem
-from app.states.model import Attribute, Page, StateRecord
+from app.states.model import MAX_PAGE_READ_BYTES, Attribute, Page, StateRecord
+from app.store.dynamodb._large_states import STATE_ENCODING, decoded_size
 from app.store.dynamodb.codec import HASH_KEY, from_item, key_of
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ _NAMES = {
     "#s": Attribute.SHARD,
     "#e": Attribute.EXPIRES_AT,
 }
-_PAYLOAD_NAME = {"#p": Attribute.PAYLOAD}
+_PAYLOAD_NAME = {"#p": Attribute.PAYLOAD, "#n": STATE_ENCODING}
 
 
 def _scan_arguments(
@@ -66,11 +67,27 @@ async def scan_page(
     """The page, without the states expired at `now` (which DynamoDB may keep for a while)."""
     response: Any = await client.scan(**_scan_arguments(table, limit, after, shard, payloads=payloads))
     last_key = response.get("LastEvaluatedKey")
-    records = _readable(response.get("Items", []))
+    items = response.get("Items", [])
+    if payloads:
+        kept = _within_page_read(items)
+        if len(kept) < len(items):
+            items, last_key = kept, key_of(kept[-1][HASH_KEY]["S"])
+    records = _readable(items)
     return Page(
         [record for record in records if not record.expired(now)],
         None if last_key is None else last_key[HASH_KEY]["S"],
     )
+
+
+def _within_page_read(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first items whose payloads, decoded, take at most a page's read (at least one item): Scan's
+    1 MB counts compressed payloads as stored, which may decode to many times that."""
+    total = 0
+    for count, item in enumerate(items):
+        total += decoded_size(item)
+        if total > MAX_PAGE_READ_BYTES and count > 0:
+            return items[:count]
+    return items
 
 
 def _readable(items: Iterable[dict[str, Any]]) -> Iterator[StateRecord]:

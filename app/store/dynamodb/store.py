@@ -29,11 +29,14 @@ from botocore.exceptions import ClientError
 
 from app.clock import Clock, epoch_seconds
 from app.errors import BackendUnavailable
+from app.settings import Compression
 from app.states.answers import BatchRead
 from app.states.model import (
+    MAX_ITEM_BYTES,
     Operation,
     Page,
     Precondition,
+    PutOperation,
     Settled,
     StateRecord,
     present,
@@ -42,7 +45,9 @@ from app.states.model import (
     settle_refused_write,
     transaction_results,
 )
-from app.store import CallObserver, ObservedCall, StoreConfigurationError, ignore_call
+from app.store import CallObserver, Expiry, ObservedCall, StoreConfigurationError, ignore_call
+from app.store.dynamodb import _large_states
+from app.store.dynamodb._details import note_call_details
 from app.store.dynamodb.batch_get import batch_get
 from app.store.dynamodb.codec import condition_arguments, from_item, key_of, to_item
 from app.store.dynamodb.errors import error_code, map_dynamodb_errors
@@ -51,7 +56,7 @@ from app.store.dynamodb.scan import scan_page
 from app.store.dynamodb.table import (
     check_table,
     enable_time_to_live,
-    expiry_warning,
+    expiry,
     request_table,
     wait_for_table,
 )
@@ -59,6 +64,8 @@ from app.store.dynamodb.transact import cancellation, settle_cancellation, trans
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
+
+    from app.store.dynamodb.codec import Item
 
 # A hung, dead or throttling DynamoDB becomes a 503 within CALL_DEADLINE_SECONDS (docs/reliability.md).
 # Single-item calls answer in milliseconds, so an attempt silent for a second is retried, three attempts
@@ -92,6 +99,7 @@ class DynamoDBStore:
         observer: CallObserver = ignore_call,
         clock: Clock = time.time_ns,
         client_kind: ClientKind = "aioboto3",
+        compression: Compression = "off",
     ) -> None:
         self._client = client
         self._client_kind = client_kind
@@ -99,6 +107,7 @@ class DynamoDBStore:
         self._deadline = deadline
         self._observer = observer
         self._clock = clock
+        self._compression = compression
         # Set once a refused condition came back with the stored item: this endpoint honours ALL_OLD.
         self._returns_old_items = False
 
@@ -112,9 +121,13 @@ class DynamoDBStore:
         observer: CallObserver = ignore_call,
         clock: Clock = time.time_ns,
         client: ClientKind = "lean",
+        *,
+        call_details: bool = False,
+        compression: Compression = "off",
     ) -> AsyncIterator[DynamoDBStore]:
         """`deadline` bounds each call in seconds, SDK retries and a batch read's own retries included;
-        `client` names what makes the hot calls, the control plane being aioboto3's either way."""
+        `client` names what makes the hot calls, the control plane being aioboto3's either way;
+        `call_details` notes each request's consumed capacity and retries (`app.store.call_details`)."""
         # botocore reads only AWS_DEFAULT_REGION; AWS_REGION is what the other AWS SDKs and Lambda set.
         session = aioboto3.Session(region_name=os.environ.get("AWS_REGION") or None)
         if session.region_name is None:
@@ -122,13 +135,19 @@ class DynamoDBStore:
                 "no AWS region is configured: set AWS_REGION (or a profile with a region)"
             )
         async with session.client("dynamodb", endpoint_url=endpoint_url, config=CLIENT_CONFIG) as sdk:
+            if call_details:
+                note_call_details(sdk)
             if client == "aioboto3":
-                yield cls(sdk, table, deadline, observer, clock, client)
+                yield cls(sdk, table, deadline, observer, clock, client, compression)
                 return
             credentials = await session.get_credentials()
-            async with LeanClient.open(sdk, credentials, CLIENT_CONFIG) as lean:
+            async with LeanClient.open(sdk, credentials, CLIENT_CONFIG, call_details=call_details) as lean:
                 # The lean client answers the hot calls as the SDK's client does, and hands it the rest.
-                yield cls(cast("DynamoDBClient", lean), table, deadline, observer, clock, client)
+                yield cls(cast("DynamoDBClient", lean), table, deadline, observer, clock, client, compression)
+
+    @property
+    def item_limit(self) -> int | None:
+        return MAX_ITEM_BYTES if self._compression == "off" else None
 
     @property
     def description(self) -> str:
@@ -162,7 +181,7 @@ class DynamoDBStore:
 
     async def put(self, record: StateRecord, precondition: Precondition) -> StateRecord:
         now = self._now()
-        item, condition = to_item(record), condition_arguments(precondition, now)
+        item, condition = await self._stored_item(record), condition_arguments(precondition, now)
 
         async def write() -> None:
             await self._client.put_item(TableName=self._table, Item=item, **condition)
@@ -195,9 +214,15 @@ class DynamoDBStore:
         now = self._now()
         answer_by = asyncio.get_running_loop().time() + self._deadline
         settled: Settled = {}
+        puts = {
+            index: await self._stored_item(operation.record)
+            for index, operation in enumerate(operations)
+            if isinstance(operation, PutOperation)
+        }
+        _large_states.check_transaction(list(puts.values()))
         async with self._call("TransactWriteItems"):
             for _ in range(TRANSACT_ATTEMPTS):
-                items: Any = transact_items(self._table, operations, settled, now)
+                items: Any = transact_items(self._table, operations, settled, now, puts)
                 try:
                     await self._client.transact_write_items(TransactItems=items)
                 except ClientError as exc:
@@ -228,6 +253,14 @@ class DynamoDBStore:
 
     async def changed_since_last_check(self) -> bool:
         return True  # DynamoDB can tell only by reading the states
+
+    async def _stored_item(self, record: StateRecord) -> Item:
+        """The record's item in its stored form, compressed off the event loop when it needs to be."""
+        item = to_item(record)
+        if self._compression == "off" or not _large_states.needs_encoding(record):
+            return item
+        packed = await asyncio.to_thread(_large_states.compressed, record.payload)
+        return _large_states.encode(item, record, packed)
 
     async def _stored(
         self, operations: Sequence[Operation], indexes: Sequence[int], now: int, answer_by: float
@@ -291,9 +324,9 @@ class DynamoDBStore:
             response = await self._client.describe_table(TableName=self._table)
         check_table(self._table, response["Table"])
 
-    async def expiry_warning(self) -> str | None:
+    async def expiry(self) -> Expiry:
         async with self._call("DescribeTimeToLive"):
-            return await expiry_warning(self._client, self._table)
+            return await expiry(self._client, self._table)
 
     async def enable_time_to_live(self) -> str | None:
         """Have DynamoDB delete expired states (`create-table`); a warning when the endpoint will not."""

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError, WaiterError
 
 from app.errors import BackendUnavailable, TableKeyMismatch, TableMissing
 from app.states.model import Attribute
+from app.store import Expiry
 from app.store.dynamodb.codec import HASH_KEY
 from app.store.dynamodb.errors import error_code
 
@@ -72,13 +73,13 @@ async def wait_for_table(client: DynamoDBClient, table: str) -> None:
         raise TableMissing(table) from exc
 
 
-async def expiry_warning(client: DynamoDBClient, table: str) -> str | None:
-    """Why DynamoDB will not delete expired states of the table, or None when its time to live will."""
+async def expiry(client: DynamoDBClient, table: str) -> Expiry:
+    """The table's time to live, with why DynamoDB will not delete expired states, if it will not."""
     try:
         status, attribute = await _time_to_live(client, table)
     except ClientError as exc:
-        return _refused(exc, table)
-    return _warning(table, status, attribute)
+        return Expiry("unknown", None, _refused(exc, table))
+    return Expiry(status.lower(), attribute, _warning(table, status, attribute))
 
 
 async def enable_time_to_live(client: DynamoDBClient, table: str) -> str | None:

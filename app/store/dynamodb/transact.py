@@ -19,15 +19,20 @@ from typing import Any
 
 from app.errors import ProblemError
 from app.states.model import Operation, PutOperation, Settled, StateRecord, present, settle_refused
-from app.store.dynamodb.codec import condition_arguments, from_item, key_of, pin_arguments, to_item
+from app.store.dynamodb.codec import condition_arguments, from_item, key_of, pin_arguments
 from app.store.dynamodb.errors import problem_for
 
 OPERATION = "TransactWriteItems"
 
 
 def transact_items(
-    table: str, operations: Sequence[Operation], settled: Mapping[int, StateRecord | None], now: int
+    table: str,
+    operations: Sequence[Operation],
+    settled: Mapping[int, StateRecord | None],
+    now: int,
+    put_items: Mapping[int, Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
+    """The call's items; `put_items` are the puts' items in their stored form, by operation."""
     items: list[dict[str, Any]] = []
     for index, operation in enumerate(operations):
         key = key_of(operation.persistence_id)
@@ -37,7 +42,7 @@ def transact_items(
             )
         elif isinstance(operation, PutOperation):
             condition = condition_arguments(operation.precondition, now)
-            items.append({"Put": {"TableName": table, "Item": to_item(operation.record), **condition}})
+            items.append({"Put": {"TableName": table, "Item": put_items[index], **condition}})
         else:
             condition = condition_arguments(operation.precondition, now)
             items.append({"Delete": {"TableName": table, "Key": key, **condition}})

@@ -44,7 +44,7 @@ from app.states.model import (
     settle_refused_write,
     transaction_results,
 )
-from app.store import CallObserver, ObservedCall, StoreConfigurationError, ignore_call
+from app.store import CallObserver, Expiry, ObservedCall, StoreConfigurationError, ignore_call
 from app.store.sqlite.expiry import add_expiry, purge_forever
 from app.store.sqlite.writer import GroupCommitWriter, savepoint
 
@@ -57,6 +57,8 @@ BUSY_TIMEOUT_SECONDS = 5.0
 READ_BUSY_TIMEOUT_SECONDS = 0.5
 # Below SQLITE_MAX_VARIABLE_NUMBER in every SQLite build, old ones included (docs/design.md).
 IDS_PER_SELECT = 500
+SQLITE_EXPIRY = Expiry("enabled", "expires_at", None)
+"""Expired rows are deleted in the background (`app.store.sqlite.expiry`), by their `expires_at`."""
 _UINT64_OFFSET = 2**64
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS states (
@@ -66,28 +68,33 @@ CREATE TABLE IF NOT EXISTS states (
     payload BLOB NOT NULL,
     timestamp INTEGER NOT NULL,
     shard INTEGER NOT NULL,
-    expires_at INTEGER
+    expires_at INTEGER,
+    write_key TEXT
 )
 """
 # Listing one shard is a range of this index, not a walk of the whole table.
 _SHARD_INDEX = "CREATE INDEX IF NOT EXISTS states_by_shard ON states (shard, persistence_id)"
 _SELECT_FROM = (
-    "SELECT persistence_id, version_number, manifest, payload, timestamp, shard, expires_at FROM states"
+    "SELECT persistence_id, version_number, manifest, payload, timestamp, shard, expires_at, write_key"
+    " FROM states"
 )
 _SELECT = f"{_SELECT_FROM} WHERE persistence_id = ?"
 _SELECT_MANY = _SELECT_FROM + " WHERE persistence_id IN ({})"
 _PAGE = (
-    "SELECT persistence_id, version_number, manifest, {payload}, timestamp, shard, expires_at FROM states"
+    "SELECT persistence_id, version_number, manifest, {payload}, timestamp, shard, expires_at, write_key"
+    " FROM states"
     " WHERE persistence_id > ?{shard} AND (expires_at IS NULL OR expires_at > ?)"
     " ORDER BY persistence_id LIMIT ?"
 )
 _DELETE = "DELETE FROM states WHERE persistence_id = ?"
 _UPSERT = (
     "INSERT OR REPLACE INTO states"
-    " (persistence_id, version_number, manifest, payload, timestamp, shard, expires_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " (persistence_id, version_number, manifest, payload, timestamp, shard, expires_at, write_key)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_Row = tuple[str, int, str, bytes, int, int, int | None]
+# Files written before v3 lack the column: NULL, the key of no write, so that no retry matches such a row.
+_ADD_WRITE_KEY = "ALTER TABLE states ADD COLUMN write_key TEXT"
+_Row = tuple[str, int, str, bytes, int, int, int | None, str | None]
 
 
 def _to_signed(value: int) -> int:
@@ -100,7 +107,7 @@ def _to_unsigned(value: int) -> int:
 
 
 def _row_to_record(row: _Row) -> StateRecord:
-    persistence_id, version, manifest, payload, timestamp, shard, expires_at = row
+    persistence_id, version, manifest, payload, timestamp, shard, expires_at, write_key = row
     return StateRecord(
         persistence_id,
         _to_unsigned(version),
@@ -109,6 +116,7 @@ def _row_to_record(row: _Row) -> StateRecord:
         timestamp,
         _to_unsigned(shard),
         expires_at,
+        write_key,
     )
 
 
@@ -121,6 +129,7 @@ def _record_to_row(record: StateRecord) -> _Row:
         record.timestamp,
         _to_signed(record.shard),
         record.expires_at,
+        record.write_key,
     )
 
 
@@ -142,11 +151,17 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
         connection.execute(_SCHEMA)
         connection.execute(_SHARD_INDEX)
         add_expiry(connection)
+        _add_write_key(connection)
         connection.execute("COMMIT")
     except sqlite3.Error:
         connection.close()
         raise
     return connection
+
+
+def _add_write_key(connection: sqlite3.Connection) -> None:
+    if "write_key" not in {row[1] for row in connection.execute("PRAGMA table_info(states)")}:
+        connection.execute(_ADD_WRITE_KEY)
 
 
 def _unusable(path: Path, error: Exception) -> StoreConfigurationError:
@@ -221,6 +236,10 @@ class SQLiteStore:
                 await purge
             reader.close()
             writer.close()
+
+    @property
+    def item_limit(self) -> int | None:
+        return None  # any state the request cap lets in
 
     @property
     def description(self) -> str:
@@ -321,8 +340,8 @@ class SQLiteStore:
         with ObservedCall(self._observer, "ping"), _map_sqlite_errors("ping"):
             self._reader.execute("SELECT 1 FROM states LIMIT 1").fetchall()
 
-    async def expiry_warning(self) -> None:
-        """None: expired rows are deleted in the background."""
+    async def expiry(self) -> Expiry:
+        return SQLITE_EXPIRY
 
 
 def _read(connection: sqlite3.Connection, persistence_id: str, now: int) -> StateRecord | None:

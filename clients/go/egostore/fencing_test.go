@@ -36,3 +36,24 @@ func TestFencingStopsASecondCopyOfAnEntity(t *testing.T) {
 		})
 	}
 }
+
+// Two copies that compute the same next state: the second one's write is refused, never taken for its own.
+func TestFencingStopsASecondCopyThatWritesTheSameState(t *testing.T) {
+	for _, backend := range livetest.Backends {
+		t.Run(backend, func(t *testing.T) {
+			url := livetest.URL(t, backend)
+			ctx := t.Context()
+			id := storetest.EntityID(t)
+			first := startEntity(t, storetest.Connected(t, url, egostore.WithFencing()), id)
+			storetest.Must(t, first.credit(ctx, 100))
+			second := startEntity(t, storetest.Connected(t, url, egostore.WithFencing()), id)
+			storetest.Must(t, first.credit(ctx, 10))
+
+			if err := second.credit(ctx, 10); !errors.Is(err, egostore.ErrFenced) {
+				t.Fatalf("the second copy's identical write was not fenced: %v", err)
+			}
+			storetest.Must(t, first.stop(ctx))
+			startEntity(t, storetest.Connected(t, url), id).holds(t, 110, 2)
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package egostore
 
 import (
+	"context"
 	"net/http"
 	"time"
 )
@@ -14,6 +15,7 @@ type options struct {
 	timeout    time.Duration
 	retryFor   time.Duration
 	fencing    bool
+	inject     func(context.Context, http.Header)
 }
 
 func defaultOptions() options {
@@ -52,4 +54,17 @@ func WithRetriesFor(d time.Duration) Option {
 // the state it holds, at the same version, when an entity stops still succeeds.
 func WithFencing() Option {
 	return func(o *options) { o.fencing = true }
+}
+
+// WithTraceHeaders calls inject with each request's context and headers before it is sent, so that a trace
+// the context carries continues in the service (W3C traceparent). With OpenTelemetry:
+//
+//	egostore.WithTraceHeaders(func(ctx context.Context, h http.Header) {
+//		otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(h))
+//	})
+//
+// The package itself depends on no tracing library; without this option no header is added. (Wrapping the
+// transport of WithHTTPClient's client with otelhttp does the same, with a client span per call.)
+func WithTraceHeaders(inject func(ctx context.Context, header http.Header)) Option {
+	return func(o *options) { o.inject = inject }
 }

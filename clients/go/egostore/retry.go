@@ -14,11 +14,15 @@ type retrying struct {
 	client   *http.Client
 	apiKey   string
 	retryFor time.Duration
+	inject   func(context.Context, http.Header)
 }
 
 func (r retrying) Do(request *http.Request) (*http.Response, error) {
 	if r.apiKey != "" {
 		request.Header.Set("Authorization", "Bearer "+r.apiKey)
+	}
+	if r.inject != nil {
+		r.inject(request.Context(), request.Header)
 	}
 	start := time.Now()
 	for attempt := 0; ; attempt++ {

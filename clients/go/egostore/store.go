@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,9 @@ type Store struct {
 	baseURL string
 	options options
 	api     atomic.Pointer[statestore.ClientWithResponses]
+	// held is the version of each persistence id that this store last read or wrote (string to uint64): the
+	// one version whose re-write with the same content is eGo's stop-time write rather than a second writer's.
+	held sync.Map
 }
 
 var _ persistence.StateStore = (*Store)(nil)
@@ -48,7 +52,10 @@ func New(baseURL string, opts ...Option) *Store {
 
 // Connect prepares the HTTP client; it does not call the service (Ping does).
 func (s *Store) Connect(_ context.Context) error {
-	doer := retrying{client: s.options.httpClient, apiKey: s.options.apiKey, retryFor: s.options.retryFor}
+	doer := retrying{
+		client: s.options.httpClient, apiKey: s.options.apiKey, retryFor: s.options.retryFor,
+		inject: s.options.inject,
+	}
 	api, err := statestore.NewClientWithResponses(s.baseURL, statestore.WithHTTPClient(doer))
 	if err != nil {
 		return fmt.Errorf("egostore: connect to %s: %w", s.baseURL, err)
@@ -97,6 +104,11 @@ func (s *Store) GetLatestState(ctx context.Context, persistenceID string) (*egop
 	state, err := durableStateOf(persistenceID, response)
 	if err != nil {
 		return nil, fmt.Errorf("egostore: read %q: %w", persistenceID, err)
+	}
+	if state != nil {
+		s.held.Store(persistenceID, state.GetVersionNumber())
+	} else {
+		s.held.Delete(persistenceID)
 	}
 	return state, nil
 }
@@ -182,7 +194,9 @@ func resultingState(manifest string, payload []byte) (*anypb.Any, error) {
 	return resulting, nil
 }
 
-// WriteState stores the state; with WithFencing, only over the version it follows.
+// WriteState stores the state; with WithFencing, only over the version it follows. Each call is one write
+// named by an Idempotency-Key of its own, sent again on each of its retries, so that a retry after a lost
+// answer finds its own write stored and succeeds, while another writer's identical write is refused.
 func (s *Store) WriteState(ctx context.Context, state *egopb.DurableState) error {
 	api, ctx, cancel, err := s.call(ctx, 0)
 	if err != nil {
@@ -199,7 +213,9 @@ func (s *Store) WriteState(ctx context.Context, state *egopb.DurableState) error
 		Manifest: anyManifest, Payload: &payload, VersionNumber: statestore.Uint64(version),
 		Timestamp: &timestamp, Shard: &shard,
 	}
+	key := statestore.NewIdempotencyKey()
 	put := func(params statestore.PutStateParams) error {
+		params.IdempotencyKey = &key
 		response, err := api.PutStateWithResponse(ctx, id, &params, body)
 		switch {
 		case err != nil:
@@ -215,6 +231,7 @@ func (s *Store) WriteState(ctx context.Context, state *egopb.DurableState) error
 		err = fenced(put, version)
 	}
 	if err != nil && s.alreadyStored(ctx, api, state, err) {
+		s.held.Delete(id) // the entity stops; it reads its state again when it starts
 		return nil
 	}
 	if s.options.fencing && preconditionFailed(err) != nil {
@@ -223,6 +240,7 @@ func (s *Store) WriteState(ctx context.Context, state *egopb.DurableState) error
 	if err != nil {
 		return fmt.Errorf("egostore: write %q version %d: %w", id, version, err)
 	}
+	s.held.Store(id, version)
 	return nil
 }
 
@@ -230,8 +248,8 @@ func (s *Store) WriteState(ctx context.Context, state *egopb.DurableState) error
 // message inside re-serialized deterministically (map entries in key order) when its type is registered in
 // protoregistry.GlobalTypes and its bytes parse, else the bytes as they are. eGo serializes the state it
 // recovered again when the entity stops and writes it at the same version; without this, a map in the
-// state could come out in another order than stored, and the service would refuse the write instead of
-// taking it for the harmless retry it is. state itself is left as it is: eGo publishes it after the write.
+// state could come out in another order than stored, and alreadyStored would have to parse both to find
+// them equal. state itself is left as it is: eGo publishes it after the write.
 func canonical(state *anypb.Any) ([]byte, error) {
 	deterministic := proto.MarshalOptions{Deterministic: true}
 	if inner, err := state.UnmarshalNew(); err == nil {
@@ -244,15 +262,23 @@ func canonical(state *anypb.Any) ([]byte, error) {
 }
 
 // alreadyStored tells whether a write refused for finding its own version stored (412 under fencing, 409
-// under the monotonic guard) found the same state: the message inside equal by proto.Equal, though its bytes
-// differ, as when an older writer serialized a map in another order. Like the service's rule for identical
-// bytes, such a write is a harmless retry, and it leaves the stored state (and its timestamp) in place.
+// under the monotonic guard) is eGo's stop-time write: when an entity stops, eGo writes its current state
+// again at the version already stored (version 0 and the initial state for an entity that never got a
+// command), under a new Idempotency-Key, which the service rightly refuses, since nothing but content ties
+// it to the stored write. It is one when this store itself last read or wrote that version of the id, and
+// the stored message is equal by proto.Equal (its bytes may differ, as when an older writer serialized a
+// map in another order). For eGo that write has nothing to do: it leaves the stored state (and its
+// timestamp) in place. A second copy of the entity that computed the same next state read or wrote an
+// older version, so its write stays refused: equal content never acknowledges another writer's write.
 func (s *Store) alreadyStored(
 	ctx context.Context, api *statestore.ClientWithResponses, state *egopb.DurableState, err error,
 ) bool {
 	var problem *ProblemError
 	if !errors.As(err, &problem) || problem.CurrentVersion == nil || *problem.CurrentVersion != state.GetVersionNumber() ||
 		problem.Status != http.StatusPreconditionFailed && problem.Status != http.StatusConflict {
+		return false
+	}
+	if held, ok := s.held.Load(state.GetPersistenceId()); !ok || held.(uint64) != state.GetVersionNumber() {
 		return false
 	}
 	response, err := api.GetStateWithResponse(ctx, state.GetPersistenceId(), nil)

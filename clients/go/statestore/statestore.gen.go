@@ -17,6 +17,75 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for ReadinessBackend.
+const (
+	Dynamodb ReadinessBackend = "dynamodb"
+	Sqlite   ReadinessBackend = "sqlite"
+)
+
+// Valid indicates whether the value is a known member of the ReadinessBackend enum.
+func (e ReadinessBackend) Valid() bool {
+	switch e {
+	case Dynamodb:
+		return true
+	case Sqlite:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ReadinessCompression.
+const (
+	ReadinessCompressionOff  ReadinessCompression = "off"
+	ReadinessCompressionZstd ReadinessCompression = "zstd"
+)
+
+// Valid indicates whether the value is a known member of the ReadinessCompression enum.
+func (e ReadinessCompression) Valid() bool {
+	switch e {
+	case ReadinessCompressionOff:
+		return true
+	case ReadinessCompressionZstd:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ReadinessStatus.
+const (
+	Ready ReadinessStatus = "ready"
+)
+
+// Valid indicates whether the value is a known member of the ReadinessStatus enum.
+func (e ReadinessStatus) Valid() bool {
+	switch e {
+	case Ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ReadinessVersionGuard.
+const (
+	ReadinessVersionGuardMonotonic ReadinessVersionGuard = "monotonic"
+	ReadinessVersionGuardOff       ReadinessVersionGuard = "off"
+)
+
+// Valid indicates whether the value is a known member of the ReadinessVersionGuard enum.
+func (e ReadinessVersionGuard) Valid() bool {
+	switch e {
+	case ReadinessVersionGuardMonotonic:
+		return true
+	case ReadinessVersionGuardOff:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for TransactDeleteOp.
 const (
 	Delete TransactDeleteOp = "delete"
@@ -203,6 +272,37 @@ type PutStateRequest0 = interface{}
 // PutStateRequest1 defines model for PutStateRequest.1.
 type PutStateRequest1 = interface{}
 
+// Readiness `ready`, with what start-up chose and learned; only `status` is read by orchestrators.
+type Readiness struct {
+	Backend ReadinessBackend `json:"backend"`
+
+	// Compression `STATESTORE_COMPRESSION` (backend `dynamodb` only: SQLite has no item limit): `zstd` stores a state whose item would pass 400 KB compressed.
+	Compression *ReadinessCompression `json:"compression,omitempty"`
+
+	// File The SQLite file, resolved (backend `sqlite` only).
+	File   *string         `json:"file,omitempty"`
+	Status ReadinessStatus `json:"status"`
+
+	// Table The DynamoDB table (backend `dynamodb` only).
+	Table *string    `json:"table,omitempty"`
+	Ttl   TimeToLive `json:"ttl"`
+
+	// VersionGuard `STATESTORE_VERSION_GUARD`.
+	VersionGuard ReadinessVersionGuard `json:"version_guard"`
+}
+
+// ReadinessBackend defines model for Readiness.Backend.
+type ReadinessBackend string
+
+// ReadinessCompression defines model for Readiness.Compression.
+type ReadinessCompression string
+
+// ReadinessStatus defines model for Readiness.Status.
+type ReadinessStatus string
+
+// ReadinessVersionGuard `STATESTORE_VERSION_GUARD`.
+type ReadinessVersionGuard string
+
 // State defines model for State.
 type State struct {
 	// DecodeError Only with `decode=true`, and only when the state could not be rendered: why (its payload does not parse as its type, holds more values than one rendering may take, or has no JSON form). `state` is then null; the payload is stored unchanged and can be read.
@@ -282,6 +382,15 @@ type StateWritten struct {
 	//
 	// Examples: 3
 	VersionNumber Uint64 `json:"version_number"`
+}
+
+// TimeToLive defines model for TimeToLive.
+type TimeToLive struct {
+	// Attribute The attribute (SQLite: column) whose epoch seconds expire an item, when known.
+	Attribute *string `json:"attribute"`
+
+	// Status How the backend deletes expired states: DynamoDB's time-to-live status in lower case (`enabled`, `enabling`, `disabled`, `disabling`), `enabled` on SQLite (the service purges them), or `unknown` when start-up could not read it (the endpoint refused, or the backend was not ready).
+	Status string `json:"status"`
 }
 
 // TransactDelete Delete one state; deleting a missing state succeeds unless `if_match` is given.
@@ -440,12 +549,21 @@ type PutStateParams struct {
 
 	// IfNoneMatch `*`, or entity tags such as `"3"`.
 	IfNoneMatch *string `json:"if-none-match,omitempty"`
+
+	// IdempotencyKey The identity of this write, for its retries: a Structured Field string such as `"8e03978e-40d5-43e8-bc93-6894a57f9324"` (a bare key is accepted too), 1 to 255 visible ASCII characters other than `"` and `\`. A write whose condition fails succeeds as a retry only when the stored state carries this key and this write's version, manifest and payload, and is then answered as the first write was; the key stored with other content is a `422`. Without a key, a failed condition is always a `412` or `409`. Send one new key per write, the same key on each of its retries.
+	IdempotencyKey *string `json:"idempotency-key,omitempty"`
 }
 
 // BatchGetStatesParams defines parameters for BatchGetStates.
 type BatchGetStatesParams struct {
 	// Decode Add `state`: the message in protobuf's JSON mapping (null when its type is unknown).
 	Decode *bool `form:"decode,omitempty" json:"decode,omitempty"`
+}
+
+// TransactStatesParams defines parameters for TransactStates.
+type TransactStatesParams struct {
+	// IdempotencyKey The identity of this write, for its retries: a Structured Field string such as `"8e03978e-40d5-43e8-bc93-6894a57f9324"` (a bare key is accepted too), 1 to 255 visible ASCII characters other than `"` and `\`. A write whose condition fails succeeds as a retry only when the stored state carries this key and this write's version, manifest and payload, and is then answered as the first write was; the key stored with other content is a `422`. Without a key, a failed condition is always a `412` or `409`. Send one new key per write, the same key on each of its retries.
+	IdempotencyKey *string `json:"idempotency-key,omitempty"`
 }
 
 // PutStateJSONRequestBody defines body for PutState for application/json ContentType.
@@ -1074,10 +1192,14 @@ type ClientInterface interface {
 
 	// GetReadiness Readiness: the backend answers and its table exists
 	//
+	// Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds the table with the service's key). The body also tells the backend, its table or file, its time to live and the version guard, as start-up found them: a probe makes no other backend call.
+	//
 	// Corresponds with GET /readyz (the `GetReadiness` operationId).
 	GetReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// HeadReadiness Readiness, as GET without a body
+	//
+	// Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds the table with the service's key). The body also tells the backend, its table or file, its time to live and the version guard, as start-up found them: a probe makes no other backend call.
 	//
 	// Corresponds with HEAD /readyz (the `HeadReadiness` operationId).
 	HeadReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1134,21 +1256,21 @@ type ClientInterface interface {
 
 	// TransactStatesWithBody Write and delete up to 100 states atomically
 	//
-	// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored.
+	// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the whole transaction: a retry with it after a lost answer is answered as the first attempt was.
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /states:transact (the `TransactStates` operationId).
-	TransactStatesWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+	TransactStatesWithBody(ctx context.Context, params *TransactStatesParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// TransactStates Write and delete up to 100 states atomically
 	//
-	// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored.
+	// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the whole transaction: a retry with it after a lost answer is answered as the first attempt was.
 	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /states:transact (the `TransactStates` operationId).
-	TransactStates(ctx context.Context, body TransactStatesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+	TransactStates(ctx context.Context, params *TransactStatesParams, body TransactStatesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
 // GetHealth Liveness: the process runs
@@ -1215,6 +1337,8 @@ func (c *Client) HeadMetrics(ctx context.Context, reqEditors ...RequestEditorFn)
 
 // GetReadiness Readiness: the backend answers and its table exists
 //
+// Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds the table with the service's key). The body also tells the backend, its table or file, its time to live and the version guard, as start-up found them: a probe makes no other backend call.
+//
 // Corresponds with GET /readyz (the `GetReadiness` operationId).
 func (c *Client) GetReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetReadinessRequest(c.Server)
@@ -1229,6 +1353,8 @@ func (c *Client) GetReadiness(ctx context.Context, reqEditors ...RequestEditorFn
 }
 
 // HeadReadiness Readiness, as GET without a body
+//
+// Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds the table with the service's key). The body also tells the backend, its table or file, its time to live and the version guard, as start-up found them: a probe makes no other backend call.
 //
 // Corresponds with HEAD /readyz (the `HeadReadiness` operationId).
 func (c *Client) HeadReadiness(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1375,13 +1501,13 @@ func (c *Client) BatchGetStates(ctx context.Context, params *BatchGetStatesParam
 
 // TransactStatesWithBody Write and delete up to 100 states atomically
 //
-// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored.
+// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the whole transaction: a retry with it after a lost answer is answered as the first attempt was.
 //
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /states:transact (the `TransactStates` operationId).
-func (c *Client) TransactStatesWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewTransactStatesRequestWithBody(c.Server, contentType, body)
+func (c *Client) TransactStatesWithBody(ctx context.Context, params *TransactStatesParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewTransactStatesRequestWithBody(c.Server, params, contentType, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1394,13 +1520,13 @@ func (c *Client) TransactStatesWithBody(ctx context.Context, contentType string,
 
 // TransactStates Write and delete up to 100 states atomically
 //
-// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored.
+// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the whole transaction: a retry with it after a lost answer is answered as the first attempt was.
 //
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /states:transact (the `TransactStates` operationId).
-func (c *Client) TransactStates(ctx context.Context, body TransactStatesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
-	req, err := NewTransactStatesRequest(c.Server, body)
+func (c *Client) TransactStates(ctx context.Context, params *TransactStatesParams, body TransactStatesJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewTransactStatesRequest(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1989,6 +2115,17 @@ func NewPutStateRequestWithBody(server string, persistenceId string, params *Put
 			req.Header.Set("if-none-match", headerParam1)
 		}
 
+		if params.IdempotencyKey != nil {
+			var headerParam2 string
+
+			headerParam2, err = runtime.StyleParamWithOptions("simple", false, "idempotency-key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("idempotency-key", headerParam2)
+		}
+
 	}
 
 	return req, nil
@@ -2062,18 +2199,18 @@ func NewBatchGetStatesRequestWithBody(server string, params *BatchGetStatesParam
 }
 
 // NewTransactStatesRequest calls the generic TransactStates builder with application/json body
-func NewTransactStatesRequest(server string, body TransactStatesJSONRequestBody) (*http.Request, error) {
+func NewTransactStatesRequest(server string, params *TransactStatesParams, body TransactStatesJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
 	buf, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
 	bodyReader = bytes.NewReader(buf)
-	return NewTransactStatesRequestWithBody(server, "application/json", bodyReader)
+	return NewTransactStatesRequestWithBody(server, params, "application/json", bodyReader)
 }
 
 // NewTransactStatesRequestWithBody constructs an http.Request for the TransactStates method, with any body, and a specified content type
-func NewTransactStatesRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+func NewTransactStatesRequestWithBody(server string, params *TransactStatesParams, contentType string, body io.Reader) (*http.Request, error) {
 	var err error
 
 	serverURL, err := url.Parse(server)
@@ -2097,6 +2234,21 @@ func NewTransactStatesRequestWithBody(server string, contentType string, body io
 	}
 
 	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "idempotency-key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("idempotency-key", headerParam0)
+		}
+
+	}
 
 	return req, nil
 }
@@ -2177,12 +2329,16 @@ type ClientWithResponsesInterface interface {
 
 	// GetReadinessWithResponse Readiness: the backend answers and its table exists
 	//
+	// Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds the table with the service's key). The body also tells the backend, its table or file, its time to live and the version guard, as start-up found them: a probe makes no other backend call.
+	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /readyz (the `GetReadiness` operationId).
 	GetReadinessWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetReadinessResponse, error)
 
 	// HeadReadinessWithResponse Readiness, as GET without a body
+	//
+	// Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds the table with the service's key). The body also tells the backend, its table or file, its time to live and the version guard, as start-up found them: a probe makes no other backend call.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -2249,21 +2405,21 @@ type ClientWithResponsesInterface interface {
 
 	// TransactStatesWithBodyWithResponse Write and delete up to 100 states atomically
 	//
-	// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored.
+	// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the whole transaction: a retry with it after a lost answer is answered as the first attempt was.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /states:transact (the `TransactStates` operationId).
-	TransactStatesWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*TransactStatesResponse, error)
+	TransactStatesWithBodyWithResponse(ctx context.Context, params *TransactStatesParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*TransactStatesResponse, error)
 
 	// TransactStatesWithResponse Write and delete up to 100 states atomically
 	//
-	// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored.
+	// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the whole transaction: a retry with it after a lost answer is answered as the first attempt was.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /states:transact (the `TransactStates` operationId).
-	TransactStatesWithResponse(ctx context.Context, body TransactStatesJSONRequestBody, reqEditors ...RequestEditorFn) (*TransactStatesResponse, error)
+	TransactStatesWithResponse(ctx context.Context, params *TransactStatesParams, body TransactStatesJSONRequestBody, reqEditors ...RequestEditorFn) (*TransactStatesResponse, error)
 }
 
 type GetHealthResponse struct {
@@ -2441,7 +2597,7 @@ type GetReadinessResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *Health
+	JSON200 *Readiness
 	// ApplicationproblemJSON408 the response for an HTTP 408 `application/problem+json` response
 	ApplicationproblemJSON408 *Problem
 	// ApplicationproblemJSON431 the response for an HTTP 431 `application/problem+json` response
@@ -2451,7 +2607,7 @@ type GetReadinessResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r GetReadinessResponse) GetJSON200() *Health {
+func (r GetReadinessResponse) GetJSON200() *Readiness {
 	return r.JSON200
 }
 
@@ -3275,6 +3431,8 @@ func (c *ClientWithResponses) HeadMetricsWithResponse(ctx context.Context, reqEd
 
 // GetReadinessWithResponse Readiness: the backend answers and its table exists
 //
+// Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds the table with the service's key). The body also tells the backend, its table or file, its time to live and the version guard, as start-up found them: a probe makes no other backend call.
+//
 // Returns a wrapper object for the known response body format(s).
 //
 // Corresponds with GET /readyz (the `GetReadiness` operationId).
@@ -3287,6 +3445,8 @@ func (c *ClientWithResponses) GetReadinessWithResponse(ctx context.Context, reqE
 }
 
 // HeadReadinessWithResponse Readiness, as GET without a body
+//
+// Ready once the backend answers (SQLite: its file opens; DynamoDB: DescribeTable finds the table with the service's key). The body also tells the backend, its table or file, its time to live and the version guard, as start-up found them: a probe makes no other backend call.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -3407,13 +3567,13 @@ func (c *ClientWithResponses) BatchGetStatesWithResponse(ctx context.Context, pa
 
 // TransactStatesWithBodyWithResponse Write and delete up to 100 states atomically
 //
-// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored.
+// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the whole transaction: a retry with it after a lost answer is answered as the first attempt was.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /states:transact (the `TransactStates` operationId).
-func (c *ClientWithResponses) TransactStatesWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*TransactStatesResponse, error) {
-	rsp, err := c.TransactStatesWithBody(ctx, contentType, body, reqEditors...)
+func (c *ClientWithResponses) TransactStatesWithBodyWithResponse(ctx context.Context, params *TransactStatesParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*TransactStatesResponse, error) {
+	rsp, err := c.TransactStatesWithBody(ctx, params, contentType, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -3422,13 +3582,13 @@ func (c *ClientWithResponses) TransactStatesWithBodyWithResponse(ctx context.Con
 
 // TransactStatesWithResponse Write and delete up to 100 states atomically
 //
-// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored.
+// All operations are applied or none. A failing condition answers 412 (`if_match`, `if_none_match`) or 409 (the version guard) with `operation_index` and `persistence_id` of the operation that failed, and `current_version` where a state is stored. One `Idempotency-Key` names the whole transaction: a retry with it after a lost answer is answered as the first attempt was.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /states:transact (the `TransactStates` operationId).
-func (c *ClientWithResponses) TransactStatesWithResponse(ctx context.Context, body TransactStatesJSONRequestBody, reqEditors ...RequestEditorFn) (*TransactStatesResponse, error) {
-	rsp, err := c.TransactStates(ctx, body, reqEditors...)
+func (c *ClientWithResponses) TransactStatesWithResponse(ctx context.Context, params *TransactStatesParams, body TransactStatesJSONRequestBody, reqEditors ...RequestEditorFn) (*TransactStatesResponse, error) {
+	rsp, err := c.TransactStates(ctx, params, body, reqEditors...)
 	if err != nil {
 		return nil, err
 	}
@@ -3555,7 +3715,7 @@ func ParseGetReadinessResponse(rsp *http.Response) (*GetReadinessResponse, error
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest Health
+		var dest Readiness
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

@@ -1,13 +1,16 @@
 // Command conformance drives a live service through the client that oapi-codegen generates from
 // openapi/openapi.json into this package (client.gen.go, written by the test, never committed), and checks
-// every 64-bit value exactly.
+// every 64-bit value exactly. Every write carries an Idempotency-Key of its own, and a write and a transaction
+// are retried with theirs.
 //
 // Usage: conformance BASE_URL API_KEY ID_PREFIX
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"os"
@@ -15,6 +18,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/google/uuid"
 )
 
 const (
@@ -46,6 +51,24 @@ func expectSame(what string, got, want any) {
 	}
 }
 
+// expectSameFields compares two answers field by field, as JSON, so that the first value that differs is named.
+func expectSameFields(what string, got, want any) {
+	gotFields, wantFields := fields(got), fields(want)
+	names := maps.Clone(wantFields)
+	maps.Copy(names, gotFields)
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		expectSame(what+" "+name, gotFields[name], wantFields[name])
+	}
+}
+
+func fields(answer any) map[string]any {
+	encoded, err := json.Marshal(answer)
+	must(err)
+	var decoded map[string]any
+	must(json.Unmarshal(encoded, &decoded))
+	return decoded
+}
+
 // A 64-bit field arrives as a decimal string holding exactly the value.
 func expectUint64(what, got string, want uint64) {
 	expectSame(what+" (as a decimal string)", got, strconv.FormatUint(want, 10))
@@ -64,6 +87,12 @@ func must(err error) {
 func quoted(version uint64) *string {
 	etag := strconv.Quote(strconv.FormatUint(version, 10))
 	return &etag
+}
+
+// newKey is a new Idempotency-Key, a Structured Field string: one per write, the same on each of its retries.
+func newKey() *string {
+	key := strconv.Quote(uuid.NewString())
+	return &key
 }
 
 type conformance struct {
@@ -124,19 +153,37 @@ func numbersBody(version uint64, timestamp int64, shardNumber uint64) PutStateJS
 	return body
 }
 
-// create writes a state where none is (If-None-Match: *).
-func (c *conformance) create(what, id string, body PutStateJSONRequestBody) *PutStateResponse {
+// putWhereNone writes a state where none is (If-None-Match: *).
+func (c *conformance) putWhereNone(id string, body PutStateJSONRequestBody, key *string) *PutStateResponse {
 	anyState := "*"
-	got, err := c.client.PutStateWithResponse(c.ctx, id, &PutStateParams{IfNoneMatch: &anyState}, body)
+	params := &PutStateParams{IfNoneMatch: &anyState, IdempotencyKey: key}
+	got, err := c.client.PutStateWithResponse(c.ctx, id, params, body)
 	must(err)
+	return got
+}
+
+func (c *conformance) create(what, id string, body PutStateJSONRequestBody, key *string) *PutStateResponse {
+	got := c.putWhereNone(id, body, key)
 	expectSame(what+" status", got.StatusCode(), http.StatusCreated)
 	return got
 }
 
 func (c *conformance) write() {
-	got := c.create("write", c.id, numbersBody(aboveDouble, egoNanos, shard))
-	expectWritten("write", got.JSON201, aboveDouble, egoNanos)
-	expectSame("write ETag", got.HTTPResponse.Header.Get("ETag"), *quoted(aboveDouble))
+	body, key := numbersBody(aboveDouble, egoNanos, shard), newKey()
+	first := c.create("write", c.id, body, key)
+	expectWritten("write", first.JSON201, aboveDouble, egoNanos)
+	expectSame("write ETag", first.HTTPResponse.Header.Get("ETag"), *quoted(aboveDouble))
+	// As after a lost answer: the retry's condition fails, but it finds its own write stored.
+	retried := c.create("write retried with its key", c.id, body, key)
+	expectSame("write retried with its key: ETag", retried.HTTPResponse.Header.Get("ETag"), *quoted(aboveDouble))
+	expectSameFields("write retried with its key:", retried.JSON201, first.JSON201)
+	again := c.putWhereNone(c.id, body, newKey())
+	expectSame("write sent again with a new key: status", again.StatusCode(), http.StatusPreconditionFailed)
+	problem := again.ApplicationproblemJSON412
+	if problem == nil || problem.CurrentVersion == nil {
+		fail("write sent again with a new key: no current_version in the problem %q", again.Body)
+	}
+	expectUint64("write sent again with a new key: current_version", *problem.CurrentVersion, aboveDouble)
 }
 
 func (c *conformance) readAndHead() {
@@ -155,7 +202,8 @@ func (c *conformance) compareAndSet() {
 	must(body.Timestamp.FromPutStateRequestTimestamp0(strconv.FormatInt(goZeroTime, 10)))
 	body.Shard = &PutStateRequest_Shard{}
 	must(body.Shard.FromPutStateRequestShard0(strconv.FormatUint(shard, 10)))
-	got, err := c.client.PutStateWithResponse(c.ctx, c.id, &PutStateParams{IfMatch: quoted(aboveDouble)}, body)
+	params := &PutStateParams{IfMatch: quoted(aboveDouble), IdempotencyKey: newKey()}
+	got, err := c.client.PutStateWithResponse(c.ctx, c.id, params, body)
 	must(err)
 	expectSame("compare-and-set status", got.StatusCode(), http.StatusOK)
 	expectWritten("compare-and-set", got.JSON200, maxUint64, goZeroTime)
@@ -165,7 +213,8 @@ func (c *conformance) compareAndSet() {
 func (c *conformance) staleCompareAndSet() {
 	body := PutStateJSONRequestBody{Manifest: manifest, Payload: &payload}
 	must(body.VersionNumber.FromPutStateRequestVersionNumber1(1))
-	got, err := c.client.PutStateWithResponse(c.ctx, c.id, &PutStateParams{IfMatch: quoted(aboveDouble)}, body)
+	params := &PutStateParams{IfMatch: quoted(aboveDouble), IdempotencyKey: newKey()}
+	got, err := c.client.PutStateWithResponse(c.ctx, c.id, params, body)
 	must(err)
 	expectSame("stale compare-and-set status", got.StatusCode(), http.StatusPreconditionFailed)
 	problem := got.ApplicationproblemJSON412
@@ -208,11 +257,16 @@ func (c *conformance) transaction() {
 	must(operations[0].FromTransactPut(put))
 	must(operations[1].FromTransactDelete(remove))
 
-	got, err := c.client.TransactStatesWithResponse(c.ctx, TransactStatesJSONRequestBody{Operations: operations})
-	must(err)
-	if got.JSON200 == nil {
-		fail("transaction: status %d, %q", got.StatusCode(), got.Body)
+	body, key := TransactStatesJSONRequestBody{Operations: operations}, newKey()
+	transact := func(what string, withKey *string) *TransactStatesResponse {
+		got, err := c.client.TransactStatesWithResponse(c.ctx, &TransactStatesParams{IdempotencyKey: withKey}, body)
+		must(err)
+		if got.JSON200 == nil {
+			fail("%s: status %d, %q", what, got.StatusCode(), got.Body)
+		}
+		return got
 	}
+	got := transact("transaction", key)
 	results := got.JSON200.Results
 	expectSame("transaction number of results", len(results), 2)
 	expectSame("transaction put persistence_id", results[0].PersistenceId, c.otherID)
@@ -222,6 +276,21 @@ func (c *conformance) transaction() {
 	expectUint64("transaction put version_number", *results[0].VersionNumber, aboveDouble)
 	expectSame("transaction put etag", *results[0].Etag, *quoted(aboveDouble))
 	expectSame("transaction delete persistence_id", results[1].PersistenceId, c.id)
+	// Both conditions now fail; the retry finds its put stored with its key, so its delete is done too.
+	retried := transact("transaction retried with its key", key).JSON200.Results
+	expectSame("transaction retried with its key: number of results", len(retried), len(results))
+	for index, result := range retried {
+		expectSameFields(fmt.Sprintf("transaction retried with its key: result %d", index), result, results[index])
+	}
+	again, err := c.client.TransactStatesWithResponse(c.ctx, &TransactStatesParams{IdempotencyKey: newKey()}, body)
+	must(err)
+	expectSame("transaction sent again with a new key: status", again.StatusCode(), http.StatusPreconditionFailed)
+	problem := again.ApplicationproblemJSON412
+	if problem == nil || problem.OperationIndex == nil || problem.CurrentVersion == nil {
+		fail("transaction sent again with a new key: no operation_index or current_version in %q", again.Body)
+	}
+	expectSame("transaction sent again with a new key: operation_index", *problem.OperationIndex, 0)
+	expectUint64("transaction sent again with a new key: current_version", *problem.CurrentVersion, aboveDouble)
 	c.read("read after transaction", c.otherID, aboveDouble, egoNanos)
 	c.expectAbsent("read of the state the transaction deleted", c.id)
 }
@@ -240,7 +309,7 @@ func (c *conformance) listing() {
 	var listedIDs []string
 	for n := range 3 {
 		id := fmt.Sprintf("%s/listed %d", c.prefix, n)
-		c.create("listing: write of "+id, id, numbersBody(maxUint64, egoNanos, listedShard))
+		c.create("listing: write of "+id, id, numbersBody(maxUint64, egoNanos, listedShard), newKey())
 		listedIDs = append(listedIDs, id)
 	}
 	var found []ListedState
@@ -280,14 +349,15 @@ func (c *conformance) listing() {
 }
 
 func (c *conformance) wait() {
-	c.create("wait: first write", c.waitedID, numbersBody(aboveDouble, egoNanos, shard))
+	c.create("wait: first write", c.waitedID, numbersBody(aboveDouble, egoNanos, shard), newKey())
 	wait := 2
 	params := &GetStateParams{Wait: &wait, IfNoneMatch: quoted(aboveDouble)}
 	unchanged, err := c.client.GetStateWithResponse(c.ctx, c.waitedID, params)
 	must(err)
 	expectSame("wait on a state nobody writes: status", unchanged.StatusCode(), http.StatusNotModified)
 	next := numbersBody(maxUint64, egoNanos, shard)
-	written, err := c.client.PutStateWithResponse(c.ctx, c.waitedID, &PutStateParams{IfMatch: quoted(aboveDouble)}, next)
+	written, err := c.client.PutStateWithResponse(c.ctx, c.waitedID,
+		&PutStateParams{IfMatch: quoted(aboveDouble), IdempotencyKey: newKey()}, next)
 	must(err)
 	expectSame("wait: second write status", written.StatusCode(), http.StatusOK)
 	changed, err := c.client.GetStateWithResponse(c.ctx, c.waitedID, params)

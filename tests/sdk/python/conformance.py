@@ -1,5 +1,6 @@
 """Drives a live service through the client that openapi-python-client generates from openapi/openapi.json
-(the package `statestore_client`, on PYTHONPATH), and checks every 64-bit value exactly.
+(the package `statestore_client`, on PYTHONPATH), and checks every 64-bit value exactly. Every write
+carries an Idempotency-Key of its own, and a write and a transaction are retried with theirs.
 
 Usage: python conformance.py BASE_URL API_KEY ID_PREFIX
 """
@@ -7,7 +8,8 @@ Usage: python conformance.py BASE_URL API_KEY ID_PREFIX
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from statestore_client.api.states import (
@@ -64,6 +66,12 @@ def expect_64(what: str, got: object, want: int) -> None:
     expect_same(f"{what} (as a decimal string)", got, str(want))
 
 
+def expect_same_fields(what: str, got: Mapping[str, object], want: Mapping[str, object]) -> None:
+    """Two answers, field by field, so that the first value that differs is named."""
+    for name in {**want, **got}:
+        expect_same(f"{what} {name}", got.get(name), want.get(name))
+
+
 def expect_parsed(what: str, response: Response[Answer], kind: type[Parsed]) -> Parsed:
     if not isinstance(response.parsed, kind):
         raise Mismatch(f"{what}: status {response.status_code}, {response.content!r}")
@@ -81,6 +89,11 @@ def expect_numbers(
 
 def quoted(version: int) -> str:
     return f'"{version}"'
+
+
+def new_key() -> str:
+    """A new Idempotency-Key, a Structured Field string: one per write, the same on each of its retries."""
+    return f'"{uuid.uuid4()}"'
 
 
 class Conformance:
@@ -104,14 +117,32 @@ class Conformance:
         response = get_state.sync_detailed(persistence_id, client=self.client)
         expect_same(f"{what} status", response.status_code, 404)
 
+    def create(self, what: str, body: PutStateRequest, key: str) -> StateWritten:
+        """The write where no state is (If-None-Match: *) of the state `self.id`."""
+        response = put_state.sync_detailed(
+            self.id, client=self.client, body=body, if_none_match="*", idempotency_key=key
+        )
+        expect_same(f"{what} status", response.status_code, 201)
+        written = expect_parsed(what, response, StateWritten)
+        expect_numbers(what, written, ABOVE_DOUBLE, EGO_NANOS)
+        expect_same(f"{what} ETag", response.headers.get("etag"), quoted(ABOVE_DOUBLE))
+        return written
+
     def write(self) -> None:
         body = PutStateRequest(
             manifest=MANIFEST, payload=PAYLOAD, version_number=ABOVE_DOUBLE, timestamp=EGO_NANOS, shard=SHARD
         )
-        response = put_state.sync_detailed(self.id, client=self.client, body=body, if_none_match="*")
-        expect_same("write status", response.status_code, 201)
-        expect_numbers("write", expect_parsed("write", response, StateWritten), ABOVE_DOUBLE, EGO_NANOS)
-        expect_same("write ETag", response.headers.get("etag"), quoted(ABOVE_DOUBLE))
+        key = new_key()
+        first = self.create("write", body, key)
+        # As after a lost answer: the retry's condition fails, but it finds its own write stored.
+        retried = self.create("write retried with its key", body, key)
+        expect_same_fields("write retried with its key:", retried.to_dict(), first.to_dict())
+        again = put_state.sync_detailed(
+            self.id, client=self.client, body=body, if_none_match="*", idempotency_key=new_key()
+        )
+        problem = expect_parsed("write sent again with a new key", again, Problem)
+        expect_same("write sent again with a new key: status", problem.status, 412)
+        expect_64("write sent again with a new key: current_version", problem.current_version, ABOVE_DOUBLE)
 
     def read_and_head(self) -> None:
         self.read("read", self.id, ABOVE_DOUBLE, EGO_NANOS)
@@ -129,7 +160,7 @@ class Conformance:
             shard=str(SHARD),
         )
         response = put_state.sync_detailed(
-            self.id, client=self.client, body=body, if_match=quoted(ABOVE_DOUBLE)
+            self.id, client=self.client, body=body, if_match=quoted(ABOVE_DOUBLE), idempotency_key=new_key()
         )
         expect_same("compare-and-set status", response.status_code, 200)
         written = expect_parsed("compare-and-set", response, StateWritten)
@@ -139,7 +170,7 @@ class Conformance:
     def stale_compare_and_set(self) -> None:
         body = PutStateRequest(manifest=MANIFEST, payload=PAYLOAD, version_number=1)
         response = put_state.sync_detailed(
-            self.id, client=self.client, body=body, if_match=quoted(ABOVE_DOUBLE)
+            self.id, client=self.client, body=body, if_match=quoted(ABOVE_DOUBLE), idempotency_key=new_key()
         )
         problem = expect_parsed("stale compare-and-set", response, Problem)
         expect_same("stale compare-and-set status", problem.status, 412)
@@ -173,14 +204,29 @@ class Conformance:
             if_none_match=True,
         )
         delete = TransactDelete(op="delete", persistence_id=self.id, if_match=MAX_UINT64)
-        response = transact_states.sync_detailed(
-            client=self.client, body=TransactRequest(operations=[put, delete])
-        )
-        put_result, delete_result = expect_parsed("transaction", response, TransactResponse).results
+        request, key = TransactRequest(operations=[put, delete]), new_key()
+        response = transact_states.sync_detailed(client=self.client, body=request, idempotency_key=key)
+        first = expect_parsed("transaction", response, TransactResponse).results
+        put_result, delete_result = first
         expect_same("transaction put persistence_id", put_result.persistence_id, self.other_id)
         expect_64("transaction put version_number", put_result.version_number, ABOVE_DOUBLE)
         expect_same("transaction put etag", put_result.etag, quoted(ABOVE_DOUBLE))
         expect_same("transaction delete persistence_id", delete_result.persistence_id, self.id)
+        # Both conditions now fail; the retry finds its put stored with its key, so its delete is done too.
+        response = transact_states.sync_detailed(client=self.client, body=request, idempotency_key=key)
+        retried = expect_parsed("transaction retried with its key", response, TransactResponse).results
+        expect_same("transaction retried with its key: number of results", len(retried), len(first))
+        for index, (got, want) in enumerate(zip(retried, first, strict=True)):
+            expect_same_fields(
+                f"transaction retried with its key: result {index}", got.to_dict(), want.to_dict()
+            )
+        response = transact_states.sync_detailed(client=self.client, body=request, idempotency_key=new_key())
+        problem = expect_parsed("transaction sent again with a new key", response, Problem)
+        expect_same("transaction sent again with a new key: status", problem.status, 412)
+        expect_same("transaction sent again with a new key: operation_index", problem.operation_index, 0)
+        expect_64(
+            "transaction sent again with a new key: current_version", problem.current_version, ABOVE_DOUBLE
+        )
         self.read("read after transaction", self.other_id, ABOVE_DOUBLE, EGO_NANOS)
         self.expect_absent("read of the state the transaction deleted", self.id)
 
@@ -204,7 +250,7 @@ class Conformance:
         )
         for persistence_id in listed_ids:
             response = put_state.sync_detailed(
-                persistence_id, client=self.client, body=body, if_none_match="*"
+                persistence_id, client=self.client, body=body, if_none_match="*", idempotency_key=new_key()
             )
             expect_same(f"listing: write of {persistence_id!r} status", response.status_code, 201)
         found: list[ListedState] = []
@@ -239,7 +285,9 @@ class Conformance:
         body = PutStateRequest(
             manifest=MANIFEST, payload=PAYLOAD, version_number=ABOVE_DOUBLE, timestamp=EGO_NANOS, shard=SHARD
         )
-        response = put_state.sync_detailed(self.waited_id, client=self.client, body=body, if_none_match="*")
+        response = put_state.sync_detailed(
+            self.waited_id, client=self.client, body=body, if_none_match="*", idempotency_key=new_key()
+        )
         expect_same("wait: first write status", response.status_code, 201)
         unchanged = get_state.sync_detailed(
             self.waited_id, client=self.client, wait=2, if_none_match=quoted(ABOVE_DOUBLE)
@@ -247,7 +295,11 @@ class Conformance:
         expect_same("wait on a state nobody writes: status", unchanged.status_code, 304)
         body.version_number = MAX_UINT64
         response = put_state.sync_detailed(
-            self.waited_id, client=self.client, body=body, if_match=quoted(ABOVE_DOUBLE)
+            self.waited_id,
+            client=self.client,
+            body=body,
+            if_match=quoted(ABOVE_DOUBLE),
+            idempotency_key=new_key(),
         )
         expect_same("wait: second write status", response.status_code, 200)
         changed = get_state.sync_detailed(

@@ -1,12 +1,15 @@
 // Drives a live service through a client generated from openapi/openapi.json (openapi-typescript types,
-// openapi-fetch calls) and checks every 64-bit value exactly.
+// openapi-fetch calls) and checks every 64-bit value exactly. Every write carries an Idempotency-Key of
+// its own, and a write and a transaction are retried with theirs.
 // Usage: node build/conformance.js BASE_URL API_KEY ID_PREFIX
+import { randomUUID } from "node:crypto";
 import createClient from "openapi-fetch";
 import type { components, paths } from "./schema.js";
 
 type Problem = components["schemas"]["Problem"];
 type Stored = components["schemas"]["StateWritten"];
 type Listed = components["schemas"]["ListedState"];
+type TransactBody = components["schemas"]["TransactRequest"];
 
 const MAX_UINT64 = 18446744073709551615n;
 const ABOVE_DOUBLE = 9007199254740993n; // 2^53 + 1: the first integer a JSON number in JavaScript rounds
@@ -36,6 +39,20 @@ function expectSame(what: string, got: unknown, want: unknown): void {
   if (got !== want) {
     throw new Mismatch(`${what}: want ${JSON.stringify(want)}, got ${JSON.stringify(got)}`);
   }
+}
+
+// Two answers, field by field, so that the first value that differs is named.
+function expectSameFields(what: string, got: object | undefined, want: object | undefined): void {
+  const gotFields: Record<string, unknown> = { ...got };
+  const wantFields: Record<string, unknown> = { ...want };
+  for (const name of new Set([...Object.keys(wantFields), ...Object.keys(gotFields)])) {
+    expectSame(`${what} ${name}`, gotFields[name], wantFields[name]);
+  }
+}
+
+// A new Idempotency-Key, a Structured Field string: one per write, the same on each of its retries.
+function newKey(): string {
+  return `"${randomUUID()}"`;
 }
 
 // A 64-bit field must arrive as a decimal string holding exactly the value.
@@ -89,9 +106,12 @@ async function expectAbsent(what: string, persistenceId: string): Promise<void> 
 // Writes a state where none is (If-None-Match: *), its version and timestamp as decimal strings.
 // A shard that a JSON number holds exactly is sent as one (requests take both forms), a larger one as
 // a string.
-async function create(what: string, persistenceId: string, version: bigint, shard: bigint) {
-  const answer = await client.PUT("/states/{persistence_id}", {
-    params: { path: { persistence_id: persistenceId }, header: { "if-none-match": "*" } },
+function putWhereNone(persistenceId: string, version: bigint, shard: bigint, key: string) {
+  return client.PUT("/states/{persistence_id}", {
+    params: {
+      path: { persistence_id: persistenceId },
+      header: { "if-none-match": "*", "idempotency-key": key },
+    },
     body: {
       manifest: MANIFEST,
       payload: PAYLOAD,
@@ -100,17 +120,33 @@ async function create(what: string, persistenceId: string, version: bigint, shar
       shard: shard <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(shard) : shard.toString(),
     },
   });
+}
+
+async function create(what: string, persistenceId: string, version: bigint, shard: bigint, key = newKey()) {
+  const answer = await putWhereNone(persistenceId, version, shard, key);
   expectSame(`${what} status`, answer.response.status, 201);
   return answer;
+}
+
+function transact(body: TransactBody, key: string) {
+  return client.POST("/states:transact", { params: { header: { "idempotency-key": key } }, body });
 }
 
 const steps: [string, () => Promise<void>][] = [
   [
     "write",
     async () => {
-      const { data, response } = await create("write", id, ABOVE_DOUBLE, BigInt(SHARD));
-      expectStored("write", data, ABOVE_DOUBLE, EGO_NANOS);
-      expectSame("write ETag", response.headers.get("etag"), `"${ABOVE_DOUBLE}"`);
+      const key = newKey();
+      const first = await create("write", id, ABOVE_DOUBLE, BigInt(SHARD), key);
+      expectStored("write", first.data, ABOVE_DOUBLE, EGO_NANOS);
+      expectSame("write ETag", first.response.headers.get("etag"), `"${ABOVE_DOUBLE}"`);
+      // As after a lost answer: the retry's condition fails, but it finds its own write stored.
+      const retried = await create("write retried with its key", id, ABOVE_DOUBLE, BigInt(SHARD), key);
+      expectSame("write retried with its key: ETag", retried.response.headers.get("etag"), `"${ABOVE_DOUBLE}"`);
+      expectSameFields("write retried with its key:", retried.data, first.data);
+      const { error } = await putWhereNone(id, ABOVE_DOUBLE, BigInt(SHARD), newKey());
+      const problem = expectProblem("write sent again with a new key:", error, 412);
+      expect64("write sent again with a new key: current_version", problem.current_version, ABOVE_DOUBLE);
     },
   ],
   [
@@ -128,7 +164,10 @@ const steps: [string, () => Promise<void>][] = [
     "compare-and-set",
     async () => {
       const { data, response } = await client.PUT("/states/{persistence_id}", {
-        params: { path: { persistence_id: id }, header: { "if-match": `"${ABOVE_DOUBLE}"` } },
+        params: {
+          path: { persistence_id: id },
+          header: { "if-match": `"${ABOVE_DOUBLE}"`, "idempotency-key": newKey() },
+        },
         body: {
           manifest: MANIFEST,
           payload: PAYLOAD,
@@ -146,7 +185,10 @@ const steps: [string, () => Promise<void>][] = [
     "stale compare-and-set",
     async () => {
       const { error } = await client.PUT("/states/{persistence_id}", {
-        params: { path: { persistence_id: id }, header: { "if-match": `"${ABOVE_DOUBLE}"` } },
+        params: {
+          path: { persistence_id: id },
+          header: { "if-match": `"${ABOVE_DOUBLE}"`, "idempotency-key": newKey() },
+        },
         body: { manifest: MANIFEST, payload: PAYLOAD, version_number: "1", shard: SHARD },
       });
       const problem = expectProblem("stale compare-and-set", error, 412);
@@ -176,28 +218,40 @@ const steps: [string, () => Promise<void>][] = [
   [
     "transaction",
     async () => {
-      const { data } = await client.POST("/states:transact", {
-        body: {
-          operations: [
-            {
-              op: "put",
-              persistence_id: otherId,
-              manifest: MANIFEST,
-              payload: PAYLOAD,
-              version_number: ABOVE_DOUBLE.toString(),
-              timestamp: EGO_NANOS.toString(),
-              shard: SHARD,
-              if_none_match: true,
-            },
-            { op: "delete", persistence_id: id, if_match: MAX_UINT64.toString() },
-          ],
-        },
-      });
-      const [put, deleted] = data?.results ?? [];
+      const body: TransactBody = {
+        operations: [
+          {
+            op: "put",
+            persistence_id: otherId,
+            manifest: MANIFEST,
+            payload: PAYLOAD,
+            version_number: ABOVE_DOUBLE.toString(),
+            timestamp: EGO_NANOS.toString(),
+            shard: SHARD,
+            if_none_match: true,
+          },
+          { op: "delete", persistence_id: id, if_match: MAX_UINT64.toString() },
+        ],
+      };
+      const key = newKey();
+      const first = (await transact(body, key)).data?.results ?? [];
+      const [put, deleted] = first;
       expectSame("transaction put persistence_id", put?.persistence_id, otherId);
       expect64("transaction put version_number", put?.version_number, ABOVE_DOUBLE);
       expectSame("transaction put etag", put?.etag, `"${ABOVE_DOUBLE}"`);
       expectSame("transaction delete persistence_id", deleted?.persistence_id, id);
+      // Both conditions now fail; the retry finds its put stored with its key, so its delete is done too.
+      const { data, error } = await transact(body, key);
+      expectSame("transaction retried with its key: error", error, undefined);
+      const retried = data?.results ?? [];
+      expectSame("transaction retried with its key: number of results", retried.length, first.length);
+      retried.forEach((result, index) => {
+        expectSameFields(`transaction retried with its key: result ${index}`, result, first[index]);
+      });
+      const again = await transact(body, newKey());
+      const problem = expectProblem("transaction sent again with a new key:", again.error, 412);
+      expectSame("transaction sent again with a new key: operation_index", problem.operation_index, 0);
+      expect64("transaction sent again with a new key: current_version", problem.current_version, ABOVE_DOUBLE);
       await read("read after transaction", otherId, ABOVE_DOUBLE, EGO_NANOS);
       await expectAbsent("read of the state the transaction deleted", id);
     },
@@ -273,7 +327,10 @@ const steps: [string, () => Promise<void>][] = [
       const unchanged = await client.GET("/states/{persistence_id}", waitOnTheFirst);
       expectSame("wait on a state nobody writes: status", unchanged.response.status, 304);
       const written = await client.PUT("/states/{persistence_id}", {
-        params: { path: { persistence_id: waitedId }, header: { "if-match": `"${ABOVE_DOUBLE}"` } },
+        params: {
+          path: { persistence_id: waitedId },
+          header: { "if-match": `"${ABOVE_DOUBLE}"`, "idempotency-key": newKey() },
+        },
         body: {
           manifest: MANIFEST,
           payload: PAYLOAD,

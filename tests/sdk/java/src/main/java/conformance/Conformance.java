@@ -1,12 +1,17 @@
 package conformance;
 
+import com.fasterxml.jackson.core.type.TypeReference;
 import java.math.BigInteger;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Comparator;
+import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
+import java.util.UUID;
 import statestore.api.StatesApi;
 import statestore.client.ApiClient;
 import statestore.client.ApiException;
@@ -31,7 +36,8 @@ import statestore.model.VersionNumber;
 
 /**
  * Drives a live service through the client that openapi-generator generates from openapi/openapi.json, and
- * checks every 64-bit value exactly. Usage: Conformance BASE_URL API_KEY ID_PREFIX
+ * checks every 64-bit value exactly. Every write carries an Idempotency-Key of its own, and a write and a
+ * transaction are retried with theirs. Usage: Conformance BASE_URL API_KEY ID_PREFIX
  */
 public final class Conformance {
   static final BigInteger MAX_UINT64 = BigInteger.TWO.pow(64).subtract(BigInteger.ONE);
@@ -48,6 +54,8 @@ public final class Conformance {
   static final String MANIFEST = "google.protobuf.StringValue";
   /** StringValue{value: "hi"}. */
   static final byte[] PAYLOAD = "\n\u0002hi".getBytes(StandardCharsets.UTF_8);
+  /** An answer as its JSON fields, to compare two answers field by field. */
+  static final TypeReference<Map<String, Object>> FIELDS = new TypeReference<>() {};
 
   static final class Mismatch extends Exception {
     Mismatch(String message) {
@@ -96,8 +104,24 @@ public final class Conformance {
     expectSame(what + " (as a decimal string)", got, want.toString());
   }
 
+  /** Two answers, field by field as JSON, so that the first value that differs is named. */
+  void expectSameFields(String what, Object got, Object want) throws Mismatch {
+    Map<String, Object> gotFields = client.getObjectMapper().convertValue(got, FIELDS);
+    Map<String, Object> wantFields = client.getObjectMapper().convertValue(want, FIELDS);
+    Set<String> names = new LinkedHashSet<>(wantFields.keySet());
+    names.addAll(gotFields.keySet());
+    for (String name : names) {
+      expectSame(what + " " + name, gotFields.get(name), wantFields.get(name));
+    }
+  }
+
   static String quoted(BigInteger version) {
     return "\"" + version + "\"";
+  }
+
+  /** A new Idempotency-Key, a Structured Field string: one per write, the same on each of its retries. */
+  static String newKey() {
+    return "\"" + UUID.randomUUID() + "\"";
   }
 
   static void expectNumbers(
@@ -165,16 +189,27 @@ public final class Conformance {
   }
 
   /** Writes a state where none is (If-None-Match: *). */
-  ApiResponse<StateWritten> create(String what, String persistenceId, PutStateRequest body) throws Exception {
-    ApiResponse<StateWritten> response = states.putStateWithHttpInfo(persistenceId, body, null, "*");
+  ApiResponse<StateWritten> create(String what, String persistenceId, PutStateRequest body, String key)
+      throws Exception {
+    ApiResponse<StateWritten> response = states.putStateWithHttpInfo(persistenceId, body, null, "*", key);
     expectSame(what + " status", response.getStatusCode(), 201);
     return response;
   }
 
   void write() throws Exception {
-    ApiResponse<StateWritten> response = create("write", id, numbersBody(ABOVE_DOUBLE, EGO_NANOS, SHARD));
-    expectWritten("write", response.getData(), ABOVE_DOUBLE, EGO_NANOS);
-    expectSame("write ETag", etag(response), quoted(ABOVE_DOUBLE));
+    PutStateRequest body = numbersBody(ABOVE_DOUBLE, EGO_NANOS, SHARD);
+    String key = newKey();
+    ApiResponse<StateWritten> first = create("write", id, body, key);
+    expectWritten("write", first.getData(), ABOVE_DOUBLE, EGO_NANOS);
+    expectSame("write ETag", etag(first), quoted(ABOVE_DOUBLE));
+    // As after a lost answer: the retry's condition fails, but it finds its own write stored.
+    ApiResponse<StateWritten> retried = create("write retried with its key", id, body, key);
+    expectSame("write retried with its key: ETag", etag(retried), quoted(ABOVE_DOUBLE));
+    expectSameFields("write retried with its key:", retried.getData(), first.getData());
+    Problem problem =
+        expectProblem(
+            "write sent again with a new key:", 412, () -> states.putStateWithHttpInfo(id, body, null, "*", newKey()));
+    expect64("write sent again with a new key: current_version", problem.getCurrentVersion(), ABOVE_DOUBLE);
   }
 
   void readAndHead() throws Exception {
@@ -193,7 +228,7 @@ public final class Conformance {
             .versionNumber(new VersionNumber(MAX_UINT64.toString()))
             .timestamp(new TimestampValue(Long.toString(GO_ZERO_TIME)))
             .shard(new Shard(SHARD.toString()));
-    ApiResponse<StateWritten> response = states.putStateWithHttpInfo(id, body, quoted(ABOVE_DOUBLE), null);
+    ApiResponse<StateWritten> response = states.putStateWithHttpInfo(id, body, quoted(ABOVE_DOUBLE), null, newKey());
     expectSame("compare-and-set status", response.getStatusCode(), 200);
     expectWritten("compare-and-set", response.getData(), MAX_UINT64, GO_ZERO_TIME);
     read("read after compare-and-set", id, MAX_UINT64, GO_ZERO_TIME);
@@ -207,7 +242,9 @@ public final class Conformance {
             .versionNumber(new VersionNumber(BigInteger.ONE));
     Problem problem =
         expectProblem(
-            "stale compare-and-set", 412, () -> states.putStateWithHttpInfo(id, body, quoted(ABOVE_DOUBLE), null));
+            "stale compare-and-set",
+            412,
+            () -> states.putStateWithHttpInfo(id, body, quoted(ABOVE_DOUBLE), null, newKey()));
     expect64("stale compare-and-set current_version", problem.getCurrentVersion(), MAX_UINT64);
   }
 
@@ -246,12 +283,23 @@ public final class Conformance {
             .ifMatch(new IfMatch(MAX_UINT64));
     TransactRequest request =
         new TransactRequest().operations(List.of(new OperationsInner(put), new OperationsInner(delete)));
-    List<TransactResult> results = states.transactStates(request).getResults();
+    String key = newKey();
+    List<TransactResult> results = states.transactStates(request, key).getResults();
     expectSame("transaction number of results", results.size(), 2);
     expectSame("transaction put persistence_id", results.get(0).getPersistenceId(), otherId);
     expect64("transaction put version_number", results.get(0).getVersionNumber(), ABOVE_DOUBLE);
     expectSame("transaction put etag", results.get(0).getEtag(), quoted(ABOVE_DOUBLE));
     expectSame("transaction delete persistence_id", results.get(1).getPersistenceId(), id);
+    // Both conditions now fail; the retry finds its put stored with its key, so its delete is done too.
+    List<TransactResult> retried = states.transactStates(request, key).getResults();
+    expectSame("transaction retried with its key: number of results", retried.size(), results.size());
+    for (int index = 0; index < retried.size(); index++) {
+      expectSameFields("transaction retried with its key: result " + index, retried.get(index), results.get(index));
+    }
+    Problem problem =
+        expectProblem("transaction sent again with a new key:", 412, () -> states.transactStates(request, newKey()));
+    expectSame("transaction sent again with a new key: operation_index", problem.getOperationIndex(), 0);
+    expect64("transaction sent again with a new key: current_version", problem.getCurrentVersion(), ABOVE_DOUBLE);
     read("read after transaction", otherId, ABOVE_DOUBLE, EGO_NANOS);
     expectAbsent("read of the state the transaction deleted", id);
   }
@@ -266,7 +314,7 @@ public final class Conformance {
   void listing() throws Exception {
     List<String> listedIds = List.of(prefix + "/listed 0", prefix + "/listed 1", prefix + "/listed 2");
     for (String listedId : listedIds) {
-      create("listing: write of " + listedId, listedId, numbersBody(MAX_UINT64, EGO_NANOS, LISTED_SHARD));
+      create("listing: write of " + listedId, listedId, numbersBody(MAX_UINT64, EGO_NANOS, LISTED_SHARD), newKey());
     }
     List<ListedState> found = new ArrayList<>();
     int pages = 0;
@@ -299,7 +347,7 @@ public final class Conformance {
   }
 
   void waitForChange() throws Exception {
-    create("wait: first write", waitedId, numbersBody(ABOVE_DOUBLE, EGO_NANOS, SHARD));
+    create("wait: first write", waitedId, numbersBody(ABOVE_DOUBLE, EGO_NANOS, SHARD), newKey());
     try {
       states.getStateWithHttpInfo(waitedId, null, 2, null, quoted(ABOVE_DOUBLE));
       throw new Mismatch("wait on a state nobody writes: want status 304, got a success");
@@ -307,7 +355,8 @@ public final class Conformance {
       expectSame("wait on a state nobody writes: status", unchanged.getCode(), 304);
     }
     ApiResponse<StateWritten> written =
-        states.putStateWithHttpInfo(waitedId, numbersBody(MAX_UINT64, EGO_NANOS, SHARD), quoted(ABOVE_DOUBLE), null);
+        states.putStateWithHttpInfo(
+            waitedId, numbersBody(MAX_UINT64, EGO_NANOS, SHARD), quoted(ABOVE_DOUBLE), null, newKey());
     expectSame("wait: second write status", written.getStatusCode(), 200);
     ApiResponse<State> changed = states.getStateWithHttpInfo(waitedId, null, 2, null, quoted(ABOVE_DOUBLE));
     State state = changed.getData();
