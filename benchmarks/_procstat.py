@@ -55,6 +55,11 @@ def _status_kib(pid: int, key: str) -> int:
     return 0
 
 
+def rss_mb(pid: int) -> float:
+    """The resident set of one process now, MB = 10^6 B."""
+    return _status_kib(pid, "VmRSS") * 1024 / 1e6
+
+
 def peak_rss_mb(pid: int) -> float:
     """The largest VmHWM (peak resident set, MB = 10^6 B) of one process in the tree: one worker's peak."""
     return max((_status_kib(member, "VmHWM") for member in descendants(pid)), default=0) * 1024 / 1e6

@@ -8,13 +8,16 @@ For each backend (SQLite, and DynamoDB on dynalite) it starts two service proces
 1. write → answer latency: a client waits on a state, and the state is written through the waiter's own
    replica (answered at once) or through the other replica (seen by the poller within an interval);
 2. GET latency for other clients, idle and then with `--waiters` requests waiting on `--ids` states;
-3. the poller's reads over that window: ids read (read units) and backend calls, per waiter per minute.
+3. the poller's reads over that window: ids read (read units) and backend calls, per waiter per minute;
+4. on SQLite, the memory of waiting: the service's resident set with `--memory-waiters` requests waiting
+   on as many distinct 395 KB states (freed memory handed back at once: `MALLOC_MMAP_THRESHOLD_`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import random
 import statistics
@@ -28,6 +31,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks import _dynalite, aws_config
+from benchmarks._procstat import rss_mb
 from benchmarks._service import service, service_argv
 
 OWN_ROUNDS = 200
@@ -38,6 +42,9 @@ RAMP = 100
 WINDOW_SECONDS = 20.0
 POLL_SECONDS = 0.5  # the service's default STATESTORE_WATCH_POLL_MS
 MANIFEST = "acme.billing.v1.AccountState"
+LARGE_STATE_BYTES = 395_000
+# glibc would keep the peak of a herd's reads for reuse; handed back, the resident set shows what is held.
+HAND_BACK_FREED = {"MALLOC_MMAP_THRESHOLD_": "65536"}
 
 
 def body(version: int) -> dict[str, object]:
@@ -119,22 +126,32 @@ async def raw_waiter(host: str, port: int, path: str) -> int:
         writer.close()
 
 
-async def under_waiters(base: str, waiters: int, ids: int) -> None:
+async def held_waiters(client: httpx.AsyncClient, base: str, paths: list[str]) -> list[asyncio.Task[int]]:
+    """A waiting request on each path, once all wait. Clients arrive RAMP at a time, so that a herd stays
+    within the concurrency limit while it takes its first look."""
     host, port = base.removeprefix("http://").split(":")
+    held: list[asyncio.Task[int]] = []
+    for start in range(0, len(paths), RAMP):
+        arriving = paths[start : start + RAMP]
+        held += [asyncio.create_task(raw_waiter(host, int(port), path)) for path in arriving]
+        await asyncio.sleep(0.05)
+    await until_waiting(client, len(paths))
+    return held
+
+
+async def hang_up(held: list[asyncio.Task[int]]) -> None:
+    for task in held:
+        task.cancel()
+    await asyncio.gather(*held, return_exceptions=True)
+
+
+async def under_waiters(base: str, waiters: int, ids: int) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=120) as client:
         for i in range(max(ids, 100)):
             await client.put(f"/states/bench-read-{i}", json=body(1))
             await client.put(f"/states/bench-waited-{i}", json=body(1))
         print(f"  GET, idle:              {percentiles(await get_latencies(base))}")
-        held: list[asyncio.Task[int]] = []
-        # Clients arrive RAMP at a time: a herd on states nobody waits on yet reads each of them at once.
-        for start in range(0, waiters, RAMP):
-            held += [
-                asyncio.create_task(raw_waiter(host, int(port), f"/states/bench-waited-{i % ids}"))
-                for i in range(start, min(start + RAMP, waiters))
-            ]
-            await asyncio.sleep(0.05)
-        await until_waiting(client, waiters)
+        held = await held_waiters(client, base, [f"/states/bench-waited-{i % ids}" for i in range(waiters)])
         before = (await client.get("/metrics")).text
         started = time.monotonic()
         gets = await get_latencies(base)
@@ -158,9 +175,27 @@ async def under_waiters(base: str, waiters: int, ids: int) -> None:
         early = [task.result() for task in held if task.done()]
         if early:
             raise RuntimeError(f"{len(early)} waiters answered before the window ended: {early[:5]}")
-        for task in held:
-            task.cancel()
-        await asyncio.gather(*held, return_exceptions=True)
+        await hang_up(held)
+
+
+async def waiting_memory(base: str, pid: int, waiters: int) -> None:
+    """The service's resident set before and while `waiters` requests wait on as many large states."""
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        for i in range(waiters):
+            payload = base64.b64encode(os.urandom(LARGE_STATE_BYTES)).decode()
+            large = {"manifest": MANIFEST, "payload": payload, "version_number": 1}
+            stored = await client.put(f"/states/bench-large-{i}", json=large)
+            if stored.status_code != 200:
+                raise RuntimeError(f"PUT answered {stored.status_code}: {stored.text[:200]}")
+        before = rss_mb(pid)
+        held = await held_waiters(client, base, [f"/states/bench-large-{i}" for i in range(waiters)])
+        during = rss_mb(pid)
+        grown = during - before
+        print(
+            f"  {waiters} waiting on distinct {LARGE_STATE_BYTES // 1000} KB states: resident {before:.0f} MB"
+            f" -> {during:.0f} MB (+{grown:.0f} MB, {grown * 1000 / waiters:.0f} KB a waiter)"
+        )
+        await hang_up(held)
 
 
 async def measure(bases: list[str], waiters: int, ids: int) -> None:
@@ -176,7 +211,7 @@ async def measure(bases: list[str], waiters: int, ids: int) -> None:
     await under_waiters(first, waiters, ids)
 
 
-def run(backend: str, waiters: int, ids: int, work: Path) -> None:
+def run(backend: str, waiters: int, ids: int, memory_waiters: int, work: Path) -> None:
     print(f"{backend}:")
     work.mkdir(parents=True)
     argv = service_argv(None)
@@ -190,6 +225,10 @@ def run(backend: str, waiters: int, ids: int, work: Path) -> None:
             running.enter_context(service(argv, backend, work, endpoint, "warning"))[1] for _ in range(2)
         ]
         asyncio.run(measure(bases, waiters, ids))
+    if backend == "sqlite" and memory_waiters:
+        (work / "memory").mkdir()
+        with service(argv, backend, work / "memory", None, "warning", HAND_BACK_FREED) as (process, base):
+            asyncio.run(waiting_memory(base, process.pid, memory_waiters))
 
 
 def main() -> None:
@@ -197,13 +236,14 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,dynamodb")
     parser.add_argument("--waiters", type=int, default=2000)
     parser.add_argument("--ids", type=int, default=200)
+    parser.add_argument("--memory-waiters", type=int, default=500, help="0: no memory measurement")
     parser.add_argument("--logs", help="a new folder for the services' logs (default: a temporary one)")
     arguments = parser.parse_args()
     os.environ.update(aws_config.AWS_ENV)  # dynalite takes any credentials; the services inherit these
     with tempfile.TemporaryDirectory(prefix="bench-watch-") as temporary:
         work = Path(arguments.logs or temporary)
         for backend in arguments.backends.split(","):
-            run(backend, arguments.waiters, arguments.ids, work / backend)
+            run(backend, arguments.waiters, arguments.ids, arguments.memory_waiters, work / backend)
     sys.stdout.flush()
 
 

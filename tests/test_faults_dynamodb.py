@@ -513,3 +513,36 @@ async def test_an_answer_whose_crc32_fails_is_retried_and_never_taken(
         with broken_checksums(proxy, None):
             assert_problem(await client.get(state_path(persistence_id)), 503)
         assert proxy.checksums_broken == broken_before + 4  # the first attempt and the SDK's two retries
+
+
+async def test_a_write_answered_after_a_later_one_does_not_wake_a_waiter_with_the_older_state(
+    proxy: FaultProxy, dynamodb_path: str, start_service: ServiceFactory
+) -> None:
+    """Two unconditional writes of one id, 2 then 3, the answer of the first held back by the proxy until
+    the second is acknowledged and a client waits on it: the late report of 2 does not take the watch back
+    (before, it did, and the waiter on 3 was answered 200 with version 2 while 3 was stored)."""
+    key, waiting_on_3 = new_id(), {"If-None-Match": '"3"'}
+    settings = {"dynamodb_endpoint_url": proxy.url, "dynamodb_table": TABLE, "dynamodb_client": dynamodb_path}
+    with start_service("moto", watch_poll_ms=60_000, **settings) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            assert (await client.put(state_path(key), json=state_body(1))).status_code == 200
+            proxy.holding.clear()
+            with proxy_fault(proxy, "slow", delay=0.8):  # within an attempt's read timeout (1 s): no retry
+                first = asyncio.ensure_future(client.put(state_path(key), json=state_body(2)))
+                assert await asyncio.to_thread(proxy.holding.wait, 10)
+                proxy.set("pass")
+                second = await client.put(state_path(key), json=state_body(3))
+                waiter = asyncio.ensure_future(
+                    client.get(state_path(key), params={"wait": 2}, headers=waiting_on_3)
+                )
+                for _ in range(100):
+                    text = (await client.get("/metrics")).text
+                    if sample_value(text, "statestore_watch_waiters") == 1:
+                        break
+                assert not first.done(), "the first write's answer came back before the waiter waited"
+                assert (await first).status_code == 200
+            answer = await waiter
+            stored = await client.get(state_path(key))
+    assert second.status_code == 200
+    assert stored.json()["version_number"] == "3"
+    assert (answer.status_code, answer.headers["etag"]) == (304, '"3"')

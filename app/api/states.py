@@ -29,8 +29,8 @@ from app.errors import InvalidState, PreconditionFailed, StateNotFound
 from app.http.middleware import waiting
 from app.http.problems import problem_responses
 from app.http.routing import Parameter, RequestRoute, documented, query_integer, while_connected
-from app.states.model import StateRecord
 from app.states.service import StatesService
+from app.states.watches import Look, Unchanged, Version
 
 
 class _AnyPathConvertor(PathConvertor):
@@ -93,15 +93,17 @@ async def get_state(request: Request) -> Response:
     modified_if = precondition_from_headers(None, if_none_match(request))
     wait = query_integer(request, WAIT, 1, MAX_WAIT_SECONDS)
 
-    def not_modified(record: StateRecord | None) -> bool:
+    def not_modified(version: Version) -> bool:
         """What the answer would be 304 for."""
-        version = None if record is None else record.version_number
-        return record is not None and found_if.allows(version) and not modified_if.allows(version)
+        return version is not None and found_if.allows(version) and not modified_if.allows(version)
 
     if wait is None:
         record = await states.get(persistence_id)
     else:
-        record = await _until_modified(request, states, persistence_id, not_modified, wait)
+        waited = await _until_modified(request, states, persistence_id, not_modified, wait)
+        if isinstance(waited, Unchanged):
+            return Response(status_code=304, headers={"ETag": etag(waited.version), **_CACHE_HEADERS})
+        record = waited
     stored_version = None if record is None else record.version_number
     if not found_if.allows(stored_version):
         raise PreconditionFailed("If-Match does not match the stored state", current_version=stored_version)
@@ -120,23 +122,26 @@ async def _until_modified(
     request: Request,
     states: StatesService,
     persistence_id: str,
-    not_modified: Callable[[StateRecord | None], bool],
+    not_modified: Callable[[Version], bool],
     seconds: int,
-) -> StateRecord | None:
-    """The state once the answer to it would not be 304, or the one stored after `seconds`.
+) -> Look:
+    """The state once the answer to it would not be 304, or `Unchanged` after `seconds`.
 
-    A watch that already shows the state the client has spares the read: the poller or this replica's
-    writes will show a change. Otherwise the state is read, and answered at once if it changed. A client
-    that hangs up while it waits gives its place back at once (a 499), not when `seconds` run out.
+    A watch that already shows the version the client has spares the read: the poller or this replica's
+    writes will show a change. Otherwise the state is read (one read for the waiters that arrive
+    together), and answered at once if it changed. A client that hangs up while it waits gives its place
+    back at once (a 499), not when `seconds` run out.
     """
+
+    def wanted(version: Version) -> bool:
+        return not not_modified(version)
+
     async with states.watches.watching(persistence_id) as watch:
-        if not watch.shows(not_modified):
-            record = await states.watches.read(watch, states.get)
-            if not not_modified(record):
-                return record
-        changed = states.watches.wait(watch, lambda record: not not_modified(record), seconds)
+        found = await states.watches.look(watch, wanted)
+        if not isinstance(found, Unchanged):
+            return found
         with waiting(request.scope):
-            return await while_connected(request, changed)
+            return await while_connected(request, states.watches.wait(watch, wanted, found, seconds))
 
 
 @router.put(

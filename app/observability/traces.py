@@ -27,8 +27,7 @@ from app.observability import logging as service_logging
 from app.protobuf import TypeRegistry
 from app.protobuf_worker import ProtobufWorker
 from app.settings import Settings
-from app.states.model import StateRecord
-from app.states.watches import Wanted, Watch, Watches, WatchMeter
+from app.states.watches import Look, Unchanged, Wanted, Watch, Watches, WatchMeter
 from app.store import CallObserver, StateStore, call_details
 
 SERVICE = "durable-state-store"
@@ -137,13 +136,13 @@ class _TracedWatches(Watches):
         super().__init__(store, poll_seconds, max_waiters, meter)
         self._tracer = tracer
 
-    async def wait(self, watch: Watch, wanted: Wanted, seconds: float) -> StateRecord | None:
+    async def wait(self, watch: Watch, wanted: Wanted, since: Unchanged, seconds: float) -> Look:
         with self._tracer.start_as_current_span(
             "wait for a change", attributes={"statestore.wait.seconds": seconds}
         ) as span:
-            latest = await super().wait(watch, wanted, seconds)
-            span.set_attribute("statestore.wait.changed", watch.shows(wanted))
-            return latest
+            found = await super().wait(watch, wanted, since, seconds)
+            span.set_attribute("statestore.wait.changed", not isinstance(found, Unchanged))
+            return found
 
 
 def _exporter(name: str) -> SpanExporter:

@@ -99,13 +99,15 @@ class StatesService:
         """Store the request's state if `precondition` holds: what is stored, or 412/409/413/422.
         `write_key` is the client's Idempotency-Key; without one, the write gets a key of its own."""
         record = await self._record_to_write(persistence_id, request, write_key or new_write_key())
+        began = self.watches.ticket()
         stored = await self.store.put(record, self._with_guard(precondition, record))
-        self.watches.written(stored)
+        self.watches.written(stored, began)
         return stored
 
     async def delete(self, persistence_id: str, precondition: Precondition) -> None:
+        began = self.watches.ticket()
         await self.store.delete(persistence_id, precondition)
-        self.watches.deleted(persistence_id)
+        self.watches.deleted(persistence_id, began)
 
     async def transact(
         self, planned: Sequence[PlannedPut | DeleteOperation], write_key: str | None = None
@@ -131,12 +133,13 @@ class StatesService:
                 f"the transaction's states would take {size} bytes as DynamoDB items;"
                 f" the limit for one transaction is {MAX_TRANSACTION_BYTES}"
             )
+        began = self.watches.ticket()
         results = await self.store.transact(operations)
         for applied, result in zip(operations, results, strict=True):
             if result is None:
-                self.watches.deleted(applied.persistence_id)
+                self.watches.deleted(applied.persistence_id, began)
             else:
-                self.watches.written(result)
+                self.watches.written(result, began)
         return results
 
     async def _record_to_write(

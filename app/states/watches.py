@@ -1,17 +1,26 @@
 """Waiting for a state to change: one watch per id that clients wait on, shared by all its waiters.
 
-A watch keeps the latest state known of its id. Three things move it on:
+A watch keeps what its waiters decide on: the version of the latest state known of its id (or that there
+is none), never the state itself. Three things move it on:
 - this replica's own writes, at once (`StatesService` reports each write and delete);
-- a waiter's own consistent read, when the watch did not already show what the waiter has;
+- reads of the id, which the waiters that arrive together share (one read however many arrive);
 - the poller: every interval it asks the store whether anything may have been written by another process
   (SQLite tells by `PRAGMA data_version`; DynamoDB cannot tell, so always), and if so reads every watched
   id in consistent batch reads. However many clients wait on an id, a process reads it once an interval.
-Reads are in flight while writes are made, and may finish in any order: each observation carries a ticket
-taken when its read began (a write's, when it is reported), and a watch takes none older than the one it
-shows, so that a read begun before a write never undoes the write.
 
-A watch outlives its last waiter by `LINGER_SECONDS`, so that clients which wait again straight after an
-answer find it, and with it the state they were just given, without a read of their own.
+Reads and writes are in flight together and finish in any order, so each observation is known only to
+have happened somewhere between two tickets: one taken when its call began, one when it finished (a
+write's when it is reported). An observation begun after everything the watch has taken had finished is
+newer than all of it, and is taken. One that overlaps them and agrees changes nothing; one that overlaps
+and disagrees cannot be placed (a read begun before a write may answer after it; another program's
+write may land between this replica's commit and its report): the watch then shows nothing until a read
+begun afterwards settles it, and new waiters read for themselves. Whoever an acknowledged write was
+acknowledged to, no watch shows an older state afterwards, and a waiter that arrives after it does not
+wait on the older one.
+
+A change wakes the waiters with the state it brought; they hold it until they answer, the watch does
+not. A watch outlives its last waiter by `LINGER_SECONDS`, so that clients which wait again straight
+after an answer find it, and with it the version they were just given, without a read of their own.
 Closing (the process is stopping) ends every wait at once, and every later one as soon as it begins.
 """
 
@@ -20,8 +29,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from typing import Protocol
 
 from app.errors import ProblemError, TooManyWaiters
@@ -32,8 +42,17 @@ logger = logging.getLogger("statestore.watches")
 
 LINGER_SECONDS = 5.0
 IDS_PER_POLL_READ = 1000  # what one batchGet reads; the store splits it into the backend's own calls
+# Reads one look makes while writes keep overlapping them before it answers from the last one, which
+# began after the waiter arrived (so after any write acknowledged before it arrived).
+MAX_READS_PER_LOOK = 3
 
-Wanted = Callable[[StateRecord | None], bool]
+Version = int | None
+"""A state's version number, None when there is none."""
+Wanted = Callable[[Version], bool]
+
+
+def version_of(record: StateRecord | None) -> Version:
+    return None if record is None else record.version_number
 
 
 class WatchMeter(Protocol):
@@ -44,39 +63,96 @@ class WatchMeter(Protocol):
     def change_delivered(self) -> None: ...
 
 
-class Watch:
-    """The latest known state of one id, and the waiters that wait for it to become what they want."""
+class _Change:
+    """A change of a watch, once it happens: the state it brought, for the waiters it wakes. `newer` is
+    the watch's next change, so that a waiter woken late answers the latest."""
 
-    __slots__ = ("_changed", "idle_since", "known", "latest", "persistence_id", "ticket", "waiters")
+    __slots__ = ("happened", "newer", "record", "version")
+
+    def __init__(self) -> None:
+        self.happened = asyncio.Event()
+        self.newer: _Change | None = None
+        self.record: StateRecord | None = None
+        self.version: Version = None
+
+    def latest(self) -> _Change:
+        """The latest change that has happened, this one's or a later one's (this one has happened)."""
+        change = self
+        while change.newer is not None and change.newer.newer is not None:
+            change = change.newer
+        return change
+
+
+@dataclass(frozen=True, slots=True)
+class Unchanged:
+    """The state is still the version the waiter has (its answer would be 304); `awaiting` is the
+    watch's next change, from the moment that was decided."""
+
+    version: int
+    awaiting: _Change
+
+
+Look = StateRecord | None | Unchanged
+"""What a waiter answers: the state it wanted (None: deleted), or that it has not changed."""
+
+
+class Watch:
+    """What is known of one id: its version, between which tickets that was seen, and its waiters."""
+
+    __slots__ = (
+        "_next",
+        "horizon",
+        "idle_since",
+        "known",
+        "persistence_id",
+        "reading",
+        "version",
+        "waiters",
+    )
 
     def __init__(self, persistence_id: str) -> None:
         self.persistence_id = persistence_id
-        self.latest: StateRecord | None = None
-        self.known = False
-        self.ticket = 0  # of the observation `latest` comes from: an older one cannot undo it
+        self.version: Version = None
+        self.known = False  # False until the first observation, and while two cannot be placed
+        self.horizon = 0  # the last ticket of every observation taken: one begun later is newer
         self.waiters = 0
         self.idle_since = 0.0
-        self._changed = asyncio.Event()
+        self.reading: asyncio.Future[StateRecord | None] | None = None  # the read its waiters share
+        self._next = _Change()
 
-    def shows(self, wanted: Wanted) -> bool:
-        return self.known and wanted(self.latest)
+    @property
+    def next_change(self) -> _Change:
+        return self._next
 
-    def observe(self, record: StateRecord | None, ticket: int) -> None:
-        """Take `record` as the latest state, waking the waiters when it differs, unless the watch shows
-        an observation newer than `ticket` (the ticket taken when the read of `record` began)."""
-        if ticket < self.ticket:
-            return
-        self.ticket = ticket
-        if not self.known or record != self.latest:
-            self.latest, self.known = record, True
-            self.wake()
+    def unchanged(self) -> Unchanged:
+        assert self.version is not None  # a waiter waits only on a state it has
+        return Unchanged(self.version, self._next)
 
-    def wake(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+    def observe(self, record: StateRecord | None, began: int, ended: int) -> bool:
+        """Take what an observation found between the tickets `began` and `ended` (now), when it is
+        newer than all the watch has taken; whether it left the watch unsettled (a read must place it)."""
+        version = version_of(record)
+        if began <= self.horizon:
+            self.horizon = ended
+            if self.known and version == self.version:
+                return False
+            self.known = False
+            return True
+        self.horizon = ended
+        if not self.known or version != self.version:
+            self.version, self.known = version, True
+            self._change(record)
+        return False
 
-    async def changed(self) -> None:
-        await self._changed.wait()
+    def _change(self, record: StateRecord | None) -> None:
+        change = self._next
+        change.record, change.version = record, self.version
+        self._next = change.newer = _Change()
+        change.happened.set()
+
+    def interrupt(self) -> None:
+        """Wake every waiter without a change (the process is stopping)."""
+        self._next.happened.set()
 
 
 class Watches:
@@ -92,6 +168,10 @@ class Watches:
         # left unread): the store tells of a change once (SQLite's `data_version`), so it is owed until read.
         self._poll_owed = False
         self.closing = False
+
+    def ticket(self) -> int:
+        """Taken by a write as it begins, and given back with its report."""
+        return next(self._tickets)
 
     @asynccontextmanager
     async def watching(self, persistence_id: str) -> AsyncIterator[Watch]:
@@ -113,44 +193,92 @@ class Watches:
             watch.idle_since = asyncio.get_running_loop().time()
             self._meter.waiters_changed(-1)
 
-    async def read(
-        self, watch: Watch, read: Callable[[str], Awaitable[StateRecord | None]]
-    ) -> StateRecord | None:
-        """A waiter's own read of the watch's id: what it found, which the watch takes unless it has seen a
-        newer state meanwhile (a write made while the read was in flight)."""
-        ticket = next(self._tickets)
-        record = await read(watch.persistence_id)
-        watch.observe(record, ticket)
-        return record
+    async def look(self, watch: Watch, wanted: Wanted) -> Look:
+        """What a waiter that arrives now answers: the state when it is `wanted`, or `Unchanged` when the
+        watch shows the one the waiter has. The state is read (a read shared with the waiters beside it)
+        unless the watch shows what the waiter has."""
+        record: StateRecord | None = None
+        for _ in range(MAX_READS_PER_LOOK):
+            if watch.known and not wanted(watch.version):
+                return watch.unchanged()
+            record = await self._read(watch)
+            if watch.known and version_of(record) == watch.version:
+                break
+        if wanted(version_of(record)):
+            return record
+        assert record is not None  # not wanted: the version the waiter has
+        return Unchanged(record.version_number, watch.next_change)
 
-    async def wait(self, watch: Watch, wanted: Wanted, seconds: float) -> StateRecord | None:
-        """The watch's latest state once it is `wanted`, or after `seconds`, or when closing: whichever
-        comes first."""
+    async def wait(self, watch: Watch, wanted: Wanted, since: Unchanged, seconds: float) -> Look:
+        """The state once the watch shows it `wanted`, from `since` (what `look` answered), or after
+        `seconds`, or when closing: whichever comes first."""
+        change = since.awaiting
         with suppress(TimeoutError):
             async with asyncio.timeout(seconds):
-                while not self.closing and not watch.shows(wanted):
-                    await watch.changed()
-        if watch.shows(wanted):
+                while not self.closing:
+                    await change.happened.wait()
+                    if self.closing:
+                        break
+                    latest = change.latest()
+                    if watch.known and latest.version == watch.version and wanted(latest.version):
+                        self._meter.change_delivered()
+                        return latest.record
+                    found = await self.look(watch, wanted)
+                    if not isinstance(found, Unchanged):
+                        self._meter.change_delivered()
+                        return found
+                    change = found.awaiting
+        if watch.known and not wanted(watch.version):
+            return watch.unchanged()
+        found = await self.look(watch, wanted)
+        if not isinstance(found, Unchanged):
             self._meter.change_delivered()
-        return watch.latest
+        return found
 
-    def written(self, record: StateRecord) -> None:
-        """This replica stored `record`."""
-        self._observe(record.persistence_id, record)
+    def written(self, record: StateRecord, began: int) -> None:
+        """This replica stored `record`, in a write that took the ticket `began` as it began."""
+        self._observe(record.persistence_id, record, began)
 
-    def deleted(self, persistence_id: str) -> None:
-        self._observe(persistence_id, None)
+    def deleted(self, persistence_id: str, began: int) -> None:
+        self._observe(persistence_id, None, began)
 
-    def _observe(self, persistence_id: str, record: StateRecord | None) -> None:
+    def _observe(self, persistence_id: str, record: StateRecord | None, began: int) -> None:
         watch = self._watches.get(persistence_id)
         if watch is not None:
-            watch.observe(record, next(self._tickets))
+            self._take(watch, record, began)
+
+    def _take(self, watch: Watch, record: StateRecord | None, began: int) -> None:
+        if watch.observe(record, began, next(self._tickets)) and watch.waiters:
+            self._start_read(watch)  # its waiters must not wait on a state that may be gone
+
+    async def _read(self, watch: Watch) -> StateRecord | None:
+        """The id read, by a read begun now or already in flight: either one moves the watch on."""
+        return await asyncio.shield(self._start_read(watch))
+
+    def _start_read(self, watch: Watch) -> asyncio.Future[StateRecord | None]:
+        if watch.reading is None:
+            watch.reading = asyncio.ensure_future(self._read_now(watch))
+            watch.reading.add_done_callback(self._read_done)
+        return watch.reading
+
+    async def _read_now(self, watch: Watch) -> StateRecord | None:
+        began = next(self._tickets)
+        try:
+            record = await self._store.get(watch.persistence_id)
+        finally:
+            watch.reading = None
+        self._take(watch, record, began)
+        return record
+
+    def _read_done(self, reading: asyncio.Future[StateRecord | None]) -> None:
+        if not reading.cancelled() and reading.exception() is not None:
+            self._poll_owed = True  # the waiters it failed see the error; the poller reads again
 
     def close(self) -> None:
         """End every wait now, and every later one as soon as it begins."""
         self.closing = True
         for watch in self._watches.values():
-            watch.wake()
+            watch.interrupt()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -192,7 +320,7 @@ class Watches:
         left_unread = False
         for start in range(0, len(watched), IDS_PER_POLL_READ):
             batch = watched[start : start + IDS_PER_POLL_READ]
-            ticket = next(self._tickets)
+            began = next(self._tickets)
             read = await self._store.get_many(batch)
             found = {record.persistence_id: record for record in read.found}
             unread = set(read.unprocessed)  # left for the next round, not taken for deleted
@@ -201,11 +329,11 @@ class Watches:
             for persistence_id in batch:
                 watch = self._watches.get(persistence_id)
                 if persistence_id not in unread and watch is not None:
-                    watch.observe(found.get(persistence_id), ticket)
+                    self._take(watch, found.get(persistence_id), began)
         return left_unread
 
     def _forget_idle(self) -> None:
         forget_before = asyncio.get_running_loop().time() - LINGER_SECONDS
         for persistence_id, watch in list(self._watches.items()):
-            if watch.waiters == 0 and watch.idle_since < forget_before:
+            if watch.waiters == 0 and watch.idle_since < forget_before and watch.reading is None:
                 del self._watches[persistence_id]
