@@ -248,14 +248,19 @@ class DynamoDBStore:
             )
             replaced.update(response.get("Attributes") or {})
 
-        async with self._call("PutItem"):
-            written, found = await self._write_if(write, record.persistence_id, precondition, now)
-        if written:
-            await self._discard_replaced(replaced, ref)
-            return record
-        if ref is not None and not _same_write(record, found):
-            await self._discard(ref)  # refused: no item points to it (only a retry of this write could)
-        return settle_refused_write(precondition, record, found)
+        refused, found = False, None
+        try:
+            # The refusal is settled inside the call, so that the call is observed as refused (412, 409).
+            async with self._call("PutItem"):
+                written, found = await self._write_if(write, record.persistence_id, precondition, now)
+                refused = not written
+                if refused:
+                    return settle_refused_write(precondition, record, found)
+        finally:
+            if refused and ref is not None and not _same_write(record, found):
+                await self._discard(ref)  # no item points to it (only a retry of this write could)
+        await self._discard_replaced(replaced, ref)
+        return record
 
     async def delete(self, persistence_id: str, precondition: Precondition) -> None:
         now = self._now()
