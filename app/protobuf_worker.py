@@ -14,7 +14,8 @@ most `QUICK_PARSE_VALUES`. docs/bounded-answers.md has the figures.
 
 Two lanes, each a worker process of its own (`app._worker_lane`), so that writes never wait behind the
 decoding of reads: the write lane checks payloads, parses JSON states and request bodies; the read lane
-renders. Each lane takes its callers' calls in turn (by API key, else by connection).
+renders. Each lane shares its worker fairly between callers (by API key, else by connection), by the
+bytes their calls hand over.
 
 Bounds:
 - One state renders or parses at most `MAX_RENDERED_VALUES` values (`app.protobuf`); beyond, it is not
@@ -96,30 +97,32 @@ class ProtobufWorker:
         if self.types.checks_quickly(manifest, len(payload)):
             self.types.check_payload(manifest, payload, unknown_fields)
         else:
-            await self.run(_check_payload, manifest, payload, unknown_fields)
+            await self._writes.run(_check_payload, manifest, payload, unknown_fields, cost=len(payload))
 
     async def from_json(self, manifest: str, state: Any) -> bytes:
         """`TypeRegistry.from_json`; a state refused on its shape or size is refused before the trip."""
-        if self.types.check_json_state(manifest, state) <= QUICK_PARSE_VALUES:
+        values = self.types.check_json_state(manifest, state)
+        if values <= QUICK_PARSE_VALUES:
             return self.types.from_json(manifest, state)
-        return await self.run(_from_json, manifest, state)
+        return await self._writes.run(_from_json, manifest, state, cost=values)
 
     async def render(self, states: Sequence[tuple[str, bytes]]) -> list[Rendered]:
         """The (manifest, payload) states rendered, in order, as many as one answer may hold."""
-        if sum(len(payload) for _, payload in states) <= QUICK_RENDER_BYTES:
+        size = sum(len(payload) for _, payload in states)
+        if size <= QUICK_RENDER_BYTES:
             return render_states(self.types, states)
-        return await self.run(_render, list(states))
+        return await self._reads.run(_render, list(states), cost=size)
 
     async def close(self) -> None:
         await self._writes.close()
         await self._reads.close()
 
     async def run(self, function: Callable[..., _Result], *arguments: Any) -> _Result:
-        """`function(*arguments)` in a worker process, where `serialize_json_state` may be called: rendering
-        in the read lane, the rest in the write lane. The function goes by name, and what goes in and comes
-        out is pickled: best bytes, or small."""
-        lane = self._reads if function is _render else self._writes
-        return await lane.run(function, *arguments)
+        """`function(*arguments)` in the write lane's worker process, where `serialize_json_state` may be
+        called (`app.api.bodies` parses large bodies there). The function goes by name, and what goes in
+        and comes out is pickled: best bytes, or small."""
+        cost = sum(len(argument) for argument in arguments if isinstance(argument, bytes | str))
+        return await self._writes.run(function, *arguments, cost=cost)
 
 
 def render_states(types: TypeRegistry, states: Sequence[tuple[str, bytes]]) -> list[Rendered]:

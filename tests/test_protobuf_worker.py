@@ -183,9 +183,7 @@ class TestBounds:
         assert isinstance(others, list)
 
     async def test_refuses_a_call_beyond_those_that_may_wait(self, worker: ProtobufWorker) -> None:
-        calls = [
-            as_caller(n, worker.render([(ACCOUNT_STATE, AT_THE_CAP)])) for n in range(MAX_QUEUED_CALLS + 2)
-        ]
+        calls = [as_caller(n, worker.render([(ACCOUNT_STATE, LONG_ID)])) for n in range(MAX_QUEUED_CALLS + 2)]
 
         answers = await asyncio.gather(*calls, return_exceptions=True)
 
@@ -195,7 +193,7 @@ class TestBounds:
         assert f"{MAX_QUEUED_CALLS} protobuf conversions" in refused[0].detail
 
     async def test_callers_take_turns(self, worker: ProtobufWorker) -> None:
-        """A caller with many calls waiting delays another by one of its own, not by all of them."""
+        """A caller with many calls waiting delays another by one or two of its own, not by all of them."""
         finished: list[str] = []
 
         async def render(caller: str) -> None:
