@@ -12,6 +12,11 @@ cost more than the work: a payload the registry checks quickly (`TypeRegistry.ch
 of at most `QUICK_RENDER_BYTES` of payloads (a value takes at least a byte of one), and JSON states of at
 most `QUICK_PARSE_VALUES`. docs/bounded-answers.md has the figures.
 
+Two lanes, each a worker process of its own (`app._worker_lane`), so that writes never wait behind the
+decoding of reads: the write lane checks payloads, parses JSON states and request bodies; the read lane
+renders. Each lane shares its worker fairly between callers (by API key, else by connection), by the
+bytes their calls hand over.
+
 Bounds:
 - One state renders or parses at most `MAX_RENDERED_VALUES` values (`app.protobuf`); beyond, it is not
   rendered (its `error` says so), and a JSON state is refused.
@@ -19,39 +24,33 @@ Bounds:
   next would pass it (the first always renders), and the caller answers the rest as not read yet.
 - A state that cannot be rendered (beyond the cap, a payload that does not parse as its type, a value with
   no JSON form) comes back with an `error` rather than failing the others.
-- At most `MAX_QUEUED_CALLS` calls wait for the worker at once; one more is a 503 with `Retry-After`.
-- A worker that dies (killed, out of memory) is replaced, and the calls it held are made again on the new
-  one; a call that a second worker dies under too answers 503.
+- A lane holds at most `MAX_QUEUED_CALLS` waiting calls, and one caller at most `MAX_CALLS_PER_CALLER`
+  of them; one more is a 503 with `Retry-After`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
-import multiprocessing
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from app.errors import InvalidState, WorkerUnavailable
+from app._worker_lane import WorkerLane
+from app.errors import InvalidState
 from app.protobuf import MAX_RENDERED_VALUES, TooManyValues, TypeRegistry
 
 if TYPE_CHECKING:
     from app.settings import UnknownFields
 
 MAX_ANSWER_VALUES = 250_000
-MAX_QUEUED_CALLS = 32
-WORKER_ATTEMPTS = 2
 QUICK_RENDER_BYTES = 1024
 QUICK_PARSE_VALUES = 256
 _PARENT_CHECK_SECONDS = 1.0
@@ -90,70 +89,40 @@ class ProtobufWorker:
 
     def __init__(self, types: TypeRegistry, descriptor_sets: Sequence[Path]) -> None:
         self.types = types
-        self._descriptor_sets = tuple(descriptor_sets)
-        self._executor: ProcessPoolExecutor | None = None
-        self._calls = 0
+        self._writes = WorkerLane(_load_types, tuple(descriptor_sets))
+        self._reads = WorkerLane(_load_types, tuple(descriptor_sets))
 
     async def check_payload(self, manifest: str, payload: bytes, unknown_fields: UnknownFields) -> None:
         """`TypeRegistry.check_payload`, in place when it is quick."""
         if self.types.checks_quickly(manifest, len(payload)):
             self.types.check_payload(manifest, payload, unknown_fields)
         else:
-            await self.run(_check_payload, manifest, payload, unknown_fields)
+            await self._writes.run(_check_payload, manifest, payload, unknown_fields, cost=len(payload))
 
     async def from_json(self, manifest: str, state: Any) -> bytes:
         """`TypeRegistry.from_json`; a state refused on its shape or size is refused before the trip."""
-        if self.types.check_json_state(manifest, state) <= QUICK_PARSE_VALUES:
+        values = self.types.check_json_state(manifest, state)
+        if values <= QUICK_PARSE_VALUES:
             return self.types.from_json(manifest, state)
-        return await self.run(_from_json, manifest, state)
+        return await self._writes.run(_from_json, manifest, state, cost=values)
 
     async def render(self, states: Sequence[tuple[str, bytes]]) -> list[Rendered]:
         """The (manifest, payload) states rendered, in order, as many as one answer may hold."""
-        if sum(len(payload) for _, payload in states) <= QUICK_RENDER_BYTES:
+        size = sum(len(payload) for _, payload in states)
+        if size <= QUICK_RENDER_BYTES:
             return render_states(self.types, states)
-        return await self.run(_render, list(states))
+        return await self._reads.run(_render, list(states), cost=size)
 
     async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is not None:
-            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        await self._writes.close()
+        await self._reads.close()
 
     async def run(self, function: Callable[..., _Result], *arguments: Any) -> _Result:
-        """`function(*arguments)` in the worker process, where `serialize_json_state` may be called. The
-        function goes by name, and what goes in and comes out is pickled: best bytes, or small."""
-        if self._calls >= MAX_QUEUED_CALLS:
-            raise WorkerUnavailable(
-                f"{MAX_QUEUED_CALLS} protobuf conversions are waiting for the worker already; retry later"
-            )
-        self._calls += 1
-        try:
-            # A worker that died (idle, or under any call it held) is replaced and the call made again,
-            # once: a call the new worker dies under too is most likely what kills it.
-            for _ in range(WORKER_ATTEMPTS):
-                executor = self._running_executor()
-                try:
-                    return await asyncio.get_running_loop().run_in_executor(executor, function, *arguments)
-                except BrokenProcessPool:
-                    self._forget(executor)
-            raise WorkerUnavailable("the protobuf worker process stopped under this call; retry later")
-        finally:
-            self._calls -= 1
-
-    def _running_executor(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=1,
-                # A fresh interpreter: forking a process that runs an event loop and threads is unsafe.
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_load_types,
-                initargs=(self._descriptor_sets,),
-            )
-        return self._executor
-
-    def _forget(self, broken: ProcessPoolExecutor) -> None:
-        if self._executor is broken:
-            self._executor = None
-        broken.shutdown(wait=False, cancel_futures=True)
+        """`function(*arguments)` in the write lane's worker process, where `serialize_json_state` may be
+        called (`app.api.bodies` parses large bodies there). The function goes by name, and what goes in
+        and comes out is pickled: best bytes, or small."""
+        cost = sum(len(argument) for argument in arguments if isinstance(argument, bytes | str))
+        return await self._writes.run(function, *arguments, cost=cost)
 
 
 def render_states(types: TypeRegistry, states: Sequence[tuple[str, bytes]]) -> list[Rendered]:

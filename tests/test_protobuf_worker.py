@@ -10,25 +10,27 @@ import math
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 import pytest
 from google.protobuf import struct_pb2
 
+from app._worker_lane import CALLER, MAX_CALLS_PER_CALLER, MAX_QUEUED_CALLS
 from app.errors import InvalidState, WorkerUnavailable
 from app.protobuf import MAX_RENDERED_VALUES, QUICK_CHECK_BYTES, TooManyValues, TypeRegistry
 from app.protobuf_worker import (
     MAX_ANSWER_VALUES,
-    MAX_QUEUED_CALLS,
     QUICK_PARSE_VALUES,
     ProtobufWorker,
     Rendered,
 )
 from support.messages import ACCOUNT_STATE
 
+_T = TypeVar("_T")
 AT_THE_CAP = b"\x5a\x00" * MAX_RENDERED_VALUES  # that many empty ledger entries
 STATES_PER_ANSWER = MAX_ANSWER_VALUES // MAX_RENDERED_VALUES
 LONG_ID = b"\x0a\x80\x10" + b"a" * 2048  # an account id of 2,048 characters: too much to render in place
@@ -43,6 +45,12 @@ def worker(descriptor_set: Path) -> Iterator[ProtobufWorker]:
     worker = started(descriptor_set)
     yield worker
     asyncio.run(worker.close())
+
+
+async def as_caller(caller: object, call: Awaitable[_T]) -> _T:
+    """`call` counted to `caller`, as a request's conversions are to its connection or key."""
+    CALLER.set(caller)
+    return await call
 
 
 def worker_processes() -> list[BaseProcess]:
@@ -158,15 +166,61 @@ class TestCheckPayload:
 
 
 class TestBounds:
+    async def test_refuses_a_callers_call_beyond_its_share_and_serves_the_others(
+        self, worker: ProtobufWorker
+    ) -> None:
+        calls = MAX_CALLS_PER_CALLER + 3
+        looping = [as_caller("looping", worker.render([(ACCOUNT_STATE, AT_THE_CAP)])) for _ in range(calls)]
+        other = as_caller("other", worker.render([(ACCOUNT_STATE, AT_THE_CAP)]))
+
+        *answers, others = await asyncio.gather(*looping, other, return_exceptions=True)
+
+        refused = [answer for answer in answers if isinstance(answer, BaseException)]
+        assert len(refused) == calls - 1 - MAX_CALLS_PER_CALLER  # one runs, its share waits
+        assert isinstance(refused[0], WorkerUnavailable)
+        assert refused[0].headers == {"Retry-After": "1"}
+        assert "of this client" in refused[0].detail
+        assert isinstance(others, list)
+
     async def test_refuses_a_call_beyond_those_that_may_wait(self, worker: ProtobufWorker) -> None:
-        calls = [worker.render([(ACCOUNT_STATE, AT_THE_CAP)]) for _ in range(MAX_QUEUED_CALLS + 1)]
+        calls = [as_caller(n, worker.render([(ACCOUNT_STATE, LONG_ID)])) for n in range(MAX_QUEUED_CALLS + 2)]
 
         answers = await asyncio.gather(*calls, return_exceptions=True)
 
         refused = [answer for answer in answers if isinstance(answer, BaseException)]
-        assert len(refused) == 1
+        assert len(refused) == 1  # one runs, MAX_QUEUED_CALLS wait
         assert isinstance(refused[0], WorkerUnavailable)
-        assert refused[0].headers == {"Retry-After": "1"}
+        assert f"{MAX_QUEUED_CALLS} protobuf conversions" in refused[0].detail
+
+    async def test_callers_take_turns(self, worker: ProtobufWorker) -> None:
+        """A caller with many calls waiting delays another by one or two of its own, not by all of them."""
+        finished: list[str] = []
+
+        async def render(caller: str) -> None:
+            await as_caller(caller, worker.render([(ACCOUNT_STATE, AT_THE_CAP)]))
+            finished.append(caller)
+
+        looping = [asyncio.create_task(render("looping")) for _ in range(6)]
+        await asyncio.sleep(0)  # the looping caller's calls are queued first
+        other = asyncio.create_task(render("other"))
+        await asyncio.gather(*looping, other)
+
+        assert finished.index("other") <= 2, finished  # after the running call and one more at most
+
+    async def test_a_write_never_waits_behind_reads(self, worker: ProtobufWorker) -> None:
+        """Checking a payload runs in a lane of its own: it is done while the renders still wait."""
+        large = b"\x5a\x00" * (QUICK_CHECK_BYTES // 2 + 1)
+        await worker.check_payload(ACCOUNT_STATE, large, "keep")  # both lanes' processes are running
+        await worker.render([(ACCOUNT_STATE, LONG_ID)])
+        renders = [
+            asyncio.create_task(as_caller(n, worker.render([(ACCOUNT_STATE, AT_THE_CAP)]))) for n in range(8)
+        ]
+        await asyncio.sleep(0)
+
+        await worker.check_payload(ACCOUNT_STATE, large, "keep")
+
+        assert sum(render.done() for render in renders) <= 1
+        await asyncio.gather(*renders)
 
     async def test_a_worker_that_dies_is_replaced_for_the_next_call(self, descriptor_set: Path) -> None:
         before = {child.pid for child in worker_processes()}

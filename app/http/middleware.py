@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app._worker_lane import CALLER
 from app.errors import BadRequest, ProblemError, Unauthorized
 from app.http.api_keys import KeyRing
 from app.http.problems import problem_response, render_problem
@@ -107,6 +108,8 @@ class RequestObserver:
             await send(message)
 
         token = current_request_id.set(request_id)
+        # Whose share of the protobuf worker this request takes: its connection's, or its key's (ApiKeyGuard).
+        CALLER.set(("connection", scope.get("client")))
         try:
             await self.app(scope, receive, send_with_id)
         finally:
@@ -201,6 +204,7 @@ class ApiKeyGuard:
                     response.headers["Connection"] = "close"
                 await response(scope, receive, send)
                 return
+            CALLER.set(("key", self.keys.identity(_bearer_token(scope["headers"]))))
         await self.app(scope, receive, send)
 
     def _refusal(self, headers: Iterable[tuple[bytes, bytes]]) -> ProblemError | None:
@@ -218,6 +222,12 @@ class ApiKeyGuard:
         return (
             None if self.keys.matches(token) else Unauthorized("the API key is not valid", invalid_token=True)
         )
+
+
+def _bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The token of the one `Authorization: Bearer` header, which `ApiKeyGuard` has checked."""
+    value = next(value for name, value in headers if name == b"authorization")
+    return value.partition(b" ")[2].strip()
 
 
 class ConcurrencyLimit:
