@@ -19,6 +19,7 @@ import yaml
 from kubernetes_validate.utils import latest_version
 from test_deployment_files import DOCKERFILE, env_of, read_stages
 
+from app.cli import _parser
 from app.http.server import UVICORN_OPTIONS
 from app.settings import ENV_PREFIX, Settings, load_settings, variable_name
 
@@ -188,3 +189,73 @@ def test_the_autoscaler_scales_on_cpu_against_a_request(container: dict[str, Any
 def test_the_service_account_asks_for_a_web_identity_role() -> None:
     annotations = one("ServiceAccount")["metadata"]["annotations"]
     assert annotations["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+
+
+# The large states' component (deploy/kubernetes/large-states/): the bucket for the service, and the sweep.
+LARGE_STATES = MANIFESTS / "large-states"
+
+
+def large_states_file(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((LARGE_STATES / name).read_text(encoding="utf-8"))
+    return document
+
+
+def test_the_large_states_component_lists_its_files_and_patches_the_deployment() -> None:
+    component = large_states_file("kustomization.yaml")
+    assert component["kind"] == "Component"
+    listed = [*component["resources"], *(patch["path"] for patch in component["patches"])]
+    assert sorted(listed) == sorted(
+        path.name for path in LARGE_STATES.glob("*.yaml") if path.stem != "kustomization"
+    )
+    assert (
+        large_states_file("deployment-patch.yaml")["metadata"]["name"]
+        == one("Deployment")["metadata"]["name"]
+    )
+
+
+def test_the_patched_deployment_is_valid_and_its_settings_parse(
+    container: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (patch,) = large_states_file("deployment-patch.yaml")["spec"]["template"]["spec"]["containers"]
+    assert patch["name"] == container["name"]
+    patched = one("Deployment")
+    merged = {**environment(container), **environment(patch)}  # a strategic merge of env, keyed by name
+    patched["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": name, "value": value} for name, value in merged.items()
+    ]
+    kubernetes_validate.validate(patched, latest_version(), strict=True)
+    for name in {variable_name(field) for field in Settings.model_fields}:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment(patch).items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    assert settings.compression == "zstd"
+    assert settings.large_states_bucket
+
+
+def test_the_sweep_runs_the_command_on_the_services_image_table_bucket_and_role(
+    pod: dict[str, Any], container: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cronjob = large_states_file("cronjob.yaml")
+    kubernetes_validate.validate(cronjob, latest_version(), strict=True)
+    job_pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (sweep,) = job_pod["containers"]
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    assert (sweep["image"], job_pod["serviceAccountName"]) == (container["image"], pod["serviceAccountName"])
+    assert job_pod["securityContext"]["runAsUser"] == pod["securityContext"]["runAsUser"]
+    arguments = _parser().parse_args(sweep["args"])
+    assert (arguments.command, arguments.grace_seconds) == ("sweep-large-states", 3600)
+    service, patch = (
+        environment(container),
+        environment(large_states_file("deployment-patch.yaml")["spec"]["template"]["spec"]["containers"][0]),
+    )
+    env = environment(sweep)
+    for name in ("STATESTORE_DYNAMODB_TABLE", "AWS_REGION"):
+        assert env[name] == service[name], name
+    for name in ("STATESTORE_LARGE_STATES_BUCKET", "STATESTORE_LARGE_STATES_PREFIX"):
+        assert env[name] == patch[name], name
+    for name in {variable_name(field) for field in Settings.model_fields}:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().backend == "dynamodb"
