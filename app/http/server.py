@@ -64,9 +64,13 @@ httptools_impl.STATUS_LINE.update(
 _UPGRADE_FIELD = re.compile(rb"\nupgrade:", re.IGNORECASE)
 _IGNORED_FIELD = b"\nignored:"  # the same length, so the head's size is unchanged
 _END_OF_HEAD = b"\r\n\r\n"
+# RFC 3986's `pct-encoded` is "%" HEXDIG HEXDIG, and a request target carries no fragment (RFC 9112 §3.2).
+# uvicorn drops a fragment and keeps an invalid escape as written, so `/states/x#y` would act on `x` and
+# `/states/x%zz` on the state `/states/x%25zz` names.
+_INVALID_IN_TARGET = re.compile(rb"#|%(?![0-9A-Fa-f]{2})")
 
 
-class _HeadTooLarge(Exception):
+class _HeadRefused(Exception):
     """Raised in a parser callback to stop the parser once a head is refused."""
 
 
@@ -168,7 +172,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         )
         if size > self.max_head_bytes:
             self._refuse_head_size()
-            raise _HeadTooLarge  # stops the parser before the app sees the request
+            raise _HeadRefused  # stops the parser before the app sees the request
+        if _INVALID_IN_TARGET.search(self.url):
+            self._refuse(400, "the request target holds a `#` or a `%` not followed by two hex digits")
+            raise _HeadRefused
         self._head_started = None
         self._in_body = True
         super().on_headers_complete()
