@@ -35,6 +35,7 @@ from app.observability.metrics import Metrics
 from app.protobuf import DescriptorSetError, TypeRegistry
 from app.protobuf_worker import ProtobufWorker
 from app.settings import Settings, SettingsError, load_settings, read_api_keys_file, variable_name
+from app.states.answers import HeldAnswers
 from app.states.service import StatesService
 from app.states.watches import Watches
 from app.store import CallObserver, StateStore, StoreConfigurationError, ignore_call, open_store
@@ -195,9 +196,12 @@ def create_app(
                 clock=clock,
             )
             services = Services(
-                states=states_service, metrics=app_metrics, page_tokens=PageTokens(_listed_storage(settings))
+                states=states_service,
+                metrics=app_metrics,
+                page_tokens=PageTokens(_listed_storage(settings)),
+                held_answers=HeldAnswers(),
             )
-            yield LifespanState(services=services)
+            yield LifespanState(services=services, send_timeout_seconds=settings.send_timeout_seconds)
         logger.info("statestore stopped: backend closed", extra={FIELDS: {"backend": settings.backend}})
 
     docs = docs_routes()

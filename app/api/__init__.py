@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from app.api.page_tokens import PageTokens
 from app.observability.metrics import Metrics
+from app.states.answers import HeldAnswers
 from app.states.service import StatesService
 
 
@@ -19,10 +20,13 @@ class Services:
     states: StatesService
     metrics: Metrics
     page_tokens: PageTokens
+    held_answers: HeldAnswers
 
 
 class LifespanState(TypedDict):
     services: Services
+    send_timeout_seconds: float
+    """`STATESTORE_SEND_TIMEOUT_SECONDS`, for the server's connections (`app/http/server.py`)."""
 
 
 def services_of(request: Request) -> Services:
