@@ -176,6 +176,12 @@ class TooManyWaiters(_RetryLater):
     slug = "too-many-waiters"
 
 
+class AnswersUnsent(_RetryLater):
+    """The answers that clients have not taken yet hold all the room for states the process allows."""
+
+    slug = "answers-unsent"
+
+
 class WorkerUnavailable(_RetryLater):
     """The protobuf worker process has too many calls waiting, or stopped while it held this one."""
 

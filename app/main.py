@@ -38,6 +38,7 @@ from app.observability.tracing import exporters_named
 from app.protobuf import DescriptorSetError, TypeRegistry
 from app.protobuf_worker import ProtobufWorker
 from app.settings import Settings, SettingsError, load_settings, read_api_keys_file, variable_name
+from app.states.answers import HeldAnswers
 from app.states.service import StatesService
 from app.states.watches import Watches
 from app.store import (
@@ -265,8 +266,9 @@ def create_app(
                 metrics=app_metrics,
                 page_tokens=PageTokens(_listed_storage(settings)),
                 startup=startup_facts(settings, expiry),
+                held_answers=HeldAnswers(),
             )
-            yield LifespanState(services=services)
+            yield LifespanState(services=services, send_timeout_seconds=settings.send_timeout_seconds)
         logger.info("statestore stopped: backend closed", extra={FIELDS: {"backend": settings.backend}})
 
     # The routes as their routers hold them: FastAPI keeps an included router whole, as one entry of its own.

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     max_concurrent_requests: int = Field(256, ge=1)
     body_timeout_seconds: float = Field(30.0, gt=0)
     min_body_bytes_per_second: int = Field(1024, ge=0)
+    send_timeout_seconds: float = Field(30.0, gt=0)
     watch_poll_ms: int = Field(500, ge=10, le=60_000)
     max_waiters: int = Field(10_000, ge=1)
     compression: Compression = "off"

@@ -104,6 +104,15 @@ def body_too_slow(path: str) -> Provocation:
     return send
 
 
+def fragment_in_target(path: str) -> Provocation:
+    """A request target with a fragment, which the server refuses before any route sees it."""
+
+    def send(url: str, method: str) -> int:
+        return send_until_answered(url, raw_head(method, f"{path}#fragment") + b"\r\n").status
+
+    return send
+
+
 LATE_HEADS = (
     ("GET", MISSING),
     ("HEAD", MISSING),
@@ -201,7 +210,11 @@ PROVOCATIONS: dict[tuple[str, str], dict[int, Provocation]] = {
         431: head_over_the_cap("/states"),
     },
     **{
-        (method, probe): {408: head_too_slow(probe), 431: head_over_the_cap(probe)}
+        (method, probe): {
+            400: fragment_in_target(probe),
+            408: head_too_slow(probe),
+            431: head_over_the_cap(probe),
+        }
         for probe in ("/healthz", "/readyz", "/metrics")
         for method in ("get", "head")
     },

@@ -26,6 +26,7 @@ def test_defaults_match_the_contract() -> None:
     assert settings.version_guard == "off"
     assert settings.timestamp_unit == "ms"
     assert settings.unknown_fields == "keep"
+    assert settings.send_timeout_seconds == 30
 
 
 def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,6 +44,7 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         "VERSION_GUARD": "monotonic",
         "TIMESTAMP_UNIT": "NS",
         "UNKNOWN_FIELDS": "Reject",
+        "SEND_TIMEOUT_SECONDS": "2.5",
     }.items():
         monkeypatch.setenv(f"STATESTORE_{name}", value)
     settings = load_settings()
@@ -60,6 +62,7 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         version_guard="monotonic",
         timestamp_unit="ns",
         unknown_fields="reject",
+        send_timeout_seconds=2.5,
     )
     assert settings.endpoint_url == "http://localhost:8000"
 
@@ -79,6 +82,8 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("TIMESTAMP_UNIT", "seconds"),
         ("TIMESTAMP_UNIT", ""),
         ("UNKNOWN_FIELDS", "drop"),
+        ("SEND_TIMEOUT_SECONDS", "0"),
+        ("SEND_TIMEOUT_SECONDS", "-1"),
     ],
 )
 def test_a_bad_setting_names_its_variable(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

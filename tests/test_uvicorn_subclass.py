@@ -60,6 +60,8 @@ OWN_METHODS = {
     "_refuse_head_size",
     "_without_upgrade",
     "close_lingering",
+    "_watch_send",
+    "_check_send",
 }
 
 

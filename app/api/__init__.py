@@ -10,6 +10,7 @@ from starlette.requests import Request
 from app.api.page_tokens import PageTokens
 from app.api.startup import StartupFacts
 from app.observability.metrics import Metrics
+from app.states.answers import HeldAnswers
 from app.states.service import StatesService
 
 
@@ -21,10 +22,13 @@ class Services:
     metrics: Metrics
     page_tokens: PageTokens
     startup: StartupFacts
+    held_answers: HeldAnswers
 
 
 class LifespanState(TypedDict):
     services: Services
+    send_timeout_seconds: float
+    """`STATESTORE_SEND_TIMEOUT_SECONDS`, for the server's connections (`app/http/server.py`)."""
 
 
 def services_of(request: Request) -> Services:

@@ -52,13 +52,15 @@ router = APIRouter(tags=["states"], route_class=RequestRoute)
 async def batch_get_states(request: Request) -> Response:
     body = await parsed_body(request, BatchGetRequest)
     decode = decode_requested(request)
-    states = services_of(request).states
+    services = services_of(request)
+    states = services.states
     requested = list(
         dict.fromkeys(
             check_persistence_id(persistence_id, ["body", "persistence_ids", index])
             for index, persistence_id in enumerate(body.persistence_ids)
         )
     )
+    services.held_answers.check_room()
     read = await states.get_many(requested)
     found = {record.persistence_id: record for record in read.found}
     read.found.clear()  # only the streamed answer keeps the records, each until it is sent
@@ -66,15 +68,23 @@ async def batch_get_states(request: Request) -> Response:
     answered = [found[i] for i in requested if i in found]
     missing = [i for i in requested if i not in found and i not in unread]
     del found
+    holding = services.held_answers.hold(answered)
+    # What the held answers leave no room for, or the answer could not render, is not read yet, as
+    # DynamoDB leaves keys unprocessed.
+    unprocessed = [record.persistence_id for record in answered[len(holding) :]] + read.unprocessed
+    del answered[len(holding) :]
     states_to_send: deque[StateRecord | bytes] = deque(answered)
-    unprocessed = read.unprocessed
     if decode:
-        rendered = await render_states(answered, states.protobuf)
-        # What the answer could not render is not read yet, as DynamoDB leaves keys unprocessed.
+        try:
+            rendered = await render_states(answered, states.protobuf)
+        except BaseException:
+            holding.release()
+            raise
+        holding.keep(len(rendered))
         unprocessed = [record.persistence_id for record in answered[len(rendered) :]] + unprocessed
         states_to_send = deque(map(state_json, answered, rendered))  # map stops with the shorter
     answered.clear()
-    return streamed_answer(states_to_send, {"missing": missing, "unprocessed": unprocessed})
+    return streamed_answer(states_to_send, {"missing": missing, "unprocessed": unprocessed}, holding)
 
 
 @router.post(

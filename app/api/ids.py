@@ -21,7 +21,8 @@ _STATES_PREFIX = b"/states/"
 PERSISTENCE_ID = Parameter(
     "persistence_id",
     "path",
-    "Percent-encoded persistence id: 1 to 2048 bytes of UTF-8, no control characters.",
+    "Percent-encoded persistence id: 1 to 2048 bytes of UTF-8, no control characters. A `%` not followed by"
+    " two hex digits (a `%` itself is `%25`) or a `#` in the request target is a `400`.",
     {"type": "string", "examples": ["account-42"], **DOCUMENTED_ID},
     required=True,
 )

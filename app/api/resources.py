@@ -16,10 +16,12 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from app.api.schemas import encode_base64
 from app.http.routing import Parameter, query_flag
 from app.protobuf_worker import ProtobufWorker, Rendered
+from app.states.answers import Holding
 from app.states.model import StateRecord
 
 DECODE = Parameter(
@@ -77,16 +79,40 @@ async def render_states(records: Sequence[StateRecord], protobuf: ProtobufWorker
     return await protobuf.render([(record.manifest, record.payload) for record in records])
 
 
-def streamed_answer(states: deque[StateRecord | bytes], tail: Mapping[str, Any]) -> StreamingResponse:
-    """`{"states": [...], **tail}`, sent one state at a time; `states` are records or their JSON."""
+def streamed_answer(
+    states: deque[StateRecord | bytes], tail: Mapping[str, Any], holding: Holding
+) -> StreamingResponse:
+    """`{"states": [...], **tail}`, sent one state at a time; `states` are records or their JSON.
+
+    uvicorn hands a chunk to the transport once the client has taken what came before it (down to the
+    transport's high-water mark): each state is made JSON only after the separator before it went that
+    way, so a connection holds one state's JSON at most, and the state stays in `holding` until then."""
 
     async def chunks() -> AsyncIterator[bytes]:
         yield b'{"states":['
-        separator = b""
-        while states:
-            state = states.popleft()
-            yield separator + (state if isinstance(state, bytes) else state_json(state))
-            separator = b","
+        for number in range(len(states)):
+            if number:
+                yield b","
+                holding.release_next()
+            yield _json_of(states.popleft())
         yield b"]," + orjson.dumps(tail).removeprefix(b"{")
 
-    return StreamingResponse(chunks(), media_type="application/json")
+    return _HeldAnswer(chunks(), holding)
+
+
+def _json_of(state: StateRecord | bytes) -> bytes:
+    return state if isinstance(state, bytes) else state_json(state)
+
+
+class _HeldAnswer(StreamingResponse):
+    """A streamed answer that gives back what it holds however it ends: sent, cut off, or never begun."""
+
+    def __init__(self, content: AsyncIterator[bytes], holding: Holding) -> None:
+        super().__init__(content, media_type="application/json")
+        self.holding = holding
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.holding.release()

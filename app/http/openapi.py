@@ -145,11 +145,12 @@ def _declare_bearer_keys(document: dict[str, Any]) -> None:
 
 
 def _declare_head_refusals(document: dict[str, Any]) -> None:
-    """`BoundedHttpToolsProtocol` refuses a request head that is too large or too slow before any route
-    sees it; a body that is late or too slow is a 408 too."""
+    """`BoundedHttpToolsProtocol` refuses a request head that is too large or too slow, or whose target holds
+    a fragment or an invalid percent escape, before any route sees it; a body that is late or too slow is a
+    408 too."""
     for operations in document["paths"].values():
         for operation in operations.values():
-            _add_problems(operation, 408, 431)
+            _add_problems(operation, 400, 408, 431)
 
 
 def _add_problems(operation: dict[str, Any], *statuses: int) -> None:

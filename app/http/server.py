@@ -1,17 +1,19 @@
 """The serving process: the HTTP server's limits, so that idle, slow or hostile clients cannot take the
-service down, and the garbage collector tuned for a heap that is mostly what start-up loaded.
+service down, and the heap tuned for a process that is mostly what start-up loaded.
 
 uvicorn's httptools parser keeps a request head in memory however long it grows (docs/design.md), and
 uvicorn closes a connection that never completes a request head only when the client leaves.
-`BoundedHttpToolsProtocol` adds both bounds. Its own refusals are answered as the app answers
-(problem+json, request id, access log, metrics), and a connection whose request body was left unread ends
-with a lingering close. `UVICORN_OPTIONS` sets the rest on purpose (each is explained in
-docs/reliability.md and docs/security.md).
+`BoundedHttpToolsProtocol` adds both bounds, and a third on a client that stops taking its answer. Its
+own refusals are answered as the app answers (problem+json, request id, access log, metrics), and a
+connection whose request body was left unread ends with a lingering close. `UVICORN_OPTIONS` sets the
+rest on purpose (each is explained in docs/reliability.md and docs/security.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import gc
 import re
 from itertools import chain
@@ -27,6 +29,8 @@ from app.observability.logging import current_request_id
 
 MAX_HEAD_BYTES = 64 * 1024
 HEAD_TIMEOUT_SECONDS = 10.0
+SEND_TIMEOUT_SECONDS = 30.0
+"""`STATESTORE_SEND_TIMEOUT_SECONDS`'s default; the app's lifespan hands the setting to each connection."""
 # A lingering close (nginx's `lingering_close`) reads on for at most 10 s, 2 s without data, and 128 MiB.
 LINGER_SECONDS = 10.0
 LINGER_IDLE_SECONDS = 2.0
@@ -34,6 +38,9 @@ LINGER_MAX_BYTES = 128 * 1024 * 1024
 # Collect the youngest generation after 10,000 net allocations, not 700: with many requests in flight,
 # most young objects are still alive at a collection, so frequent ones rescan the same objects.
 YOUNG_GENERATION_THRESHOLD = 10_000
+# glibc serves an allocation above this from a mapping of its own, handed back to the system when freed.
+MMAP_THRESHOLD_BYTES = 128 * 1024
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter, from glibc's malloc.h
 
 UVICORN_OPTIONS: dict[str, Any] = {
     "http": "app.http.server:BoundedHttpToolsProtocol",
@@ -64,9 +71,13 @@ httptools_impl.STATUS_LINE.update(
 _UPGRADE_FIELD = re.compile(rb"\nupgrade:", re.IGNORECASE)
 _IGNORED_FIELD = b"\nignored:"  # the same length, so the head's size is unchanged
 _END_OF_HEAD = b"\r\n\r\n"
+# RFC 3986's `pct-encoded` is "%" HEXDIG HEXDIG, and a request target carries no fragment (RFC 9112 §3.2).
+# uvicorn drops a fragment and keeps an invalid escape as written, so `/states/x#y` would act on `x` and
+# `/states/x%zz` on the state `/states/x%25zz` names.
+_INVALID_IN_TARGET = re.compile(rb"#|%(?![0-9A-Fa-f]{2})")
 
 
-class _HeadTooLarge(Exception):
+class _HeadRefused(Exception):
     """Raised in a parser callback to stop the parser once a head is refused."""
 
 
@@ -120,6 +131,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _last_read = 0.0
     _lingered_bytes = 0
     _linger_timer: asyncio.TimerHandle | None = None
+    _send_timer: asyncio.TimerHandle | None = None
+    _unsent = 0  # the bytes the transport still held for the client when the send timer was last armed
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._socket = transport
@@ -128,11 +141,41 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-        for timer in (self._head_timer, self._linger_timer):
+        for timer in (self._head_timer, self._linger_timer, self._send_timer):
             if timer is not None:
                 timer.cancel()
-        self._head_timer = self._linger_timer = None
+        self._head_timer = self._linger_timer = self._send_timer = None
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The transport holds more than its high-water mark for the client: uvicorn's sends wait for it to
+        drain, so that a connection queues at most one chunk of an answer beyond that mark. A client that
+        takes nothing of it for the send timeout is cut off (its unsent bytes dropped), so that one that
+        never reads cannot hold the answer, its request's slot and the states read for it."""
+        super().pause_writing()
+        self._watch_send()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._send_timer is not None and not self._socket.is_closing():
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _watch_send(self) -> None:
+        if self._send_timer is None and not self._lost:
+            self._unsent = self._socket.get_write_buffer_size()
+            timeout: float = self.app_state.get("send_timeout_seconds", SEND_TIMEOUT_SECONDS)
+            self._send_timer = self.loop.call_later(timeout, self._check_send)
+
+    def _check_send(self) -> None:
+        self._send_timer = None
+        unsent = self._socket.get_write_buffer_size()
+        if unsent == 0:
+            return
+        if unsent >= self._unsent:  # no byte taken since the timer was armed
+            self._socket.abort()
+        else:
+            self._watch_send()
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:
@@ -168,7 +211,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         )
         if size > self.max_head_bytes:
             self._refuse_head_size()
-            raise _HeadTooLarge  # stops the parser before the app sees the request
+            raise _HeadRefused  # stops the parser before the app sees the request
+        if _INVALID_IN_TARGET.search(self.url):
+            self._refuse(400, "the request target holds a `#` or a `%` not followed by two hex digits")
+            raise _HeadRefused
         self._head_started = None
         self._in_body = True
         super().on_headers_complete()
@@ -189,6 +235,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         transport = self._socket
         if self.lingering or self._lost:
             return
+        if transport.get_write_buffer_size():
+            self._watch_send()  # a close waits for the client to take what is unsent
         if not (self._in_body or self._head_started is not None) or not transport.can_write_eof():
             transport.close()  # nothing more is coming: a plain close loses nothing
             return
@@ -282,7 +330,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def settle_heap() -> None:
-    """Freeze what start-up allocated (modules, models, clients) out of every later collection.
+    """Freeze what start-up allocated (modules, models, clients) out of every later collection, and keep
+    large blocks in mappings of their own, given back to the system once freed.
 
     Without this each full collection walks again the objects that FastAPI, pydantic, protobuf and
     botocore leave behind, a cost that every request shares (docs/design.md).
@@ -291,3 +340,13 @@ def settle_heap() -> None:
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, oldest)
+    _fix_mmap_threshold()
+
+
+def _fix_mmap_threshold() -> None:
+    """Keep glibc's mmap threshold where it starts. glibc raises it to the size of each mapped block freed
+    (up to 32 MiB), so that after the first payloads of a few hundred KiB are freed, the next ones come from
+    the heap, whose freed space it keeps: 60 clients' unread answers left 430 MB resident after they left,
+    and with the threshold fixed the process is back at its 68 MB (docs/bounded-answers.md)."""
+    with contextlib.suppress(AttributeError):  # glibc's; other C libraries decide for themselves
+        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
