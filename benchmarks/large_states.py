@@ -6,8 +6,10 @@ Starts moto (DynamoDB and S3 on one local server, 127.0.0.1, a free port) and `s
 with a bucket for large states, then for each size times, over HTTP, a PUT and a GET of an incompressible
 state (offloaded) and of a compressible one (compressed, when it fits), and prints the median and the
 slowest of --runs each. 8 MiB is more than a JSON body carries (about 6 MiB of payload), so that size is
-timed through the store itself, in process. docs/large-states.md has a run's figures: they measure the
-service's own work and a local server's, not a region's network.
+timed through the store itself, in process. With --memory, it then writes 50 offloaded states of 8 MiB
+through the store and has 8 clients read all of them at once over HTTP with batchGet (following
+`unprocessed`), sampling the service's resident memory. docs/large-states.md has a run's figures: they
+measure the service's own work and a local server's, not a region's network.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Awaitable, Callable
 
 import boto3
 import httpx
+import psutil
 
 from app.states.model import Precondition, StateRecord
 from app.store.dynamodb import DynamoDBStore
@@ -36,6 +39,7 @@ TABLE = "large_states_bench"
 BUCKET = "large-states-bench"
 HTTP_SIZES = (MB, 6 * MB - 4 * KB)
 STORE_SIZE = 8 * MB
+MEMORY_STATES, MEMORY_CLIENTS, MAX_ANSWERS_PER_CLIENT = 50, 8, 200
 
 
 def incompressible(size: int) -> bytes:
@@ -104,10 +108,67 @@ async def in_store(endpoint: str, runs: int) -> None:
             report(f"store {what}", STORE_SIZE, await timed(runs, put), await timed(runs, get))
 
 
+async def write_for_memory(endpoint: str) -> list[str]:
+    ids = [f"memory-{uuid.uuid4()}" for _ in range(MEMORY_STATES)]
+    async with DynamoDBStore.open(
+        TABLE, endpoint, large_states_bucket=BUCKET, s3_endpoint_url=endpoint
+    ) as store:
+        for persistence_id in ids:
+            state = StateRecord(persistence_id, 1, "m", incompressible(STORE_SIZE), 1, 0, write_key="memory")
+            await store.put(state, Precondition())
+    return ids
+
+
+async def read_all_at_once(url: str, pid: int, ids: list[str]) -> None:
+    """MEMORY_CLIENTS clients batch-read every id, following `unprocessed`; the service's RSS sampled."""
+    service = psutil.Process(pid)
+    before = service.memory_info().rss
+    peak = before
+    answers: list[int] = []
+    statuses: dict[int, int] = {}
+
+    async def sample(done: asyncio.Event) -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, service.memory_info().rss)
+            await asyncio.sleep(0.05)
+
+    async def client() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+            left, count = list(ids), 0
+            while left and count < MAX_ANSWERS_PER_CLIENT:
+                response = await http.post("/states:batchGet", json={"persistence_ids": left})
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                count += 1
+                if response.status_code == 200:
+                    left = response.json()["unprocessed"]
+                else:
+                    await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+            answers.append(count)
+
+    done = asyncio.Event()
+    sampler = asyncio.create_task(sample(done))
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(MEMORY_CLIENTS)))
+    seconds = time.perf_counter() - started
+    done.set()
+    await sampler
+    await asyncio.sleep(2)
+    after = service.memory_info().rss
+    print(
+        f"memory: {MEMORY_CLIENTS} clients x batchGet of {MEMORY_STATES} offloaded states of"
+        f" {STORE_SIZE // MB} MiB: RSS before {before / MB:.0f} MiB, peak {peak / MB:.0f} MiB,"
+        f" 2 s after {after / MB:.0f} MiB; {seconds:.1f} s, answers per client {sorted(answers)},"
+        f" statuses {statuses}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
-    runs = parser.parse_args().runs
+    parser.add_argument("--memory", action="store_true", help="then the memory of 8 batchGets of 50 x 8 MiB")
+    arguments = parser.parse_args()
+    runs = arguments.runs
     port = free_port()
     endpoint = f"http://{LOOPBACK}:{port}"
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
@@ -133,6 +194,10 @@ def main() -> None:
         with serving_process(env=env) as (url, _):
             asyncio.run(over_http(url, runs))
         asyncio.run(in_store(endpoint, runs))
+        if arguments.memory:
+            ids = asyncio.run(write_for_memory(endpoint))
+            with serving_process(env=env) as (url, process):
+                asyncio.run(read_all_at_once(url, process.pid, ids))
 
 
 if __name__ == "__main__":
