@@ -29,16 +29,14 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._digests)
 
-    def matches(self, token: bytes) -> bool:
+    def match(self, token: bytes) -> bytes | None:
+        """The presented key's digest when it is one of the keys (every key compared, in constant time),
+        else None; the digest names the caller without keeping the key."""
         presented = _digest(token)
         matched = False
         for key_digest in self._digests:
             matched |= hmac.compare_digest(presented, key_digest)
-        return matched
-
-    def identity(self, token: bytes) -> bytes:
-        """Who presents `token`, a matching key: its digest, so that the key itself is kept nowhere else."""
-        return _digest(token)
+        return presented if matched else None
 
     def reload(self) -> None:
         """Read the key file again; a file that cannot be used leaves the keys as they were, and says why."""

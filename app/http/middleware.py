@@ -197,17 +197,18 @@ class ApiKeyGuard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and is_protected(route_path(scope)):
-            refusal = self._refusal(scope["headers"])
-            if refusal is not None:
-                response = render_problem(refusal)
+            presented = self._presented(scope["headers"])
+            if isinstance(presented, ProblemError):
+                response = render_problem(presented)
                 if _has_body(scope["headers"]):  # left unread: the connection cannot carry another request
                     response.headers["Connection"] = "close"
                 await response(scope, receive, send)
                 return
-            CALLER.set(("key", self.keys.identity(_bearer_token(scope["headers"]))))
+            CALLER.set(("key", presented))
         await self.app(scope, receive, send)
 
-    def _refusal(self, headers: Iterable[tuple[bytes, bytes]]) -> ProblemError | None:
+    def _presented(self, headers: Iterable[tuple[bytes, bytes]]) -> bytes | ProblemError:
+        """The digest of the valid API key the request presents, or why it is refused."""
         found = [value for name, value in headers if name == b"authorization"]
         if not found:
             return Unauthorized("this call needs the header `Authorization: Bearer <API key>`")
@@ -219,15 +220,8 @@ class ApiKeyGuard:
         token = token.strip()
         if scheme.lower() != b"bearer" or not token:
             return Unauthorized("the Authorization header must use the Bearer scheme: `Bearer <API key>`")
-        return (
-            None if self.keys.matches(token) else Unauthorized("the API key is not valid", invalid_token=True)
-        )
-
-
-def _bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """The token of the one `Authorization: Bearer` header, which `ApiKeyGuard` has checked."""
-    value = next(value for name, value in headers if name == b"authorization")
-    return value.partition(b" ")[2].strip()
+        matched = self.keys.match(token)
+        return Unauthorized("the API key is not valid", invalid_token=True) if matched is None else matched
 
 
 class ConcurrencyLimit:
