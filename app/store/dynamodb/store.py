@@ -185,16 +185,16 @@ class DynamoDBStore:
 
     @property
     def item_limit(self) -> int | None:
-        offloads = self._large_states is not None and self._large_states.bucket is not None
+        offloads = self._offloading() is not None
         return MAX_ITEM_BYTES if self._compression == "off" and not offloads else None
 
     @property
     def description(self) -> str:
         endpoint = self._client.meta.endpoint_url
         where = f"dynamodb table {self._table} at {endpoint} ({self._client_kind} client)"
-        if self._large_states is None or self._large_states.bucket is None:
+        large = self._offloading()
+        if large is None:
             return where
-        large = self._large_states
         return f"{where}, large states in s3 bucket {large.bucket} at {large.endpoint}"
 
     @asynccontextmanager
@@ -240,7 +240,7 @@ class DynamoDBStore:
         condition = condition_arguments(precondition, now)
         replaced: dict[str, Any] = {}
         # The item it replaces tells which object (if any) no item points to once this write commits.
-        returns: Any = "ALL_OLD" if self._offloads() else "NONE"
+        returns: Any = "ALL_OLD" if self._offloading() else "NONE"
 
         async def write() -> None:
             response = await self._client.put_item(
@@ -266,7 +266,7 @@ class DynamoDBStore:
         now = self._now()
         key, condition = key_of(persistence_id), condition_arguments(precondition, now)
         replaced: dict[str, Any] = {}
-        returns: Any = "ALL_OLD" if self._offloads() else "NONE"
+        returns: Any = "ALL_OLD" if self._offloading() else "NONE"
 
         async def write() -> None:
             response = await self._client.delete_item(
@@ -280,8 +280,10 @@ class DynamoDBStore:
                 raise refusal(precondition, found)
         await self._discard_replaced(replaced, None)
 
-    def _offloads(self) -> bool:
-        return self._large_states is not None and self._large_states.bucket is not None
+    def _offloading(self) -> LargeStates | None:
+        """The S3 side, when this store offloads states (a bucket is set); None when it only reads them."""
+        large = self._large_states
+        return large if large is not None and large.bucket is not None else None
 
     async def _discard(self, ref: PayloadRef) -> None:
         if self._large_states is not None:
@@ -416,15 +418,16 @@ class DynamoDBStore:
         item = to_item(record)
         if not _large_states.needs_encoding(record):
             return item, None
+        large = self._offloading()
         if self._compression == "zstd":
             packed = await asyncio.to_thread(_large_states.compressed, record.payload)
-            if not self._offloads() or _large_states.encoded_size(record, packed) <= MAX_ITEM_BYTES:
+            if large is None or _large_states.encoded_size(record, packed) <= MAX_ITEM_BYTES:
                 return _large_states.encode(item, record, packed), None
-        if self._large_states is None or not self._offloads():
+        if large is None:
             return item, None  # the service refused it already (`item_limit`); DynamoDB would too
-        ref = await self._large_states.ref_for(record)
+        ref = await large.ref_for(record)
         pointer = pointer_item(item, ref)  # a 413, before the PUT, when even the pointer does not fit
-        await self._large_states.write(record, ref)
+        await large.write(record, ref)
         return pointer, ref
 
     async def _stored(
@@ -490,11 +493,12 @@ class DynamoDBStore:
         `grace_seconds` ago (docs/large-states.md, "Clean-up"). The objects are listed before the table is
         scanned, so an object the scan finds no item for was either replaced, or PUT by a write whose item
         never came (within the grace, it is left for the next sweep: that write may still commit)."""
-        if self._large_states is None or self._large_states.bucket is None:
+        large = self._offloading()
+        if large is None or large.bucket is None:
             raise StoreConfigurationError(
                 "no bucket to sweep: set STATESTORE_LARGE_STATES_BUCKET", setting="large_states_bucket"
             )
-        large, bucket = self._large_states, self._large_states.bucket
+        bucket = large.bucket
         listed = await large.listed()
         started = datetime.now(UTC)
         referenced: set[str] = set()
