@@ -223,13 +223,14 @@ class Watches:
                     if watch.known and latest.version == watch.version and wanted(latest.version):
                         self._meter.change_delivered()
                         return latest.record
-                    found = await self.look(watch, wanted)
+                    found = await self._look_again(watch, wanted)
                     if not isinstance(found, Unchanged):
-                        self._meter.change_delivered()
                         return found
                     change = found.awaiting
-        if watch.known and not wanted(watch.version):
-            return watch.unchanged()
+        return await self._look_again(watch, wanted)
+
+    async def _look_again(self, watch: Watch, wanted: Wanted) -> Look:
+        """`look`, for a waiter that waited: a state it answers with is a change delivered."""
         found = await self.look(watch, wanted)
         if not isinstance(found, Unchanged):
             self._meter.change_delivered()
