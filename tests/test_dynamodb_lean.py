@@ -1,10 +1,12 @@
 """The lean client answers each hot call as aiobotocore answers it, on each DynamoDB-compatible server: every
-AttributeValue type decoded the same way, and an error raised as the same `ClientError`."""
+AttributeValue type decoded the same way, and an error raised as the same `ClientError`; and it signs what it
+sends as DynamoDB checks a signature (neither moto nor dynalite checks one)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aioboto3
@@ -15,6 +17,7 @@ from app.store.dynamodb import CLIENT_CONFIG
 from app.store.dynamodb.lean import LeanClient
 from support import dynamodb_only
 from support.differences import DYNALITE_HAS_NO_TRANSACTIONS
+from support.fault_proxy import FaultProxy
 from support.services import TABLE
 
 backend = dynamodb_only.backend
@@ -130,3 +133,57 @@ async def test_a_cancelled_transaction_has_the_same_reasons(clients: tuple[Any, 
     assert by_lean == await refused(sdk.transact_write_items, TransactItems=items)
     assert by_lean["Error"]["Code"] == "TransactionCanceledException"
     assert by_lean["CancellationReasons"][1]["Item"] == {**key(stored), **EVERY_TYPE}
+
+
+@pytest.fixture(scope="module")
+def checking_proxy(endpoint: str) -> Iterator[FaultProxy]:
+    """The server behind a proxy that checks each request's SigV4 signature before it forwards it."""
+    with FaultProxy(int(endpoint.rsplit(":", 1)[1])).running() as proxy:
+        proxy.set("check_signatures")
+        yield proxy
+
+
+@asynccontextmanager
+async def both_clients(session: aioboto3.Session, endpoint: str) -> AsyncIterator[tuple[Any, Any]]:
+    async with (
+        session.client("dynamodb", endpoint_url=endpoint, config=CLIENT_CONFIG) as sdk,
+        LeanClient.open(sdk, await session.get_credentials(), CLIENT_CONFIG) as lean,
+    ):
+        yield sdk, lean
+
+
+@pytest.mark.parametrize("token", [None, "a-session-token"], ids=["keys", "session-token"])
+async def test_each_hot_call_is_signed_for_what_arrives(
+    checking_proxy: FaultProxy, token: str | None
+) -> None:
+    """The Host signed is the one sent, and every x-amz- header is signed (a session token's too): each hot
+    call of each client passes a check of its signature made from the request as it arrived."""
+    checked, problems = checking_proxy.signatures_checked, len(checking_proxy.signature_problems)
+    session = aioboto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", aws_session_token=token
+    )
+    async with both_clients(session, checking_proxy.url) as (sdk, lean):
+        for client in (sdk, lean):
+            persistence_id = f"lean-{uuid.uuid4()}"
+            await client.put_item(TableName=TABLE, Item={**key(persistence_id), **EVERY_TYPE})
+            found = await client.get_item(TableName=TABLE, Key=key(persistence_id), ConsistentRead=True)
+            assert found["Item"] == {**key(persistence_id), **EVERY_TYPE}
+            request = {TABLE: {"Keys": [key(persistence_id)], "ConsistentRead": True}}
+            assert len((await client.batch_get_item(RequestItems=request))["Responses"][TABLE]) == 1
+            await client.delete_item(TableName=TABLE, Key=key(persistence_id))
+    assert checking_proxy.signature_problems[problems:] == []
+    assert checking_proxy.signatures_checked - checked == 8
+
+
+async def test_a_request_signed_with_another_secret_is_refused_on_both_paths(
+    checking_proxy: FaultProxy,
+) -> None:
+    """The check is not vacuous: the same calls signed with a wrong secret key are refused, and each client
+    raises DynamoDB's refusal as the same `ClientError`."""
+    session = aioboto3.Session(aws_access_key_id="testing", aws_secret_access_key="not-the-secret")
+    async with both_clients(session, checking_proxy.url) as (sdk, lean):
+        arguments = {"TableName": TABLE, "Key": key("x"), "ConsistentRead": True}
+        by_lean = await refused(lean.get_item, **arguments)
+        assert by_lean == await refused(sdk.get_item, **arguments)
+    assert by_lean["Error"]["Code"] == "InvalidSignatureException"
+    assert "the signature does not hold" in checking_proxy.signature_problems[-1]

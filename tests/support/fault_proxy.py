@@ -20,6 +20,10 @@ Modes, read per chunk so that they also hit connections opened before the switch
   throttled as in `throttle_reads` (to fail the read that settles a refusal).
 - `bad_checksum`: forward, but send each answer with an `x-amz-crc32` that its body does not have (an
   answer damaged on the way), as long as `checksums_to_break` is above 0 (it counts down; None: all).
+- `check_signatures`: forward each request whose SigV4 signature holds for what arrived (`sigv4.problem`,
+  with the tests' credentials from the environment), and answer any other as DynamoDB does, with
+  `InvalidSignatureException` (HTTP 400); `signatures_checked` counts the requests that held, and
+  `signature_problems` says what was wrong with the others.
 Besides the mode, `lose_answers(n)` forwards the next n requests but resets instead of answering: the
 backend acted, the client never heard.
 """
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import struct
 import threading
@@ -35,6 +40,8 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Literal
+
+from support import sigv4
 
 Mode = Literal[
     "pass",
@@ -47,6 +54,7 @@ Mode = Literal[
     "throttle_reads",
     "drop_old_items",
     "bad_checksum",
+    "check_signatures",
 ]
 
 _CHUNK = 65536
@@ -57,6 +65,10 @@ _THROTTLE_MESSAGES = {
 }
 
 
+_BAD_SIGNATURE = (
+    "The request signature we calculated does not match the signature you provided. Check your AWS Secret "
+    "Access Key and signing method. Consult the service documentation for details."
+)
 _TRANSACT_WRITE_ITEMS = b"DynamoDB_20120810.TransactWriteItems"
 _BATCH_GET_ITEM = b"DynamoDB_20120810.BatchGetItem"
 
@@ -141,6 +153,8 @@ class FaultProxy:
         self._answers_to_lose = 0
         self.checksums_to_break: int | None = None
         self.checksums_broken = 0
+        self.signatures_checked = 0
+        self.signature_problems: list[str] = []
         self._upstream_port = upstream_port
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -206,6 +220,8 @@ class FaultProxy:
                 await self._drop_old_items(reader, writer)
             elif self.mode == "bad_checksum":
                 await self._break_checksums(reader, writer)
+            elif self.mode == "check_signatures":
+                await self._check_signatures(reader, writer)
             else:
                 await self._misbehave(reader, writer)
         except (ConnectionError, OSError):
@@ -298,6 +314,26 @@ class FaultProxy:
             head = _with_body_headers(head, body, crc32=(zlib.crc32(body) + 1) & 0xFFFFFFFF)
         writer.write(head + body)
         await writer.drain()
+
+    async def _check_signatures(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Every request of the connection, each checked before it is forwarded on a connection of its own."""
+        while (request := await _read_request(reader)) is not None:
+            credentials = {os.environ["AWS_ACCESS_KEY_ID"]: os.environ["AWS_SECRET_ACCESS_KEY"]}  # conftest's
+            problem = sigv4.problem(*request, credentials)
+            if problem is not None:
+                self.signature_problems.append(problem)
+                writer.write(_error_response("InvalidSignatureException", message=_BAD_SIGNATURE))
+                await writer.drain()
+                return
+            self.signatures_checked += 1
+            answer = await self._exchange(request)
+            if answer is None:
+                return
+            head, body = answer
+            # Keep the client's connection open (the upstream's answer may say otherwise), as DynamoDB does.
+            lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
+            writer.write(b"\r\n".join(lines) + body)
+            await writer.drain()
 
     async def _exchange(self, request: tuple[bytes, bytes]) -> tuple[bytes, bytes] | None:
         """One request sent upstream on a connection of its own, and its whole answer."""

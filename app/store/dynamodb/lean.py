@@ -57,6 +57,15 @@ _CONTENT_TYPE = "application/x-amz-json-1.0"
 _SERVICE = "dynamodb"
 
 
+class _SignedRequest(AWSRequest):
+    """The request botocore's signer signs. Its body is the JSON as built: `AWSRequest.body` would prepare a
+    whole copy of the request (URL, headers and body) to give back those same bytes."""
+
+    @property
+    def body(self) -> Any:  # botocore's stubs say `str`; its signer reads bytes, as botocore's own gives it
+        return self.data
+
+
 @dataclass(frozen=True, slots=True)
 class _Answer:
     """An HTTP answer, read whole: what botocore's retry conditions read of one (`AWSResponse`'s names)."""
@@ -96,6 +105,12 @@ class LeanClient:
         self._credentials = credentials
         self._endpoint = sdk.meta.endpoint_url
         self._url = URL(self._endpoint, encoded=True)
+        # The Host header aiohttp would send, set before signing: botocore's signer otherwise derives it
+        # from the URL on every call (twice), and the header signed is then by construction the one sent.
+        host = self._url.host_port_subcomponent
+        if host is None:
+            raise ValueError(f"the DynamoDB endpoint {self._endpoint!r} names no host")
+        self._host = host.lower()  # as botocore writes a host it derives
         self._region = sdk.meta.region_name
         self._operations = {
             name: sdk.meta.service_model.operation_model(name)
@@ -210,11 +225,15 @@ class LeanClient:
         if self._credentials is None:
             raise NoCredentialsError
         frozen = await self._credentials.get_frozen_credentials()
-        request = AWSRequest(
+        request = _SignedRequest(
             method="POST",
             url=self._endpoint,
             data=body,
-            headers={"Content-Type": _CONTENT_TYPE, "X-Amz-Target": _TARGET_PREFIX + operation},
+            headers={
+                "Host": self._host,
+                "Content-Type": _CONTENT_TYPE,
+                "X-Amz-Target": _TARGET_PREFIX + operation,
+            },
         )
         SigV4Auth(frozen, _SERVICE, self._region).add_auth(request)
         headers = dict(request.headers.items())
