@@ -496,6 +496,7 @@ async def test_a_transaction_is_settled_on_every_state_it_reads_beyond_one_answe
 
 CORRUPT = {
     "a number beyond uint64": ("VersionNumber", {"N": "1E+125"}),
+    "digits beyond uint64": ("VersionNumber", {"N": "18446744073709551616"}),
     "a fraction": ("ShardNumber", {"N": "1.5"}),
     "a number beyond int64": ("Timestamp", {"N": "-9223372036854775809"}),
     "a number as a string": ("VersionNumber", {"S": "7"}),
@@ -558,3 +559,11 @@ async def test_a_listing_walks_past_an_item_it_cannot_read_and_logs_it(
 def test_an_item_without_its_key_is_refused_naming_the_key() -> None:
     with pytest.raises(CorruptItem, match="PersistenceID"):
         from_item({"VersionNumber": {"N": "1"}})
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("7", 7), ("0", 0), ("007", 7), ("18446744073709551615", 2**64 - 1), ("1E+2", 100), ("2.0", 2)],
+)
+def test_a_whole_number_reads_however_it_is_spelled(text: str, number: int) -> None:
+    assert from_item({"PersistenceID": {"S": "id"}, "VersionNumber": {"N": text}}).version_number == number

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from contextlib import suppress
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -85,19 +84,24 @@ def _optional_number(item: Mapping[str, Any], name: str) -> int | None:
     text: Any = _attribute(item, name, "N")
     if text is None:
         return None
+    value = _whole_number(text)
     lowest, highest = _RANGES[name]
-    value: Decimal | None = None
-    if isinstance(text, str) and len(text) <= _MAX_TEXT:
-        with suppress(ArithmeticError):
-            value = Decimal(text)
-    if (
-        value is None
-        or not value.is_finite()
-        or value != value.to_integral_value()
-        or not lowest <= value <= highest
-    ):
+    if value is None or not lowest <= value <= highest:
         raise _corrupt(item, name, f"is not a whole number in {lowest}..{highest}")
-    return int(value)
+    return value
+
+
+def _whole_number(text: Any) -> int | None:
+    """The whole number a DynamoDB number's text spells; None when it spells none or is too long for one."""
+    if not isinstance(text, str) or len(text) > _MAX_TEXT:
+        return None
+    if text.isascii() and text.isdigit():  # how DynamoDB gives back every number of 0 and above written here
+        return int(text)
+    try:  # its other spellings: a sign, a fraction, an exponent
+        value = Decimal(text)
+    except ArithmeticError:
+        return None
+    return int(value) if value.is_finite() and value == value.to_integral_value() else None
 
 
 def _corrupt(item: Mapping[str, Any], name: str, problem: str) -> CorruptItem:
