@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import statistics
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 
@@ -65,3 +66,38 @@ class Cell:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def combined(cells: list[Cell]) -> list[Cell]:
+    """One cell for each cell measured in several runs (`--runs`): the median of each figure of theirs, the
+    largest peak RSS and the sum of requests and errors, the CPU range noted; in the order first measured."""
+    runs: dict[tuple[str, str, str, int, int], list[Cell]] = {}
+    for cell in cells:
+        runs.setdefault((cell.group, cell.backend, cell.op, cell.payload, cell.concurrency), []).append(cell)
+    result = []
+    for measured in runs.values():
+        if len(measured) == 1:
+            result.append(measured[0])
+            continue
+        cpu = [c.cpu_us_per_op for c in measured]
+        peaks = [c.peak_rss_mb for c in measured if c.peak_rss_mb is not None]
+        note = f"CPU µs/op of {len(cpu)} runs: " + ", ".join(f"{value:,.0f}" for value in cpu)
+        result.append(
+            replace(
+                measured[0],
+                ops_per_s=statistics.median(c.ops_per_s for c in measured),
+                p50_ms=statistics.median(c.p50_ms for c in measured),
+                p99_ms=statistics.median(c.p99_ms for c in measured),
+                cpu_us_per_op=statistics.median(cpu),
+                requests=sum(c.requests for c in measured),
+                errors=sum(c.errors for c in measured),
+                peak_rss_mb=max(peaks) if peaks else None,
+                note="; ".join(filter(None, [note, measured[0].note])),
+                extra={
+                    **{name: max(c.extra.get(name, 0.0) for c in measured) for name in measured[0].extra},
+                    "cpu_us_per_op_min": min(cpu),
+                    "cpu_us_per_op_max": max(cpu),
+                },
+            )
+        )
+    return result

@@ -26,7 +26,7 @@ from benchmarks import _dynalite, _environment, _profile, _report, _service, _wr
 from benchmarks._background import Background
 from benchmarks._floor import run_client_floor
 from benchmarks._meter import Meter
-from benchmarks._model import Cell, LoadSpec
+from benchmarks._model import Cell, LoadSpec, combined
 from benchmarks._payloads import MANIFEST, batch_size, write_payload_file
 from benchmarks._processes import sigterm_as_interrupt
 from benchmarks._service import Served
@@ -55,6 +55,7 @@ class Plan:
     n_ids: int
     strict: bool
     profile: tuple[str, str] | None
+    runs: int = 1
 
 
 def parse_args(argv: list[str] | None = None) -> Plan:
@@ -93,6 +94,12 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     parser.add_argument("--service-log-level", default="warning", help="STATESTORE_LOG_LEVEL of the service")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target FAILs")
     parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="measure everything this many times in turn, and judge the median of each cell (default 1)",
+    )
+    parser.add_argument(
         "--profile",
         type=_profile_target,
         metavar="BACKEND:OP",
@@ -116,6 +123,7 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         n_ids=16 if quick else 64,
         strict=args.strict,
         profile=args.profile,
+        runs=max(1, args.runs),
     )
 
 
@@ -192,6 +200,9 @@ class Runner:
             flush=True,
         )
 
+    def _peak(self, server: str, peak_mb: float) -> None:
+        self.peaks[server] = max(self.peaks.get(server, 0.0), peak_mb)
+
     def ceiling(self) -> None:
         print("1. HTTP ceiling: minimal endpoint", flush=True)
         with _service.minimal(self.tmp) as (server, base):
@@ -207,7 +218,7 @@ class Runner:
                     for concurrency in self.plan.concurrencies:
                         spec = self._spec(base, op, size, concurrency, prefix=f"/min/{size}/")
                         self._cell(meter, "ceiling", "minimal", op, spec, size)
-            self.peaks["minimal endpoint"] = meter.peak_mb
+            self._peak("minimal endpoint", meter.peak_mb)
 
     def dynalite(self, meta: dict[str, str]) -> str | None:
         """The endpoint of dynalite, started for the rest of the run; None, noted, when it cannot run."""
@@ -270,7 +281,7 @@ class Runner:
                             spec = self._spec(base, op, size, concurrency, prefix="/states/")
                             self._cell(meter, "service", backend, op, spec, size)
             finally:
-                self.peaks[f"service ({backend})"] = meter.peak_mb
+                self._peak(f"service ({backend})", meter.peak_mb)
 
     def profile(
         self, argv: list[str], backend: str, op: str, dynamodb_endpoint: str | None, py_spy: str
@@ -336,24 +347,30 @@ def run(plan: Plan) -> int:
     started = time.monotonic()
     with _runner(plan) as runner:
         meta = _environment.describe(runner.wrk, plan.duration, plan.floor_duration)
-        _section(runner, "HTTP ceiling", runner.ceiling)
-        dynamodb_endpoint = None
-        if any(backend.startswith("dynamodb") for backend in plan.backends):
-            dynamodb_endpoint = runner.dynalite(meta)
-            if dynamodb_endpoint is not None:
-                for client in ("aioboto3", "lean"):
-                    _section(runner, f"{client} floor", runner.floor, dynamodb_endpoint, client)
         argv = _service.service_argv(plan.service_cmd)
         if argv is None:
             runner.notes.append("service not measured: this checkout has no app.cli yet")
         else:
             meta["service command"] = " ".join(argv[-3:] if argv[0] == sys.executable else argv)
-            for backend in plan.backends:
+        if plan.runs > 1:
+            meta["runs"] = f"{plan.runs}, one after another; each cell is the median of its runs"
+        dynamodb_endpoint = None
+        for number in range(1, plan.runs + 1):
+            if plan.runs > 1:
+                print(f"== run {number} of {plan.runs}", flush=True)
+            _section(runner, "HTTP ceiling", runner.ceiling)
+            if number == 1 and any(backend.startswith("dynamodb") for backend in plan.backends):
+                dynamodb_endpoint = runner.dynalite(meta)
+            if dynamodb_endpoint is not None:
+                for client in ("aioboto3", "lean"):
+                    _section(runner, f"{client} floor", runner.floor, dynamodb_endpoint, client)
+            for backend in plan.backends if argv is not None else []:
                 if backend.startswith("dynamodb") and dynamodb_endpoint is None:
                     continue
                 _section(runner, f"service on {backend}", runner.service, argv, backend, dynamodb_endpoint)
+    cells = combined(runner.cells)
     concurrency = 32 if 32 in plan.concurrencies else max(plan.concurrencies)
-    busy = max((c.extra.get("background_cores", 0.0) for c in runner.cells), default=0.0)
+    busy = max((c.extra.get("background_cores", 0.0) for c in cells), default=0.0)
     if busy > BUSY_MACHINE_CORES:
         runner.notes.insert(
             0,
@@ -361,11 +378,9 @@ def run(plan: Plan) -> int:
             "cells (column 'others'): throughput and latency figures are skewed; rerun on a "
             "quiet machine",
         )
-    verdicts = evaluate(runner.cells, runner.peaks, plan.concurrencies)
+    verdicts = evaluate(cells, runner.peaks, plan.concurrencies)
     meta["wall time"] = f"{time.monotonic() - started:.0f} s"
-    report = _report.write(
-        plan.results_dir, runner.cells, verdicts, runner.peaks, meta, runner.notes, concurrency
-    )
+    report = _report.write(plan.results_dir, cells, verdicts, runner.peaks, meta, runner.notes, concurrency)
     print()
     for note in runner.notes:
         print(f"NOTE {note}")

@@ -77,10 +77,18 @@ def test_quick_run_with_the_python_load_generator(tmp_path: Path) -> None:
     assert (tmp_path / "chart.png").stat().st_size > 0
 
 
-def test_quick_run_with_wrk(tmp_path: Path) -> None:
+def test_quick_run_with_wrk_twice_judges_each_cells_median(tmp_path: Path) -> None:
     require("wrk", "apt-get install wrk")
-    raw = _quick_run(tmp_path, "--load", "wrk", "--backends", "sqlite")
+    raw = _quick_run(tmp_path, "--load", "wrk", "--backends", "sqlite", "--runs", "2")
     cells = raw["cells"]
     assert isinstance(cells, list)
     assert all(cell["requests"] > 0 and cell["errors"] == 0 for cell in cells), cells
     assert "wrk" in str(raw["meta"])
+    keys = [
+        (cell["group"], cell["backend"], cell["op"], cell["payload"], cell["concurrency"]) for cell in cells
+    ]
+    assert len(keys) == len(set(keys)), "one cell for each, the two runs combined"
+    for cell in cells:
+        assert "CPU µs/op of 2 runs" in cell["note"], cell
+        extra = cell["extra"]
+        assert extra["cpu_us_per_op_min"] <= cell["cpu_us_per_op"] <= extra["cpu_us_per_op_max"]
