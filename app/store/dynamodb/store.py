@@ -352,7 +352,12 @@ class DynamoDBStore:
             _large_states.check_transaction(list(puts.values()))
             async with self._call("TransactWriteItems"):
                 for _ in range(TRANSACT_ATTEMPTS):
-                    items: Any = transact_items(self._table, operations, settled, now, puts)
+                    build = (self._table, operations, settled, now, puts)
+                    # A pin on a state stored compressed or in S3 compresses and hashes its payload again.
+                    large = any(r is not None and _large_states.needs_encoding(r) for r in settled.values())
+                    items: Any = (
+                        await asyncio.to_thread(transact_items, *build) if large else transact_items(*build)
+                    )
                     in_doubt = True
                     try:
                         await self._client.transact_write_items(TransactItems=items)
