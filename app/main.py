@@ -286,7 +286,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     # Flat on the app's own router, as `@app.get` puts them: an included router stays a node of its own that
-    # every request walks through twice (about 8 µs of each request, docs/performance.md).
+    # every request matches through twice (docs/design.md).
     app.router.routes.extend(routes)
     install_problem_handlers(app, routes)
     app.state.body_pace = BodyPace(settings.body_timeout_seconds, settings.min_body_bytes_per_second)
