@@ -37,15 +37,20 @@ EVERY_TYPE: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-async def clients(endpoint: str) -> AsyncIterator[tuple[Any, Any]]:
-    """aiobotocore's client, and the lean client over it."""
-    session = aioboto3.Session()
+@asynccontextmanager
+async def both_clients(session: aioboto3.Session, endpoint: str) -> AsyncIterator[tuple[Any, Any]]:
+    """aiobotocore's client of `session`, and the lean client over it."""
     async with (
         session.client("dynamodb", endpoint_url=endpoint, config=CLIENT_CONFIG) as sdk,
         LeanClient.open(sdk, await session.get_credentials(), CLIENT_CONFIG) as lean,
     ):
         yield sdk, lean
+
+
+@pytest.fixture
+async def clients(endpoint: str) -> AsyncIterator[tuple[Any, Any]]:
+    async with both_clients(aioboto3.Session(), endpoint) as pair:
+        yield pair
 
 
 def without_metadata(response: dict[str, Any]) -> dict[str, Any]:
@@ -141,15 +146,6 @@ def checking_proxy(endpoint: str) -> Iterator[FaultProxy]:
     with FaultProxy(int(endpoint.rsplit(":", 1)[1])).running() as proxy:
         proxy.set("check_signatures")
         yield proxy
-
-
-@asynccontextmanager
-async def both_clients(session: aioboto3.Session, endpoint: str) -> AsyncIterator[tuple[Any, Any]]:
-    async with (
-        session.client("dynamodb", endpoint_url=endpoint, config=CLIENT_CONFIG) as sdk,
-        LeanClient.open(sdk, await session.get_credentials(), CLIENT_CONFIG) as lean,
-    ):
-        yield sdk, lean
 
 
 @pytest.mark.parametrize("token", [None, "a-session-token"], ids=["keys", "session-token"])
