@@ -24,13 +24,13 @@ from app.api.schemas import BatchGetRequest, PutStateRequest, TransactRequest
 from app.api.startup import LargeStatesFacts, StartupFacts, TimeToLive
 from app.clock import Clock
 from app.errors import BackendUnavailable
+from app.heap import handing_back_freed_memory, settle_heap
 from app.http import docs
 from app.http.api_keys import KeyRing
 from app.http.bodies import BodyPace
 from app.http.middleware import ApiKeyGuard, ConcurrencyLimit, RequestObserver, UnexpectedErrorLog
 from app.http.openapi import build_openapi
 from app.http.problems import install_problem_handlers
-from app.http.server import settle_heap
 from app.http.stopping import on_stop_signal
 from app.observability.logging import FIELDS
 from app.observability.metrics import Metrics
@@ -220,7 +220,8 @@ def create_app(
     tracing: Tracing | None = None,
 ) -> FastAPI:
     """The service; `settle_heap_when_ready` tunes the process's garbage collector once it has started,
-    which only a process that serves nothing else should do (`app.main:app`). `clock` is the service's
+    and hands freed memory back to the system while it serves (`app.heap`), which only a process that
+    serves nothing else should do (`app.main:app`). `clock` is the service's
     "now" (expiry, server-filled timestamps): the tests give one they move by hand. With `tracing`, each
     request is traced (`app.observability.traces`); without, nothing of it is on the request's path."""
     types = load_types(settings)
@@ -243,6 +244,7 @@ def create_app(
             resources.enter_context(reloading_on_hangup(keys))
             if settle_heap_when_ready:
                 settle_heap()
+                await resources.enter_async_context(handing_back_freed_memory())
             watching = Watches if tracing is None else tracing.watches
             watches = watching(store, settings.watch_poll_ms / 1000, settings.max_waiters, app_metrics)
             await resources.enter_async_context(watches.running())

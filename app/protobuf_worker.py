@@ -30,8 +30,6 @@ Bounds:
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import signal
 import threading
@@ -154,27 +152,14 @@ def render_states(types: TypeRegistry, states: Sequence[tuple[str, bytes]]) -> l
 # What runs in the worker process: one registry, loaded once, and the calls on it.
 
 _worker_types: TypeRegistry | None = None
-_malloc_trim: Callable[[int], int] | None = None
 
 
 def _load_types(descriptor_sets: tuple[Path, ...]) -> None:
-    global _worker_types, _malloc_trim
+    global _worker_types
     # Ctrl-C in a terminal reaches the whole process group; the service stops its worker itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with, args=(os.getppid(),), name="exit-with-service", daemon=True).start()
     _worker_types = TypeRegistry.load(descriptor_sets)
-    with contextlib.suppress(AttributeError):  # glibc's; other C libraries hand memory back themselves
-        malloc_trim = ctypes.CDLL(None).malloc_trim
-        malloc_trim.argtypes, malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
-        _malloc_trim = malloc_trim
-
-
-def release_freed_memory() -> None:
-    """In the worker process: the memory freed so far handed back to the system, which glibc would keep for
-    later (docs/bounded-answers.md has the figures). Not after every call: memory handed back is faulted in
-    again by the next large one."""
-    if _malloc_trim is not None:
-        _malloc_trim(0)
 
 
 def _exit_with(service: int) -> None:

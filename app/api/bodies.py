@@ -24,8 +24,9 @@ from pydantic import BaseModel, JsonValue
 from starlette.requests import Request
 
 from app.api import services_of
+from app.heap import release_freed_memory
 from app.http.bodies import request_body, validated_body
-from app.protobuf_worker import SerializedState, release_freed_memory, serialize_json_state
+from app.protobuf_worker import SerializedState, serialize_json_state
 
 QUICK_BODY_ITEMS = 2048
 _ITEM_MARKS = b",[{\\"

@@ -1,5 +1,4 @@
-"""The serving process: the HTTP server's limits, so that idle, slow or hostile clients cannot take the
-service down, and the heap tuned for a process that is mostly what start-up loaded.
+"""The HTTP server's limits, so that idle, slow or hostile clients cannot take the service down.
 
 uvicorn's httptools parser keeps a request head in memory however long it grows (docs/design.md), and
 uvicorn closes a connection that never completes a request head only when the client leaves.
@@ -12,9 +11,6 @@ rest on purpose (each is explained in docs/reliability.md and docs/security.md).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
-import gc
 import re
 from itertools import chain
 from typing import Any
@@ -35,12 +31,6 @@ SEND_TIMEOUT_SECONDS = 30.0
 LINGER_SECONDS = 10.0
 LINGER_IDLE_SECONDS = 2.0
 LINGER_MAX_BYTES = 128 * 1024 * 1024
-# Collect the youngest generation after 10,000 net allocations, not 700: with many requests in flight,
-# most young objects are still alive at a collection, so frequent ones rescan the same objects.
-YOUNG_GENERATION_THRESHOLD = 10_000
-# glibc serves an allocation above this from a mapping of its own, handed back to the system when freed.
-MMAP_THRESHOLD_BYTES = 128 * 1024
-_M_MMAP_THRESHOLD = -3  # mallopt's parameter, from glibc's malloc.h
 
 UVICORN_OPTIONS: dict[str, Any] = {
     "http": "app.http.server:BoundedHttpToolsProtocol",
@@ -327,26 +317,3 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """The method of the request refused, once the parser has reached its target (before, httptools
         names the method numbered 0, DELETE)."""
         return str(self.parser.get_method().decode("ascii")) if getattr(self, "url", b"") else "-"
-
-
-def settle_heap() -> None:
-    """Freeze what start-up allocated (modules, models, clients) out of every later collection, and keep
-    large blocks in mappings of their own, given back to the system once freed.
-
-    Without this each full collection walks again the objects that FastAPI, pydantic, protobuf and
-    botocore leave behind, a cost that every request shares (docs/design.md).
-    """
-    gc.collect()
-    gc.freeze()
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, oldest)
-    _fix_mmap_threshold()
-
-
-def _fix_mmap_threshold() -> None:
-    """Keep glibc's mmap threshold where it starts. glibc raises it to the size of each mapped block freed
-    (up to 32 MiB), so that after the first payloads of a few hundred KiB are freed, the next ones come from
-    the heap, whose freed space it keeps: 60 clients' unread answers left 430 MB resident after they left,
-    and with the threshold fixed the process is back at its 68 MB (docs/bounded-answers.md)."""
-    with contextlib.suppress(AttributeError):  # glibc's; other C libraries decide for themselves
-        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
