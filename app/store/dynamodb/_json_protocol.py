@@ -26,7 +26,7 @@ def request_body(parameters: Mapping[str, Any]) -> bytes:
 
 def _base64(value: object) -> str:
     if isinstance(value, bytes | bytearray | memoryview):
-        return pybase64.b64encode(value).decode("ascii")
+        return pybase64.b64encode_as_string(value)
     raise TypeError(f"{type(value).__name__} is not a DynamoDB attribute value")
 
 
