@@ -355,6 +355,7 @@ def run(plan: Plan) -> int:
         if plan.runs > 1:
             meta["runs"] = f"{plan.runs}, one after another; each cell is the median of its runs"
         dynamodb_endpoint = None
+        served_backends = plan.backends if argv is not None else ()  # no `app.cli`: nothing to serve
         for number in range(1, plan.runs + 1):
             if plan.runs > 1:
                 print(f"== run {number} of {plan.runs}", flush=True)
@@ -364,7 +365,7 @@ def run(plan: Plan) -> int:
             if dynamodb_endpoint is not None:
                 for client in ("aioboto3", "lean"):
                     _section(runner, f"{client} floor", runner.floor, dynamodb_endpoint, client)
-            for backend in plan.backends if argv is not None else []:
+            for backend in served_backends:
                 if backend.startswith("dynamodb") and dynamodb_endpoint is None:
                     continue
                 _section(runner, f"service on {backend}", runner.service, argv, backend, dynamodb_endpoint)
