@@ -1,12 +1,11 @@
 """The process's heap: the start-up heap frozen out of garbage collection, and freed memory handed back to
 the system once enough of it is resident.
 
-glibc keeps freed memory for later: with 60 clients' unread answers gone, 430 MB stayed resident where the
-process needs 68 MB. Serving every block above 128 KiB from a mapping of its own would give it back at
-once, but maps, faults in and unmaps every large payload's buffers on every request: a 300 KB PUT cost
-twice the CPU. So glibc keeps its own threshold, and `handing_back_freed_memory` watches what is resident
-but not in use, once a second, and runs `malloc_trim` when that has grown by `TRIM_AFTER_BYTES` since
-the last time (docs/bounded-answers.md has the figures).
+glibc keeps freed memory for later, so that memory held for slow readers stays resident after they leave.
+Serving every block above 128 KiB from a mapping of its own would give it back at once, but maps, faults
+in and unmaps every large payload's buffers on every request. So glibc keeps its own threshold, and
+`handing_back_freed_memory` watches what is resident but not in use, once a second, and runs `malloc_trim`
+when that has grown by `TRIM_AFTER_BYTES` since the last time (docs/bounded-answers.md has the figures).
 """
 
 from __future__ import annotations

@@ -221,9 +221,9 @@ def create_app(
 ) -> FastAPI:
     """The service; `settle_heap_when_ready` tunes the process's garbage collector once it has started,
     and hands freed memory back to the system while it serves (`app.heap`), which only a process that
-    serves nothing else should do (`app.main:app`). `clock` is the service's
-    "now" (expiry, server-filled timestamps): the tests give one they move by hand. With `tracing`, each
-    request is traced (`app.observability.traces`); without, nothing of it is on the request's path."""
+    serves nothing else should do (`app.main:app`). `clock` is the service's "now" (expiry, server-filled
+    timestamps): the tests give one they move by hand. With `tracing`, each request is traced
+    (`app.observability.traces`); without, nothing of it is on the request's path."""
     types = load_types(settings)
     app_metrics = Metrics(settings.backend)
     keys = api_keys(settings)

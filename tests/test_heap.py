@@ -52,10 +52,8 @@ async def test_the_heap_is_settled_once_the_serving_app_has_started(tmp_path: Pa
 class Figures:
     resident: int = 300 * MiB
     in_use: int = 200 * MiB
-    trims: int = 0
 
     def trim(self) -> None:
-        self.trims += 1
         self.resident = self.in_use + 100 * MiB
 
 
@@ -83,7 +81,7 @@ def test_memory_is_worth_trimming_once_enough_is_resident_but_not_in_use(
 
 
 FRAGMENTED_HEAP = """
-import asyncio, os, sys
+import asyncio, os
 from app.heap import handing_back_freed_memory, resident_bytes
 
 async def main() -> None:
