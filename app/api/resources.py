@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.api.schemas import encode_base64
 from app.http.routing import Parameter, query_flag
+from app.json_bytes import json_bytes
 from app.protobuf_worker import ProtobufWorker, Rendered
 from app.states.answers import Holding
 from app.states.model import StateRecord
@@ -66,11 +67,11 @@ def state_resource(
 def json_response(
     body: Mapping[str, Any], status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
-    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+    return Response(json_bytes(body), status, headers, media_type="application/json")
 
 
 def state_json(record: StateRecord, rendered: Rendered | None = None) -> bytes:
-    return orjson.dumps(state_resource(record, rendered=rendered))
+    return json_bytes(state_resource(record, rendered=rendered))
 
 
 async def render_states(records: Sequence[StateRecord], protobuf: ProtobufWorker) -> list[Rendered]:

@@ -16,12 +16,14 @@ from typing import Any
 import orjson
 import pybase64
 
+from app.json_bytes import json_bytes
+
 # Where the answers of the hot calls hold attribute values: an item (a map of them), or collections of items.
 _ITEM_FIELDS = ("Item", "Attributes")
 
 
 def request_body(parameters: Mapping[str, Any]) -> bytes:
-    return orjson.dumps(parameters, default=_base64)
+    return json_bytes(parameters, default=_base64)
 
 
 def _base64(value: object) -> str:
