@@ -39,10 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import orjson
-
 from app._worker_lane import WorkerLane
 from app.errors import InvalidState
+from app.json_bytes import json_bytes
 from app.protobuf import MAX_RENDERED_VALUES, TooManyValues, TypeRegistry
 
 if TYPE_CHECKING:
@@ -145,7 +144,7 @@ def render_states(types: TypeRegistry, states: Sequence[tuple[str, bytes]]) -> l
             rendered.append(Rendered(None, unknown_fields=False))
         else:
             budget -= decoded.values
-            rendered.append(Rendered(orjson.dumps(decoded.state), decoded.unknown_fields))
+            rendered.append(Rendered(json_bytes(decoded.state), decoded.unknown_fields))
     return rendered
 
 
