@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import logging.config
@@ -34,12 +35,7 @@ def _serve(settings: Settings, workers: int) -> None:
     logging.config.dictConfig(logging_config)
     load_types(settings)
     _check_address(settings.host, settings.port)
-    try:
-        asyncio.run(_check_backend(settings))
-    except TableUnusable:
-        raise
-    except BackendUnavailable:
-        pass  # an outage now may pass: the app starts, says so, and /readyz reports it until then
+    check_backend(settings)
 
     # uvicorn re-raises the stop signal once it has shut down cleanly; a requested stop is a success.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -75,12 +71,26 @@ def _check_address(host: str, port: int) -> None:
                 raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-async def _check_backend(settings: Settings) -> None:
-    """Open the backend once and ping it, so a misconfiguration stops start-up with one line."""
+def check_backend(settings: Settings) -> None:
+    """Open the backend once and ping it, so a misconfiguration stops start-up with one line; an outage
+    may pass, and is left to the app, which starts, says so, and reports it on /readyz until then."""
     from app.main import open_backend
 
-    async with open_backend(settings) as store:
-        await store.ping()
+    async def check() -> None:
+        async with open_backend(settings) as store:
+            await store.ping()
+
+    try:
+        asyncio.run(check())
+    except TableUnusable:
+        raise
+    except BackendUnavailable:
+        pass
+    finally:
+        # botocore's session, whose loader keeps every service model it loaded, lives in reference cycles.
+        # Collected now, it is gone before the app opens its own; left to the collector, both sets of models
+        # are live at once, and the heap keeps that peak for the life of the process.
+        gc.collect()
 
 
 async def _create_table(settings: Settings) -> str:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
+import botocore.session
 import httpx
 
 from app import __version__
+from app.cli import check_backend
+from app.settings import Settings
 from scripts.servers import free_port, service_command, serving_process
 from support.processes import json_lines
 
@@ -62,3 +67,26 @@ def test_ready_is_logged_only_once_the_backend_answered(tmp_path: Path) -> None:
     (warning,) = [line for line in lines if "not ready" in line["message"]]
     assert warning["level"] == "warning"
     assert "cannot be reached" in warning["message"]
+
+
+def live_sessions() -> int:
+    """botocore's sessions alive: each holds its loader, and the loader every model it loaded."""
+    return sum(isinstance(thing, botocore.session.Session) for thing in gc.get_objects())
+
+
+def test_the_start_up_check_leaves_no_session_behind(
+    settings_for: Callable[..., Settings], dynamodb_path: str
+) -> None:
+    """Its botocore session, and with it every service model it loaded, is freed before the app opens its
+    own: otherwise both sets of models are in memory at once, and the heap keeps that peak for the life of
+    the process. The collector is off meanwhile, as it is in effect for objects in its oldest generation:
+    the check frees the session itself, whenever the collector would have come to it."""
+    settings = settings_for("moto", dynamodb_client=dynamodb_path)
+    gc.collect()
+    before = live_sessions()
+    gc.disable()
+    try:
+        check_backend(settings)
+        assert live_sessions() == before
+    finally:
+        gc.enable()
