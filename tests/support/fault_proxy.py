@@ -22,8 +22,9 @@ Modes, read per chunk so that they also hit connections opened before the switch
   answer damaged on the way), as long as `checksums_to_break` is above 0 (it counts down; None: all).
 - `check_signatures`: forward each request whose SigV4 signature holds for what arrived (`sigv4.problem`,
   with the tests' credentials from the environment), and answer any other as DynamoDB does, with
-  `InvalidSignatureException` (HTTP 400); `signatures_checked` counts the requests that held, and
-  `signature_problems` says what was wrong with the others.
+  `InvalidSignatureException` (HTTP 400); `signatures_checked` counts the requests that held,
+  `signature_problems` says what was wrong with the others, and `user_agents` keeps each request's
+  `User-Agent` (None: it sent none).
 Besides the mode, `lose_answers(n)` forwards the next n requests but resets instead of answering: the
 backend acted, the client never heard.
 """
@@ -155,6 +156,7 @@ class FaultProxy:
         self.checksums_broken = 0
         self.signatures_checked = 0
         self.signature_problems: list[str] = []
+        self.user_agents: list[bytes | None] = []
         self._upstream_port = upstream_port
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -318,6 +320,7 @@ class FaultProxy:
     async def _check_signatures(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Every request of the connection, each checked before it is forwarded on a connection of its own."""
         while (request := await _read_request(reader)) is not None:
+            self.user_agents.append(_header(request[0], b"user-agent"))
             credentials = {os.environ["AWS_ACCESS_KEY_ID"]: os.environ["AWS_SECRET_ACCESS_KEY"]}  # conftest's
             problem = sigv4.problem(*request, credentials)
             if problem is not None:

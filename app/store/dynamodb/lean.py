@@ -42,7 +42,7 @@ from botocore.exceptions import (
     ConnectionError as BotocoreConnectionError,
 )
 from botocore.retries import quota, standard
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from app.store.dynamodb._details import note_answer
@@ -58,8 +58,14 @@ _SERVICE = "dynamodb"
 
 
 class _SignedRequest(AWSRequest):
-    """The request botocore's signer signs. Its body is the JSON as built: `AWSRequest.body` would prepare a
-    whole copy of the request (URL, headers and body) to give back those same bytes."""
+    """The request botocore's signer signs, holding the headers aiohttp then sends. They are a `CIMultiDict`,
+    not botocore's `HTTPHeaders`: an `email.message.Message`, whose every store, lookup and read goes through
+    the email package's header policy. The body is the JSON as built: `AWSRequest.body` would prepare a whole
+    copy of the request (URL, headers and body) to give back those same bytes."""
+
+    def __init__(self, url: str, body: bytes, headers: CIMultiDict[str]) -> None:
+        super().__init__(method="POST", url=url, data=body)
+        self.headers = headers  # type: ignore[assignment]  # the signer only stores, deletes, tests and reads
 
     @property
     def body(self) -> Any:  # botocore's stubs say `str`; its signer reads bytes, as botocore's own gives it
@@ -112,6 +118,9 @@ class LeanClient:
             raise ValueError(f"the DynamoDB endpoint {self._endpoint!r} names no host")
         self._host = host.lower()  # as botocore writes a host it derives
         self._region = sdk.meta.region_name
+        # Sent unsigned, as botocore sends it: the SDK's own, so DynamoDB sees one client on both paths.
+        sdk_config: Any = sdk.meta.config  # botocore's stubs do not declare Config's options
+        self._user_agent = str(sdk_config.user_agent)
         self._operations = {
             name: sdk.meta.service_model.operation_model(name)
             for name in ("GetItem", "PutItem", "DeleteItem", "BatchGetItem", "TransactWriteItems")
@@ -153,7 +162,6 @@ class LeanClient:
             timeout=timeout,
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent",),
         ) as http:
             max_attempts = int(retries.get("max_attempts", standard.DEFAULT_MAX_ATTEMPTS))
             yield cls(sdk, http, credentials, max_attempts, call_details)
@@ -225,19 +233,16 @@ class LeanClient:
         if self._credentials is None:
             raise NoCredentialsError
         frozen = await self._credentials.get_frozen_credentials()
-        request = _SignedRequest(
-            method="POST",
-            url=self._endpoint,
-            data=body,
-            headers={
+        headers = CIMultiDict(
+            {
                 "Host": self._host,
                 "Content-Type": _CONTENT_TYPE,
                 "X-Amz-Target": _TARGET_PREFIX + operation,
-            },
+            }
         )
-        SigV4Auth(frozen, _SERVICE, self._region).add_auth(request)
-        headers = dict(request.headers.items())
+        SigV4Auth(frozen, _SERVICE, self._region).add_auth(_SignedRequest(self._endpoint, body, headers))
         headers["Accept-Encoding"] = "identity"  # the CRC32 is of the body as sent
+        headers["User-Agent"] = self._user_agent
         try:
             async with self._http.post(self._url, data=body, headers=headers) as response:
                 return _Answer(response.status, response.headers, await response.read())
