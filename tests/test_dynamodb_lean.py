@@ -173,14 +173,17 @@ async def test_each_hot_call_is_signed_for_what_arrives(
 
 async def test_each_hot_call_names_the_sdk_as_its_user_agent(checking_proxy: FaultProxy) -> None:
     """DynamoDB sees one client on both paths: the lean one sends the aioboto3 client's own user agent
-    (aiohttp's would name aiohttp), and DynamoDB's signature does not cover it, as botocore signs."""
+    (aiohttp's would name aiohttp), added after signing as botocore leaves it unsigned, and the signature
+    still holds."""
     session = aioboto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing")
+    problems = len(checking_proxy.signature_problems)
     async with both_clients(session, checking_proxy.url) as (sdk, lean):
         sent = len(checking_proxy.user_agents)
         await lean.get_item(TableName=TABLE, Key=key(f"lean-{uuid.uuid4()}"), ConsistentRead=True)
         expected = sdk.meta.config.user_agent.encode()
     assert expected.startswith(b"aiobotocore/")
     assert checking_proxy.user_agents[sent:] == [expected]
+    assert checking_proxy.signature_problems[problems:] == []
 
 
 async def test_a_request_signed_with_another_secret_is_refused_on_both_paths(
