@@ -118,9 +118,6 @@ class LeanClient:
             raise ValueError(f"the DynamoDB endpoint {self._endpoint!r} names no host")
         self._host = host.lower()  # as botocore writes a host it derives
         self._region = sdk.meta.region_name
-        # Sent unsigned, as botocore sends it: the SDK's own, so DynamoDB sees one client on both paths.
-        sdk_config: Any = sdk.meta.config  # botocore's stubs do not declare Config's options
-        self._user_agent = str(sdk_config.user_agent)
         self._operations = {
             name: sdk.meta.service_model.operation_model(name)
             for name in ("GetItem", "PutItem", "DeleteItem", "BatchGetItem", "TransactWriteItems")
@@ -157,11 +154,15 @@ class LeanClient:
         connector = aiohttp.TCPConnector(limit=options.max_pool_connections)
         timeout = aiohttp.ClientTimeout(sock_connect=options.connect_timeout, sock_read=options.read_timeout)
         retries: Mapping[str, Any] = options.retries or {}
+        resolved: Any = sdk.meta.config  # the aioboto3 client's own, with its user agent filled in
         async with aiohttp.ClientSession(
             connector=connector,
             timeout=timeout,
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
+            # Sent unsigned on every request, as botocore leaves them: the CRC32 is of the body as sent, and
+            # the SDK's user agent, so that DynamoDB sees one client on both paths.
+            headers={"Accept-Encoding": "identity", "User-Agent": str(resolved.user_agent)},
         ) as http:
             max_attempts = int(retries.get("max_attempts", standard.DEFAULT_MAX_ATTEMPTS))
             yield cls(sdk, http, credentials, max_attempts, call_details)
@@ -241,8 +242,6 @@ class LeanClient:
             }
         )
         SigV4Auth(frozen, _SERVICE, self._region).add_auth(_SignedRequest(self._endpoint, body, headers))
-        headers["Accept-Encoding"] = "identity"  # the CRC32 is of the body as sent
-        headers["User-Agent"] = self._user_agent
         try:
             async with self._http.post(self._url, data=body, headers=headers) as response:
                 return _Answer(response.status, response.headers, await response.read())
